@@ -1,0 +1,447 @@
+//! The GPU context: device acquisition, pipeline cache, buffer pool and the command recorder.
+//!
+//! Every op records its dispatch into one open command encoder. Nothing is submitted until
+//! [`Gpu::flush`] (or a readback) is called, so a whole training step is one submission.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+use crate::kernel::{Access, Kernel};
+use crate::pool::{BufferPool, PoolStats, PooledBuffer};
+
+/// Size of one parameter slot in the params arena. WebGPU's
+/// `minUniformBufferOffsetAlignment` is at most 256, so every slot is correctly aligned.
+pub(crate) const PARAM_SLOT: u64 = 256;
+/// Slots per arena chunk (64 KiB chunks).
+const SLOTS_PER_CHUNK: u64 = 256;
+
+/// Options for acquiring a device.
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    /// Prefer a discrete GPU over an integrated one.
+    pub power_preference: wgpu::PowerPreference,
+    /// Backends to consider; `None` honours the `WGPU_BACKEND` environment variable.
+    pub backends: Option<wgpu::Backends>,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        Self {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            backends: None,
+        }
+    }
+}
+
+/// A handle on one wgpu device and queue plus everything `gpu-nn` keeps per device.
+/// Cloning is cheap (an `Arc`).
+#[derive(Clone)]
+pub struct Gpu(pub(crate) Arc<GpuInner>);
+
+pub(crate) struct GpuInner {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    layouts: Mutex<HashMap<Vec<Access>, Arc<Layout>>>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
+    pub(crate) pool: Mutex<BufferPool>,
+    rec: Mutex<Recorder>,
+    /// First uncaptured wgpu error since the last flush; reported by [`Gpu::flush`].
+    error: Arc<Mutex<Option<String>>>,
+}
+
+pub(crate) struct Layout {
+    bind: wgpu::BindGroupLayout,
+    pipeline: wgpu::PipelineLayout,
+}
+
+/// The open command encoder plus the params arena of the current submission.
+#[derive(Default)]
+struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    /// Uniform chunks, reused across submissions.
+    chunks: Vec<wgpu::Buffer>,
+    /// CPU copy of the params written in the current submission (one Vec per used chunk).
+    staged: Vec<Vec<u8>>,
+    dispatches: u64,
+}
+
+/// Lock a mutex, recovering from poisoning: our state stays consistent across panics in
+/// user callbacks because every critical section is short and does not call out.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Checks that an adapter can run our kernels, naming what is missing if not.
+pub fn check_adapter(adapter: &wgpu::Adapter) -> Result<()> {
+    let info = adapter.get_info();
+    let caps = adapter.get_downlevel_capabilities();
+    let limits = adapter.limits();
+    let missing = if !caps.flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS) {
+        Some("no compute shader support (WebGL2 has none)".to_string())
+    } else if limits.max_storage_buffers_per_shader_stage < 8 {
+        Some(format!(
+            "only {} storage buffers per shader stage (8 needed)",
+            limits.max_storage_buffers_per_shader_stage
+        ))
+    } else if limits.max_compute_invocations_per_workgroup < 256 {
+        Some(format!(
+            "only {} invocations per workgroup (256 needed)",
+            limits.max_compute_invocations_per_workgroup
+        ))
+    } else {
+        None
+    };
+    match missing {
+        Some(missing) => Err(Error::NoCompute {
+            adapter: info.name,
+            backend: format!("{:?}", info.backend),
+            missing,
+        }),
+        None => Ok(()),
+    }
+}
+
+impl Gpu {
+    /// Finds an adapter and creates a device with default options. Async so that it works in
+    /// the browser; natively wrap it in `pollster::block_on`.
+    pub async fn new() -> Result<Self> {
+        Self::with_options(GpuOptions::default()).await
+    }
+
+    /// Finds an adapter and creates a device.
+    pub async fn with_options(opts: GpuOptions) -> Result<Self> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(b) = opts.backends {
+            desc.backends = b;
+        }
+        let instance = wgpu::Instance::new(desc);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: opts.power_preference,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| Error::NoAdapter(e.to_string()))?;
+        Self::from_adapter(&adapter).await
+    }
+
+    /// Creates a device on a given adapter, requesting every limit the adapter offers so that
+    /// large tensors fit in one binding.
+    pub async fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
+        check_adapter(adapter)?;
+        let info = adapter.get_info();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("gpu-nn"),
+                required_features: wgpu::Features::empty(),
+                required_limits: adapter.limits(),
+                experimental_features: wgpu::ExperimentalFeatures::default(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|source| Error::RequestDevice {
+                adapter: info.name.clone(),
+                source,
+            })?;
+        Ok(Self::from_device(device, queue, info))
+    }
+
+    /// Wraps an existing device and queue (the app hands in eframe's, so tensors can be shown
+    /// as textures without a CPU round trip).
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        let error: Arc<Mutex<Option<String>>> = Arc::default();
+        let slot = Arc::clone(&error);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("wgpu: {e}");
+            let mut s = lock(&slot);
+            if s.is_none() {
+                *s = Some(e.to_string());
+            }
+        }));
+        let limits = device.limits();
+        Self(Arc::new(GpuInner {
+            device,
+            queue,
+            info,
+            limits,
+            layouts: Mutex::default(),
+            pipelines: Mutex::default(),
+            pool: Mutex::new(BufferPool::default()),
+            rec: Mutex::default(),
+            error,
+        }))
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.0.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.0.queue
+    }
+
+    /// What the driver says about the adapter.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.0.info
+    }
+
+    /// The device's limits.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.0.limits
+    }
+
+    /// Largest tensor, in bytes, that one storage binding can hold on this device.
+    pub fn max_binding_bytes(&self) -> u64 {
+        u64::from(self.0.limits.max_storage_buffer_binding_size)
+            .min(self.0.limits.max_buffer_size)
+    }
+
+    /// Buffer pool statistics (bytes allocated, live, free).
+    pub fn pool_stats(&self) -> PoolStats {
+        lock(&self.0.pool).stats()
+    }
+
+    /// Number of dispatches recorded since the device was created.
+    pub fn dispatch_count(&self) -> u64 {
+        lock(&self.0.rec).dispatches
+    }
+
+    /// Takes a buffer of `bytes` bytes from the pool. Never returns a buffer that commands
+    /// of the still-open recording use, so writing it with `queue.write_buffer` is safe.
+    pub(crate) fn alloc(&self, bytes: u64) -> PooledBuffer {
+        BufferPool::take(self, bytes)
+    }
+
+    fn layout(&self, bindings: &[Access]) -> Arc<Layout> {
+        let mut layouts = lock(&self.0.layouts);
+        if let Some(l) = layouts.get(bindings) {
+            return Arc::clone(l);
+        }
+        let entry = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let mut entries = vec![entry(0, wgpu::BufferBindingType::Uniform)];
+        for (i, a) in bindings.iter().enumerate() {
+            let read_only = matches!(a, Access::Read);
+            entries.push(entry(
+                i as u32 + 1,
+                wgpu::BufferBindingType::Storage { read_only },
+            ));
+        }
+        let bind = self
+            .0
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: None,
+                entries: &entries,
+            });
+        let pipeline = self
+            .0
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: None,
+                bind_group_layouts: &[Some(&bind)],
+                immediate_size: 0,
+            });
+        let l = Arc::new(Layout { bind, pipeline });
+        layouts.insert(bindings.to_vec(), Arc::clone(&l));
+        l
+    }
+
+    fn pipeline(&self, k: &Kernel, layout: &Layout) -> Arc<wgpu::ComputePipeline> {
+        let key = (k.file, k.entry);
+        if let Some(p) = lock(&self.0.pipelines).get(&key) {
+            return Arc::clone(p);
+        }
+        let module = self
+            .0
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(k.file),
+                source: wgpu::ShaderSource::Wgsl(k.source.into()),
+            });
+        let p = Arc::new(
+            self.0
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(k.entry),
+                    layout: Some(&layout.pipeline),
+                    module: &module,
+                    entry_point: Some(k.entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                }),
+        );
+        lock(&self.0.pipelines).insert(key, Arc::clone(&p));
+        p
+    }
+
+    /// Records one dispatch of `k` with uniform `params` and storage `buffers` (in binding
+    /// order 1..). `groups` is the number of workgroups; more than the per-dimension limit
+    /// spills into y (kernels recover the linear index from `num_workgroups`).
+    pub(crate) fn dispatch(
+        &self,
+        k: &Kernel,
+        params: &[u32],
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) {
+        debug_assert_eq!(buffers.len(), k.bindings.len(), "{}", k.entry);
+        let layout = self.layout(k.bindings);
+        let pipeline = self.pipeline(k, &layout);
+        let mut rec = lock(&self.0.rec);
+        let (chunk, offset) = rec.push_params(&self.0.device, params);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &rec.chunks[chunk],
+                offset,
+                size: wgpu::BufferSize::new(PARAM_SLOT),
+            }),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let bind = self.0.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout.bind,
+            entries: &entries,
+        });
+        let max = self.0.limits.max_compute_workgroups_per_dimension.max(1);
+        let [mut x, mut y, z] = groups;
+        if x > max {
+            y = y.saturating_mul(x.div_ceil(max));
+            x = max;
+        }
+        let pass = rec.pass(&self.0.device);
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(x.max(1), y.max(1), z.max(1));
+        rec.dispatches += 1;
+    }
+
+    /// Records a buffer-to-buffer copy in order with the recorded dispatches.
+    pub(crate) fn copy(&self, src: &wgpu::Buffer, dst: &wgpu::Buffer, bytes: u64) {
+        let mut rec = lock(&self.0.rec);
+        rec.pass = None;
+        let enc = rec.encoder(&self.0.device);
+        enc.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+    }
+
+    /// Submits everything recorded so far as one command buffer. Cheap when nothing was
+    /// recorded. Never waits for the GPU.
+    pub fn flush(&self) -> Result<()> {
+        let mut rec = lock(&self.0.rec);
+        rec.pass = None;
+        if let Some(enc) = rec.encoder.take() {
+            // Params first: queue writes land before the command buffer submitted after them.
+            let staged = std::mem::take(&mut rec.staged);
+            for (i, data) in staged.iter().enumerate() {
+                if !data.is_empty() {
+                    self.0.queue.write_buffer(&rec.chunks[i], 0, data);
+                }
+            }
+            rec.staged = staged.into_iter().map(|mut v| {
+                v.clear();
+                v
+            }).collect();
+            self.0.queue.submit([enc.finish()]);
+        }
+        drop(rec);
+        // Buffers released while their commands were being recorded may be reused now.
+        lock(&self.0.pool).end_submission();
+        self.take_error()
+    }
+
+    /// Returns (and clears) a wgpu error reported since the last check.
+    pub fn take_error(&self) -> Result<()> {
+        match lock(&self.0.error).take() {
+            Some(e) => Err(Error::Gpu(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Non-blocking: lets wgpu run completed callbacks (readbacks). Call once per frame.
+    pub fn poll(&self) {
+        // A poll error means the device is lost; the uncaptured-error handler records it.
+        let _ = self.0.device.poll(wgpu::PollType::Poll);
+    }
+
+    /// Blocks until the GPU is idle. Native only: the browser must never block.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn sync(&self) -> Result<()> {
+        self.flush()?;
+        self.0
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        self.take_error()
+    }
+}
+
+impl Recorder {
+    fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+        self.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("gpu-nn step"),
+            })
+        })
+    }
+
+    fn pass(&mut self, device: &wgpu::Device) -> &mut wgpu::ComputePass<'static> {
+        if self.pass.is_none() {
+            let pass = self
+                .encoder(device)
+                .begin_compute_pass(&wgpu::ComputePassDescriptor::default())
+                .forget_lifetime();
+            self.pass = Some(pass);
+        }
+        // Just inserted above when absent.
+        self.pass.as_mut().expect("compute pass present")
+    }
+
+    /// Appends one params slot and returns (chunk index, byte offset).
+    fn push_params(&mut self, device: &wgpu::Device, params: &[u32]) -> (usize, u64) {
+        debug_assert!(params.len() * 4 <= PARAM_SLOT as usize);
+        let chunk_bytes = (PARAM_SLOT * SLOTS_PER_CHUNK) as usize;
+        let idx = match self.staged.iter().position(|v| v.len() < chunk_bytes) {
+            Some(i) => i,
+            None => {
+                self.staged.push(Vec::with_capacity(chunk_bytes));
+                self.staged.len() - 1
+            }
+        };
+        while self.chunks.len() <= idx {
+            self.chunks.push(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("gpu-nn params"),
+                size: chunk_bytes as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let v = &mut self.staged[idx];
+        let offset = v.len() as u64;
+        v.extend_from_slice(bytemuck::cast_slice(params));
+        v.resize(offset as usize + PARAM_SLOT as usize, 0);
+        (idx, offset)
+    }
+}

@@ -1,0 +1,68 @@
+//! Kernel descriptors and the params builder. WGSL sources live in `shaders/`, one file per
+//! op family; each entry point takes a uniform `Params` struct at binding 0 and its storage
+//! buffers at bindings 1.. in the order given by [`Kernel::bindings`].
+
+/// How a kernel uses one storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Access {
+    /// `var<storage, read>`
+    Read,
+    /// `var<storage, read_write>`
+    Write,
+}
+
+/// One compute entry point in one WGSL file.
+pub(crate) struct Kernel {
+    /// File name, for the pipeline cache key and labels.
+    pub file: &'static str,
+    /// WGSL source of the whole file.
+    pub source: &'static str,
+    /// Entry point name.
+    pub entry: &'static str,
+    /// Storage bindings 1.. in order.
+    pub bindings: &'static [Access],
+}
+
+/// Declares `static` kernels of one WGSL file:
+/// `kernels!("elementwise.wgsl"; UNARY = "unary_fwd" [R, W], ...)`.
+macro_rules! kernels {
+    ($file:literal; $($name:ident = $entry:literal [$($acc:ident),*]),* $(,)?) => {
+        const SOURCE: &str = include_str!(concat!("../../../../shaders/", $file));
+        $(
+            pub(crate) static $name: $crate::kernel::Kernel = $crate::kernel::Kernel {
+                file: $file,
+                source: SOURCE,
+                entry: $entry,
+                bindings: &[$($crate::kernel::kernels!(@acc $acc)),*],
+            };
+        )*
+    };
+    (@acc R) => { $crate::kernel::Access::Read };
+    (@acc W) => { $crate::kernel::Access::Write };
+}
+pub(crate) use kernels;
+
+/// Builds the uniform params of one dispatch: 4-byte scalars in declaration order.
+#[derive(Default)]
+pub(crate) struct Params(pub Vec<u32>);
+
+impl Params {
+    pub fn new() -> Self {
+        Self(Vec::with_capacity(16))
+    }
+    /// Appends a u32 (shapes, strides, flags).
+    pub fn u(mut self, v: usize) -> Self {
+        self.0.push(v as u32);
+        self
+    }
+    /// Appends an f32.
+    pub fn f(mut self, v: f32) -> Self {
+        self.0.push(v.to_bits());
+        self
+    }
+}
+
+/// Number of workgroups of `size` invocations that cover `n` items.
+pub(crate) fn groups(n: usize, size: usize) -> [u32; 3] {
+    [n.div_ceil(size) as u32, 1, 1]
+}

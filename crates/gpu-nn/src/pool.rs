@@ -1,0 +1,106 @@
+//! A buffer pool keyed by exact byte size, so that steady-state training allocates nothing.
+//!
+//! Buffers released while the current recording is still open are quarantined until the
+//! next submission: a buffer handed out again within the same command buffer could be
+//! overwritten by `queue.write_buffer`, which the queue runs before the whole command buffer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::gpu::{Gpu, GpuInner, lock};
+
+/// Byte counts of the pool, for memory tests and the app's status line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Bytes of all buffers the pool created that still exist (live + free + quarantined).
+    pub allocated_bytes: u64,
+    /// Bytes currently held by tensors.
+    pub live_bytes: u64,
+    /// Number of buffers ever created.
+    pub buffers_created: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    quarantined: Vec<(u64, wgpu::Buffer)>,
+    stats: PoolStats,
+}
+
+/// A storage buffer on loan from the pool; goes back when dropped.
+pub(crate) struct PooledBuffer {
+    buf: Option<wgpu::Buffer>,
+    bytes: u64,
+    gpu: Arc<GpuInner>,
+}
+
+impl PooledBuffer {
+    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
+        // Only `Drop` takes the buffer out.
+        self.buf.as_ref().expect("pooled buffer present until drop")
+    }
+
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            let mut pool = lock(&self.gpu.pool);
+            pool.stats.live_bytes -= self.bytes;
+            pool.quarantined.push((self.bytes, buf));
+        }
+    }
+}
+
+impl BufferPool {
+    pub(crate) fn take(gpu: &Gpu, bytes: u64) -> PooledBuffer {
+        // Storage bindings must be a multiple of 4 bytes and non-empty.
+        let bytes = bytes.max(4).next_multiple_of(4);
+        let mut pool = lock(&gpu.0.pool);
+        let buf = match pool.free.get_mut(&bytes).and_then(Vec::pop) {
+            Some(b) => b,
+            None => {
+                pool.stats.allocated_bytes += bytes;
+                pool.stats.buffers_created += 1;
+                gpu.0.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("gpu-nn tensor"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }
+        };
+        pool.stats.live_bytes += bytes;
+        PooledBuffer {
+            buf: Some(buf),
+            bytes,
+            gpu: Arc::clone(&gpu.0),
+        }
+    }
+
+    pub(crate) fn end_submission(&mut self) {
+        for (bytes, buf) in self.quarantined.drain(..) {
+            self.free.entry(bytes).or_default().push(buf);
+        }
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats {
+        self.stats
+    }
+
+    /// Destroys every free buffer (after switching models, say).
+    pub(crate) fn trim(&mut self) {
+        for (bytes, bufs) in self.free.drain() {
+            self.stats.allocated_bytes -= bytes * bufs.len() as u64;
+        }
+    }
+}
+
+impl Gpu {
+    /// Releases the pool's free buffers back to the driver.
+    pub fn trim_pool(&self) {
+        lock(&self.0.pool).trim();
+    }
+}

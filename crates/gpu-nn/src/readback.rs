@@ -1,0 +1,89 @@
+//! Asynchronous readback of GPU tensors. Nothing here blocks except the explicitly native
+//! `wait_blocking`.
+
+use futures_channel::oneshot;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::tensor::Tensor;
+
+/// A readback in flight. Poll it once per frame with [`Readback::try_take`], or `.await`
+/// [`Readback::wait`].
+pub struct Readback {
+    gpu: Gpu,
+    staging: wgpu::Buffer,
+    len: usize,
+    rx: oneshot::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+}
+
+impl Readback {
+    pub(crate) fn start(t: &Tensor) -> Result<Self> {
+        let gpu = t.gpu().clone();
+        let bytes = t.numel() as u64 * 4;
+        let staging = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("gpu-nn readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        gpu.copy(t.buf(), &staging, bytes);
+        gpu.flush()?;
+        let (tx, rx) = oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            // The receiver may be gone if the caller dropped the readback; nothing to do then.
+            let _ = tx.send(r);
+        });
+        Ok(Self {
+            gpu,
+            staging,
+            len: t.numel(),
+            rx,
+        })
+    }
+
+    fn finish(&self, r: std::result::Result<(), wgpu::BufferAsyncError>) -> Result<Vec<f32>> {
+        r.map_err(|e| Error::Readback(e.to_string()))?;
+        let view = self
+            .staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let mut out = vec![0f32; self.len];
+        bytemuck::cast_slice_mut::<f32, u8>(&mut out).copy_from_slice(&view);
+        drop(view);
+        self.staging.unmap();
+        Ok(out)
+    }
+
+    /// Non-blocking: `Ok(Some(data))` once the GPU is done, `Ok(None)` while it is not.
+    pub fn try_take(&mut self) -> Result<Option<Vec<f32>>> {
+        self.gpu.poll();
+        match self.rx.try_recv() {
+            Ok(Some(r)) => self.finish(r).map(Some),
+            Ok(None) => Ok(None),
+            Err(_) => Err(Error::Readback("the device dropped the mapping".into())),
+        }
+    }
+
+    /// Waits for the data. In the browser this yields to the event loop; natively the device
+    /// must be polled by someone (see [`Readback::wait_blocking`]).
+    pub async fn wait(mut self) -> Result<Vec<f32>> {
+        let r = (&mut self.rx)
+            .await
+            .map_err(|_| Error::Readback("the device dropped the mapping".into()))?;
+        self.finish(r)
+    }
+
+    /// Blocks until the data is there. Native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn wait_blocking(mut self) -> Result<Vec<f32>> {
+        self.gpu
+            .device()
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        self.gpu.take_error()?;
+        match self.try_take()? {
+            Some(v) => Ok(v),
+            None => Err(Error::Readback("mapping not ready after waiting".into())),
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Every `.wgsl` file in `shaders/` must parse and validate with naga. Reports all failures
+//! at once and fails if the folder is missing or empty.
+
+use std::path::PathBuf;
+
+#[test]
+fn every_shader_validates() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shaders");
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("shader folder {} unreadable: {e}", dir.display()));
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .wgsl files in {}", dir.display());
+    let mut failures = Vec::new();
+    for f in &files {
+        let src = std::fs::read_to_string(f).expect("readable shader");
+        let module = match naga::front::wgsl::parse_str(&src) {
+            Ok(m) => m,
+            Err(e) => {
+                failures.push(format!("{}: {}", f.display(), e.emit_to_string(&src)));
+                continue;
+            }
+        };
+        let mut v = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        );
+        if let Err(e) = v.validate(&module) {
+            failures.push(format!("{}: {}", f.display(), e.emit_to_string(&src)));
+        }
+        // An op file must expose compute entry points.
+        if module.entry_points.is_empty() {
+            failures.push(format!("{}: no entry points", f.display()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} shaders failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every shader file is used by some launcher (no dead WGSL that no test reaches).
+#[test]
+fn every_shader_is_included_by_the_crate() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut src = String::new();
+    let mut stack = vec![root.join("src")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("src readable").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                src.push_str(&std::fs::read_to_string(&p).expect("readable"));
+            }
+        }
+    }
+    let shaders = root.join("../../shaders");
+    let mut missing = Vec::new();
+    for e in std::fs::read_dir(&shaders).expect("shaders readable").flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.ends_with(".wgsl") && !src.contains(&format!("\"{name}\"")) {
+            missing.push(name);
+        }
+    }
+    assert!(missing.is_empty(), "shaders not used by any launcher: {missing:?}");
+}
