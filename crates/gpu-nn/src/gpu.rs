@@ -4,6 +4,7 @@
 //! [`Gpu::flush`] (or a readback) is called, so a whole training step is one submission.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
@@ -50,6 +51,10 @@ pub(crate) struct GpuInner {
     rec: Mutex<Recorder>,
     /// First uncaptured wgpu error since the last flush; reported by [`Gpu::flush`].
     error: Arc<Mutex<Option<String>>>,
+    /// True while commands are recorded but not submitted: buffers released then must wait
+    /// for the submission before they are reused (see `pool.rs`).
+    pub(crate) recording: AtomicBool,
+    submissions: AtomicU64,
 }
 
 pub(crate) struct Layout {
@@ -176,6 +181,8 @@ impl Gpu {
             pool: Mutex::new(BufferPool::default()),
             rec: Mutex::default(),
             error,
+            recording: AtomicBool::new(false),
+            submissions: AtomicU64::new(0),
         }))
     }
 
@@ -207,6 +214,11 @@ impl Gpu {
     /// Buffer pool statistics (bytes allocated, live, free).
     pub fn pool_stats(&self) -> PoolStats {
         lock(&self.0.pool).stats()
+    }
+
+    /// Number of command buffers submitted since the device was created.
+    pub fn submission_count(&self) -> u64 {
+        self.0.submissions.load(Ordering::Relaxed)
     }
 
     /// Number of dispatches recorded since the device was created.
@@ -305,6 +317,7 @@ impl Gpu {
         let layout = self.layout(k.bindings);
         let pipeline = self.pipeline(k, &layout);
         let mut rec = lock(&self.0.rec);
+        self.0.recording.store(true, Ordering::Release);
         let (chunk, offset) = rec.push_params(&self.0.device, params);
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
@@ -341,6 +354,7 @@ impl Gpu {
     /// Records a buffer-to-buffer copy in order with the recorded dispatches.
     pub(crate) fn copy(&self, src: &wgpu::Buffer, dst: &wgpu::Buffer, bytes: u64) {
         let mut rec = lock(&self.0.rec);
+        self.0.recording.store(true, Ordering::Release);
         rec.pass = None;
         let enc = rec.encoder(&self.0.device);
         enc.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
@@ -367,7 +381,9 @@ impl Gpu {
                 })
                 .collect();
             self.0.queue.submit([enc.finish()]);
+            self.0.submissions.fetch_add(1, Ordering::Relaxed);
         }
+        self.0.recording.store(false, Ordering::Release);
         drop(rec);
         // Buffers released while their commands were being recorded may be reused now.
         lock(&self.0.pool).end_submission();

@@ -1,11 +1,14 @@
 //! A buffer pool keyed by exact byte size, so that steady-state training allocates nothing.
 //!
-//! Buffers released while the current recording is still open are quarantined until the
-//! next submission: a buffer handed out again within the same command buffer could be
+//! Buffers released while commands are recorded but not yet submitted are quarantined until
+//! the submission: a buffer handed out again within the same command buffer could be
 //! overwritten by `queue.write_buffer`, which the queue runs before the whole command buffer.
+//! Buffers released when nothing is pending go straight back to the free lists, so one
+//! step's buffers serve the next.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::gpu::{Gpu, GpuInner, lock};
 
@@ -44,9 +47,15 @@ impl PooledBuffer {
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
         if let Some(buf) = self.buf.take() {
+            // Read before locking the pool: flush clears the flag before it frees quarantine.
+            let recording = self.gpu.recording.load(Ordering::Acquire);
             let mut pool = lock(&self.gpu.pool);
             pool.stats.live_bytes -= self.bytes;
-            pool.quarantined.push((self.bytes, buf));
+            if recording {
+                pool.quarantined.push((self.bytes, buf));
+            } else {
+                pool.free.entry(self.bytes).or_default().push(buf);
+            }
         }
     }
 }

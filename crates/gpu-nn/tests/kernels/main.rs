@@ -4,5 +4,8 @@
 mod common;
 
 mod autograd;
+mod device;
 mod elementwise;
 mod reduce;
+mod parity;
+mod training;

@@ -1,0 +1,47 @@
+use gpu_nn::{Error, Gpu, GpuOptions};
+
+use crate::common::*;
+
+#[test]
+fn no_adapter_is_an_error_with_advice_not_a_panic() {
+    let opts = GpuOptions {
+        backends: Some(wgpu::Backends::empty()),
+        ..GpuOptions::default()
+    };
+    match pollster::block_on(Gpu::with_options(opts)) {
+        Err(e @ Error::NoAdapter(_)) => {
+            let msg = e.to_string();
+            assert!(msg.contains("no GPU adapter") && msg.contains("WebGPU"), "{msg}");
+        }
+        Err(e) => panic!("expected NoAdapter, got {e}"),
+        Ok(_) => panic!("a device without any backend"),
+    }
+}
+
+#[test]
+fn device_reports_adapter_and_limits() {
+    let gpu = gpu();
+    assert!(!gpu.adapter_info().name.is_empty());
+    // Requested limits must be at least WebGPU's defaults that the kernels assume.
+    assert!(gpu.limits().max_compute_invocations_per_workgroup >= 256);
+    assert!(gpu.max_binding_bytes() >= 128 << 20);
+}
+
+#[test]
+fn readback_is_asynchronous_and_polls_without_blocking() {
+    let gpu = fresh_gpu();
+    let x = gpu_nn::Tensor::full(&gpu, &[1000], 0.5).expect("full");
+    let y = x.sum().expect("sum");
+    let mut r = y.read().expect("start");
+    // Poll until ready; each poll returns immediately.
+    let mut polls = 0;
+    let v = loop {
+        if let Some(v) = r.try_take().expect("poll") {
+            break v;
+        }
+        polls += 1;
+        assert!(polls < 1_000_000, "readback never completed");
+        std::thread::yield_now();
+    };
+    assert_eq!(v, vec![500.0]);
+}
