@@ -208,7 +208,10 @@ impl Gpu {
 
     /// Largest tensor, in bytes, that one storage binding can hold on this device.
     pub fn max_binding_bytes(&self) -> u64 {
-        u64::from(self.0.limits.max_storage_buffer_binding_size).min(self.0.limits.max_buffer_size)
+        self.0
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.0.limits.max_buffer_size)
     }
 
     /// Buffer pool statistics (bytes allocated, live, free).
