@@ -39,6 +39,7 @@ impl PooledBuffer {
         // Only `Drop` takes the buffer out.
         self.buf.as_ref().expect("pooled buffer present until drop")
     }
+
 }
 
 impl Drop for PooledBuffer {
