@@ -2,4 +2,5 @@
 //! backward rules and a `cpu` module of reference implementations.
 
 pub mod elementwise;
+pub mod pool;
 pub mod reduce;

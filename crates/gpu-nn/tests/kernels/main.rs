@@ -6,6 +6,7 @@ mod common;
 mod autograd;
 mod device;
 mod elementwise;
+mod pool;
 mod reduce;
 mod parity;
 mod training;
