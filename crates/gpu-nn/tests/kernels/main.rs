@@ -4,5 +4,7 @@
 mod common;
 
 mod autograd;
+mod concat;
+mod dropout;
 mod elementwise;
 mod reduce;
