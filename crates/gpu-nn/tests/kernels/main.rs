@@ -7,4 +7,5 @@ mod autograd;
 mod concat;
 mod dropout;
 mod elementwise;
+mod optim;
 mod reduce;
