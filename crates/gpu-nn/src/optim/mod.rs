@@ -119,6 +119,9 @@ impl ParamSet {
     }
 }
 
+/// Saved values of one parameter's state, by key.
+type SavedParam = HashMap<&'static str, Vec<f32>>;
+
 /// Parses and checks saved entries against the parameters: returns per-parameter maps of
 /// key -> values and the optimizer step count.
 fn parse_state(
@@ -126,9 +129,9 @@ fn parse_state(
     params: &[Tensor],
     keys: &[&'static str],
     state: &[HostEntry],
-) -> Result<(Vec<HashMap<&'static str, Vec<f32>>>, u64)> {
+) -> Result<(Vec<SavedParam>, u64)> {
     let err = |msg: String| Error::State(format!("{op} load_state: {msg}"));
-    let mut per: Vec<HashMap<&'static str, Vec<f32>>> = vec![HashMap::new(); params.len()];
+    let mut per: Vec<SavedParam> = vec![HashMap::new(); params.len()];
     let mut steps = None;
     for (name, shape, data) in state {
         let numel: usize = shape.iter().product();
@@ -459,6 +462,8 @@ impl AdamScalars {
 /// Adam / AdamW, exactly torch.optim.Adam (non-amsgrad, single-tensor path):
 /// g += wd * p (Adam) or p *= 1 - lr * wd (AdamW); m = lerp(m, g, 1 - b1);
 /// v = b2 * v + (1 - b2) * g^2; p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+/// The last update is rounded as p + (-step_size) * (m / denom), torch's CUDA addcdiv
+/// (its CPU kernel rounds (step_size * m) / denom instead; the two differ by an ulp).
 /// The step t is counted per parameter (a parameter skipped for lack of a gradient does
 /// not advance), as torch does.
 pub struct Adam {
