@@ -18,6 +18,7 @@ pub mod error;
 mod gpu;
 mod kernel;
 pub mod ops;
+pub mod optim;
 mod pool;
 mod readback;
 mod tensor;

@@ -4,9 +4,12 @@
 mod common;
 
 mod autograd;
+mod concat;
 mod device;
+mod dropout;
 mod elementwise;
+mod optim;
+mod parity;
 mod pool;
 mod reduce;
-mod parity;
 mod training;
