@@ -4,5 +4,6 @@
 mod common;
 
 mod autograd;
+mod batchnorm;
 mod elementwise;
 mod reduce;
