@@ -3,4 +3,5 @@
 
 pub mod batchnorm;
 pub mod elementwise;
+pub mod loss;
 pub mod reduce;

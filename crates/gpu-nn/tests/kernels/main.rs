@@ -6,4 +6,5 @@ mod common;
 mod autograd;
 mod batchnorm;
 mod elementwise;
+mod loss;
 mod reduce;
