@@ -81,9 +81,10 @@ impl Readback {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(e.to_string()))?;
         self.gpu.take_error()?;
-        match self.try_take()? {
-            Some(v) => Ok(v),
-            None => Err(Error::Readback("mapping not ready after waiting".into())),
-        }
+        // With the device shared between threads, another thread's poll may have collected
+        // our map callback and not run it yet when ours returns: wait on the channel itself.
+        let r = pollster::block_on(&mut self.rx)
+            .map_err(|_| Error::Readback("the device dropped the mapping".into()))?;
+        self.finish(r)
     }
 }

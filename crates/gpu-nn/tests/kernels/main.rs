@@ -4,10 +4,12 @@
 mod common;
 
 mod autograd;
+mod batchnorm;
 mod concat;
 mod device;
 mod dropout;
 mod elementwise;
+mod loss;
 mod optim;
 mod parity;
 mod pool;

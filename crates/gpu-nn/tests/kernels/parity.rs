@@ -15,7 +15,7 @@ use gpu_nn::ops::conv::{Conv2dOpts, ConvTranspose2dOpts, conv_transpose2d, conv2
 use gpu_nn::ops::loss::{bce_with_logits, cross_entropy};
 use gpu_nn::ops::matmul::linear;
 use gpu_nn::ops::pool::{AvgPool2dOpts, MaxPool2dOpts, adaptive_avg_pool2d, avg_pool2d, max_pool2d};
-use gpu_nn::optim::{Adam, AdamConfig, Sgd, SgdConfig};
+use gpu_nn::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use gpu_nn::{Grads, Tensor};
 
 use crate::common::*;
@@ -394,12 +394,8 @@ fn sgd_momentum_and_adam_steps_match_torch() {
         let net = small_net();
         nn::load_state(&net, &f.state("init."), true).expect("init");
         let params = nn::parameters(&net);
-        enum Opt {
-            Sgd(Sgd),
-            Adam(Adam),
-        }
-        let mut opt = if name == "adam" {
-            Opt::Adam(Adam::new(
+        let mut opt: Box<dyn Optimizer> = if name == "adam" {
+            Box::new(Adam::new(
                 params,
                 AdamConfig {
                     lr: 1e-2,
@@ -408,9 +404,10 @@ fn sgd_momentum_and_adam_steps_match_torch() {
                     weight_decay: 1e-4,
                     decoupled_weight_decay: false,
                 },
-            ))
+            )
+            .expect("adam"))
         } else {
-            Opt::Sgd(Sgd::new(
+            Box::new(Sgd::new(
                 params,
                 SgdConfig {
                     lr: 0.1,
@@ -419,17 +416,15 @@ fn sgd_momentum_and_adam_steps_match_torch() {
                     weight_decay: 1e-4,
                     nesterov: false,
                 },
-            ))
+            )
+            .expect("sgd"))
         };
         let (x, target) = (f.t("x"), f.t("target"));
         for s in 0..3 {
             let logits = net.forward(&x, &mut Ctx::train(0)).expect("forward");
             let loss = cross_entropy(&logits, &target).expect("loss");
             let g = loss.backward().expect("backward");
-            match &mut opt {
-                Opt::Sgd(o) => o.step(&g).expect("step"),
-                Opt::Adam(o) => o.step(&g).expect("step"),
-            }
+            opt.step(&g).expect("step");
             f.check(&loss, &format!("loss.{s}"));
             for (pname, t) in nn::named_tensors(&net) {
                 f.check(&t, &format!("step{s}.{pname}"));

@@ -5,7 +5,7 @@ use gpu_nn::nn::{self, Activation, Conv2d, Ctx, Flatten, Linear, MaxPool2d, Modu
 use gpu_nn::ops::conv::Conv2dOpts;
 use gpu_nn::ops::loss::cross_entropy;
 use gpu_nn::ops::pool::MaxPool2dOpts;
-use gpu_nn::optim::{Sgd, SgdConfig};
+use gpu_nn::optim::{Optimizer, Sgd, SgdConfig};
 use gpu_nn::{Gpu, Tensor};
 
 use crate::common::*;
@@ -52,7 +52,7 @@ fn training_steps_submit_once_keep_memory_flat_and_learn() {
         weight_decay: 0.0,
         nesterov: false,
     };
-    let mut opt = Sgd::new(nn::parameters(&net), cfg);
+    let mut opt = Sgd::new(nn::parameters(&net), cfg).expect("sgd");
     let mut rng = Rng::new(11);
     let mut losses = Vec::new();
     let mut pending = std::collections::VecDeque::new();
