@@ -201,8 +201,7 @@ impl Gpu {
 
     /// Largest tensor, in bytes, that one storage binding can hold on this device.
     pub fn max_binding_bytes(&self) -> u64 {
-        u64::from(self.0.limits.max_storage_buffer_binding_size)
-            .min(self.0.limits.max_buffer_size)
+        u64::from(self.0.limits.max_storage_buffer_binding_size).min(self.0.limits.max_buffer_size)
     }
 
     /// Buffer pool statistics (bytes allocated, live, free).
@@ -360,10 +359,13 @@ impl Gpu {
                     self.0.queue.write_buffer(&rec.chunks[i], 0, data);
                 }
             }
-            rec.staged = staged.into_iter().map(|mut v| {
-                v.clear();
-                v
-            }).collect();
+            rec.staged = staged
+                .into_iter()
+                .map(|mut v| {
+                    v.clear();
+                    v
+                })
+                .collect();
             self.0.queue.submit([enc.finish()]);
         }
         drop(rec);
@@ -431,12 +433,13 @@ impl Recorder {
             }
         };
         while self.chunks.len() <= idx {
-            self.chunks.push(device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("gpu-nn params"),
-                size: chunk_bytes as u64,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }));
+            self.chunks
+                .push(device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("gpu-nn params"),
+                    size: chunk_bytes as u64,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }));
         }
         let v = &mut self.staged[idx];
         let offset = v.len() as u64;

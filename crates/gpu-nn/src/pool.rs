@@ -39,7 +39,6 @@ impl PooledBuffer {
         // Only `Drop` takes the buffer out.
         self.buf.as_ref().expect("pooled buffer present until drop")
     }
-
 }
 
 impl Drop for PooledBuffer {

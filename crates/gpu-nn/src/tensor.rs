@@ -106,7 +106,12 @@ impl Tensor {
 
     /// The same data as a leaf that requires gradients.
     pub fn requires_grad(&self) -> Self {
-        Self::leaf(&self.0.gpu, self.0.shape.clone(), Arc::clone(&self.0.storage), true)
+        Self::leaf(
+            &self.0.gpu,
+            self.0.shape.clone(),
+            Arc::clone(&self.0.storage),
+            true,
+        )
     }
 
     /// An output buffer for an op, contents undefined until a kernel writes it.
@@ -193,7 +198,12 @@ impl Tensor {
 
     /// Same data, cut off from the autodiff graph.
     pub fn detach(&self) -> Self {
-        Self::leaf(&self.0.gpu, self.0.shape.clone(), Arc::clone(&self.0.storage), false)
+        Self::leaf(
+            &self.0.gpu,
+            self.0.shape.clone(),
+            Arc::clone(&self.0.storage),
+            false,
+        )
     }
 
     /// A view with another shape of the same number of elements; no copy.
@@ -206,7 +216,12 @@ impl Tensor {
             self.shape(),
             self.numel()
         );
-        let t = Self::leaf(&self.0.gpu, shape.to_vec(), Arc::clone(&self.0.storage), false);
+        let t = Self::leaf(
+            &self.0.gpu,
+            shape.to_vec(),
+            Arc::clone(&self.0.storage),
+            false,
+        );
         Ok(t.with_op(ReshapeOp {
             input: self.clone(),
         }))

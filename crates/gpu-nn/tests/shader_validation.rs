@@ -63,11 +63,17 @@ fn every_shader_is_included_by_the_crate() {
     }
     let shaders = root.join("../../shaders");
     let mut missing = Vec::new();
-    for e in std::fs::read_dir(&shaders).expect("shaders readable").flatten() {
+    for e in std::fs::read_dir(&shaders)
+        .expect("shaders readable")
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().to_string();
         if name.ends_with(".wgsl") && !src.contains(&format!("\"{name}\"")) {
             missing.push(name);
         }
     }
-    assert!(missing.is_empty(), "shaders not used by any launcher: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "shaders not used by any launcher: {missing:?}"
+    );
 }

@@ -106,18 +106,19 @@ fn binary_raw(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
     };
     let n = a.numel();
     let p = Params::new().u(n).u(code).f(al).f(be);
-    a.gpu()
-        .dispatch(&BINARY, &p.0, &[a.buf(), b.buf(), out.buf()], groups(n, 256));
+    a.gpu().dispatch(
+        &BINARY,
+        &p.0,
+        &[a.buf(), b.buf(), out.buf()],
+        groups(n, 256),
+    );
     Ok(out)
 }
 
 impl Tensor {
     /// Applies a unary function elementwise.
     pub fn unary(&self, f: Unary) -> Result<Tensor> {
-        Ok(unary_raw(self, f)?.with_op(UnaryOp {
-            x: self.clone(),
-            f,
-        }))
+        Ok(unary_raw(self, f)?.with_op(UnaryOp { x: self.clone(), f }))
     }
 
     /// max(x, 0)

@@ -2,4 +2,5 @@
 //! backward rules and a `cpu` module of reference implementations.
 
 pub mod elementwise;
+pub mod matmul;
 pub mod reduce;

@@ -6,7 +6,13 @@ use crate::common::*;
 fn gradients_accumulate_over_shared_inputs() {
     // y = x*x + x  ->  dy/dx = 2x + 1, with x used three times in the graph.
     let x = param(&[1.0, -2.0, 3.0], &[3]);
-    let y = x.mul(&x).expect("mul").add(&x).expect("add").sum().expect("sum");
+    let y = x
+        .mul(&x)
+        .expect("mul")
+        .add(&x)
+        .expect("add")
+        .sum()
+        .expect("sum");
     let g = y.backward().expect("backward");
     assert_eq!(read(g.get(&x).expect("grad")), vec![3.0, -3.0, 7.0]);
 }
@@ -23,7 +29,10 @@ fn no_grad_and_detach_cut_the_graph() {
     assert!(!d.is_tracked());
     assert!(d.same_storage(&x), "detach must not copy");
     let y = d.relu().expect("relu").sum().expect("sum");
-    assert!(y.backward().is_err(), "backward through detached input must fail");
+    assert!(
+        y.backward().is_err(),
+        "backward through detached input must fail"
+    );
 }
 
 #[test]
@@ -32,15 +41,33 @@ fn reshape_is_a_view_and_passes_gradients() {
     let v = x.reshape(&[3, 2]).expect("reshape");
     assert!(v.same_storage(&x));
     assert!(x.reshape(&[4, 2]).is_err());
-    let g = v.scale(2.0).expect("scale").sum().expect("sum").backward().expect("bw");
+    let g = v
+        .scale(2.0)
+        .expect("scale")
+        .sum()
+        .expect("sum")
+        .backward()
+        .expect("bw");
     assert_eq!(read(g.get(&x).expect("grad")), vec![2.0; 6]);
 }
 
 #[test]
 fn grads_accumulate_across_backward_calls() {
     let x = param(&[1.0, 2.0], &[2]);
-    let mut g = x.scale(3.0).expect("s").sum().expect("s").backward().expect("bw");
-    let g2 = x.scale(-1.0).expect("s").sum().expect("s").backward().expect("bw");
+    let mut g = x
+        .scale(3.0)
+        .expect("s")
+        .sum()
+        .expect("s")
+        .backward()
+        .expect("bw");
+    let g2 = x
+        .scale(-1.0)
+        .expect("s")
+        .sum()
+        .expect("s")
+        .backward()
+        .expect("bw");
     g.accumulate(g2).expect("accumulate");
     assert_eq!(read(g.get(&x).expect("grad")), vec![2.0, 2.0]);
 }

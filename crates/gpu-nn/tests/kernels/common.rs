@@ -91,7 +91,14 @@ pub fn assert_close(got: &[f32], want: &[f32], atol: f32, rtol: f32, what: &str)
 /// by the CPU reference; `grad` is the reference's analytic gradient of that scalar.
 /// Central differences in f32 with step `eps`: error O(eps^2) plus rounding O(1e-7/eps).
 #[track_caller]
-pub fn fd_check(loss: impl Fn(&[f32]) -> f64, x: &[f32], grad: &[f32], eps: f32, tol: f32, what: &str) {
+pub fn fd_check(
+    loss: impl Fn(&[f32]) -> f64,
+    x: &[f32],
+    grad: &[f32],
+    eps: f32,
+    tol: f32,
+    what: &str,
+) {
     let mut xp = x.to_vec();
     let scale = grad.iter().fold(1e-3f32, |m, g| m.max(g.abs()));
     for i in 0..x.len() {
@@ -111,5 +118,8 @@ pub fn fd_check(loss: impl Fn(&[f32]) -> f64, x: &[f32], grad: &[f32], eps: f32,
 
 /// sum(y * r) in f64: the scalar whose gradient w.r.t. y is r.
 pub fn dot(y: &[f32], r: &[f32]) -> f64 {
-    y.iter().zip(r).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum()
+    y.iter()
+        .zip(r)
+        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+        .sum()
 }

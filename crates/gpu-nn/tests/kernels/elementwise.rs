@@ -24,10 +24,22 @@ fn unary_forward_and_backward_match_cpu() {
     for f in FUNCS {
         let xt = param(&x, &shape);
         let y = xt.unary(f).expect("forward");
-        assert_close(&read(&y), &cpu::unary_fwd(f, &x), 1e-6, 1e-5, &format!("{f:?} fwd"));
+        assert_close(
+            &read(&y),
+            &cpu::unary_fwd(f, &x),
+            1e-6,
+            1e-5,
+            &format!("{f:?} fwd"),
+        );
         let grads = y.backward_with(&upload(&r, &shape)).expect("backward");
         let gx = read(grads.get(&xt).expect("grad of x"));
-        assert_close(&gx, &cpu::unary_bwd(f, &x, &r), 1e-6, 1e-5, &format!("{f:?} bwd"));
+        assert_close(
+            &gx,
+            &cpu::unary_bwd(f, &x, &r),
+            1e-6,
+            1e-5,
+            &format!("{f:?} bwd"),
+        );
     }
 }
 
@@ -38,7 +50,14 @@ fn unary_cpu_gradients_match_finite_differences() {
     let r = rng.vec(37);
     for f in FUNCS {
         let g = cpu::unary_bwd(f, &x, &r);
-        fd_check(|x| dot(&cpu::unary_fwd(f, x), &r), &x, &g, 1e-2, 2e-3, &format!("{f:?}"));
+        fd_check(
+            |x| dot(&cpu::unary_fwd(f, x), &r),
+            &x,
+            &g,
+            1e-2,
+            2e-3,
+            &format!("{f:?}"),
+        );
     }
 }
 
@@ -46,7 +65,13 @@ fn unary_cpu_gradients_match_finite_differences() {
 fn sigmoid_is_stable_for_large_inputs() {
     let x = upload(&[-100.0, -30.0, 0.0, 30.0, 100.0], &[5]);
     let y = read(&x.sigmoid().expect("sigmoid"));
-    assert_close(&y, &[0.0, 9.357623e-14, 0.5, 1.0, 1.0], 1e-7, 1e-5, "sigmoid");
+    assert_close(
+        &y,
+        &[0.0, 9.357623e-14, 0.5, 1.0, 1.0],
+        1e-7,
+        1e-5,
+        "sigmoid",
+    );
 }
 
 #[test]
@@ -89,7 +114,10 @@ fn binary_shape_mismatch_is_an_error_naming_the_op() {
     let b = upload(&[1.0; 6], &[3, 2]);
     let e = a.add(&b).expect_err("mismatched shapes must fail");
     let msg = e.to_string();
-    assert!(msg.contains("add") && msg.contains("[2, 3]") && msg.contains("[3, 2]"), "{msg}");
+    assert!(
+        msg.contains("add") && msg.contains("[2, 3]") && msg.contains("[3, 2]"),
+        "{msg}"
+    );
 }
 
 #[test]

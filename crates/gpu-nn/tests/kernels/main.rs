@@ -5,4 +5,5 @@ mod common;
 
 mod autograd;
 mod elementwise;
+mod matmul;
 mod reduce;

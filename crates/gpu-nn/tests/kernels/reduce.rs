@@ -25,7 +25,10 @@ fn sum_and_mean_over_each_dim_match_cpu() {
             let outer_i = i / (shape[dim] * inner);
             let inner_i = i % inner;
             let want = r[outer_i * inner + inner_i] * scale;
-            assert!((v - want).abs() < 1e-6, "dim {dim} grad at {i}: {v} vs {want}");
+            assert!(
+                (v - want).abs() < 1e-6,
+                "dim {dim} grad at {i}: {v} vs {want}"
+            );
         }
     }
 }
