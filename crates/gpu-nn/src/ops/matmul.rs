@@ -76,10 +76,16 @@ fn dims(
     Ok(Dims { batch: ba, m, k, n })
 }
 
-fn launch(
+/// A kernel with the outputs each workgroup covers (columns, rows, batches) and the op name
+/// its errors carry.
+struct Launch {
     kernel: &'static Kernel,
     grid: [usize; 3],
     op: &'static str,
+}
+
+fn launch(
+    Launch { kernel, grid, op }: Launch,
     a: &Tensor,
     b: &Tensor,
     trans_a: bool,
@@ -137,31 +143,23 @@ pub(crate) fn matmul_raw(
     trans_b: bool,
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
-    launch(
-        &MATMUL,
-        [TILE, TILE, 1],
-        "matmul",
-        a,
-        b,
-        trans_a,
-        trans_b,
-        bias,
-    )
+    let l = Launch {
+        kernel: &MATMUL,
+        grid: [TILE, TILE, 1],
+        op: "matmul",
+    };
+    launch(l, a, b, trans_a, trans_b, bias)
 }
 
 /// A @ B with the one-output-per-invocation kernel, untracked: the benchmark's reference.
 #[doc(hidden)]
 pub fn matmul_naive(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    launch(
-        &MATMUL_NAIVE,
-        [16, 16, 1],
-        "matmul_naive",
-        a,
-        b,
-        false,
-        false,
-        None,
-    )
+    let l = Launch {
+        kernel: &MATMUL_NAIVE,
+        grid: [16, 16, 1],
+        op: "matmul_naive",
+    };
+    launch(l, a, b, false, false, None)
 }
 
 impl Tensor {
