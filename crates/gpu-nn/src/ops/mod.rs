@@ -1,14 +1,12 @@
 //! Ops, one module per op family, each with its WGSL file in `shaders/`, its launchers, its
 //! backward rules and a `cpu` module of reference implementations.
 
-<<<<<<< HEAD
+pub mod batchnorm;
 pub mod concat;
+pub mod conv;
 pub mod dropout;
 pub mod elementwise;
-pub mod pool;
-=======
-pub mod batchnorm;
-pub mod elementwise;
 pub mod loss;
->>>>>>> norm-loss
+pub mod matmul;
+pub mod pool;
 pub mod reduce;

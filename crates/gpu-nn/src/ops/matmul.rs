@@ -1,0 +1,384 @@
+//! Matrix products: [`Tensor::matmul`] (plain and batched) and [`linear`] (PyTorch's
+//! `nn.Linear` layout, bias fused). One kernel serves every product with optional transposes
+//! of either operand, so backward passes need no transpose kernel.
+
+use crate::autograd::BackwardOp;
+use crate::error::{Result, ensure_shape};
+use crate::kernel::{Kernel, Params, kernels};
+use crate::tensor::Tensor;
+
+kernels!("matmul.wgsl";
+    MATMUL = "matmul" [R, R, R, W],
+    MATMUL_NAIVE = "matmul_naive" [R, R, R, W],
+);
+
+/// Output tile edge of the tiled kernel (rows and columns per workgroup).
+const TILE: usize = 64;
+
+/// Shape of one product: batch count, and op(A) [m, k] @ op(B) [k, n].
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+/// Splits a rank-2 or rank-3 shape into (batch, rows, cols).
+fn batch_rows_cols(op: &'static str, what: &str, shape: &[usize]) -> Result<(usize, usize, usize)> {
+    match *shape {
+        [r, c] => Ok((1, r, c)),
+        [bt, r, c] => Ok((bt, r, c)),
+        _ => Err(crate::error::shape_err(
+            op,
+            format!("{what} must be [rows, cols] or [batch, rows, cols], got {shape:?}"),
+        )),
+    }
+}
+
+/// Checks the operands of op(A) @ op(B) and returns the product's dimensions.
+fn dims(
+    op: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    bias: Option<&Tensor>,
+) -> Result<Dims> {
+    let (ba, ar, ac) = batch_rows_cols(op, "left operand", a.shape())?;
+    let (bb, br, bc) = batch_rows_cols(op, "right operand", b.shape())?;
+    ensure_shape!(
+        a.shape().len() == b.shape().len() && ba == bb,
+        op,
+        "batch dimensions differ: {:?} and {:?}",
+        a.shape(),
+        b.shape()
+    );
+    let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
+    let (k2, n) = if trans_b { (bc, br) } else { (br, bc) };
+    ensure_shape!(
+        k == k2,
+        op,
+        "inner dimensions differ: {:?}{} @ {:?}{}",
+        a.shape(),
+        if trans_a { "^T" } else { "" },
+        b.shape(),
+        if trans_b { "^T" } else { "" }
+    );
+    if let Some(bias) = bias {
+        ensure_shape!(
+            bias.shape() == [n],
+            op,
+            "bias of shape {:?} does not match {n} output columns",
+            bias.shape()
+        );
+    }
+    Ok(Dims { batch: ba, m, k, n })
+}
+
+/// A kernel with the outputs each workgroup covers (columns, rows, batches) and the op name
+/// its errors carry.
+struct Launch {
+    kernel: &'static Kernel,
+    grid: [usize; 3],
+    op: &'static str,
+}
+
+fn launch(
+    Launch { kernel, grid, op }: Launch,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let d = dims(op, a, b, trans_a, trans_b, bias)?;
+    let out_shape: Vec<usize> = if a.shape().len() == 3 {
+        vec![d.batch, d.m, d.n]
+    } else {
+        vec![d.m, d.n]
+    };
+    let max = a.gpu().limits().max_compute_workgroups_per_dimension as usize;
+    let groups = [
+        d.n.div_ceil(grid[0]),
+        d.m.div_ceil(grid[1]),
+        d.batch.div_ceil(grid[2]),
+    ];
+    ensure_shape!(
+        groups.iter().all(|&g| g <= max),
+        op,
+        "{:?} @ {:?} needs {groups:?} workgroups, more than {max} per dimension",
+        a.shape(),
+        b.shape()
+    );
+    let c = Tensor::uninit(a.gpu(), op, &out_shape)?;
+    let flags = usize::from(trans_a) | usize::from(trans_b) << 1 | usize::from(bias.is_some()) << 2;
+    let p = Params::new()
+        .u(d.m)
+        .u(d.n)
+        .u(d.k)
+        .u(flags)
+        .u(d.m * d.k)
+        .u(d.k * d.n)
+        .u(d.m * d.n)
+        .u(0);
+    // Without a bias the binding still needs a buffer; the kernel never reads it.
+    let bias_buf = bias.map_or(a.buf(), Tensor::buf);
+    a.gpu().dispatch(
+        kernel,
+        &p.0,
+        &[a.buf(), b.buf(), bias_buf, c.buf()],
+        groups.map(|g| g as u32),
+    );
+    Ok(c)
+}
+
+/// op(A) @ op(B) (+ bias per output column), untracked. `a` is [M, K] or [B, M, K]
+/// ([K, M] / [B, K, M] when `trans_a`), `b` is [K, N] or [B, K, N] ([N, K] / [B, N, K] when
+/// `trans_b`), both of the same rank; the result is [M, N] or [B, M, N]. `bias` is [N].
+pub(crate) fn matmul_raw(
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let l = Launch {
+        kernel: &MATMUL,
+        grid: [TILE, TILE, 1],
+        op: "matmul",
+    };
+    launch(l, a, b, trans_a, trans_b, bias)
+}
+
+/// A @ B with the one-output-per-invocation kernel, untracked: the benchmark's reference.
+#[doc(hidden)]
+pub fn matmul_naive(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let l = Launch {
+        kernel: &MATMUL_NAIVE,
+        grid: [16, 16, 1],
+        op: "matmul_naive",
+    };
+    launch(l, a, b, false, false, None)
+}
+
+impl Tensor {
+    /// Matrix product: [M, K] @ [K, N] -> [M, N], or batched [B, M, K] @ [B, K, N] ->
+    /// [B, M, N].
+    pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
+        self.matmul_t(other, false, false)
+    }
+
+    /// op(self) @ op(other) where op transposes the last two dimensions of an operand when
+    /// its flag is set (no copy is made): e.g. `q.matmul_t(&k, false, true)` is Q K^T.
+    /// Shapes as in [`Tensor::matmul`] after the transposes.
+    pub fn matmul_t(&self, other: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+        Ok(
+            matmul_raw(self, other, trans_a, trans_b, None)?.with_op(MatmulOp {
+                a: self.clone(),
+                b: other.clone(),
+                trans_a,
+                trans_b,
+            }),
+        )
+    }
+}
+
+/// A fully connected layer in PyTorch's layout: `x` [N, in], `weight` [out, in], `bias`
+/// [out]; returns x W^T + b, [N, out]. The bias is added inside the product kernel.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    ensure_shape!(
+        x.shape().len() == 2 && weight.shape().len() == 2,
+        "linear",
+        "input {:?} and weight {:?} must both be 2-D ([N, in] and [out, in])",
+        x.shape(),
+        weight.shape()
+    );
+    // Checked here too so that errors name `linear`.
+    dims("linear", x, weight, false, true, bias)?;
+    let y = matmul_raw(x, weight, false, true, bias)?;
+    Ok(y.with_op(LinearOp {
+        x: x.clone(),
+        w: weight.clone(),
+        b: bias.cloned(),
+    }))
+}
+
+struct MatmulOp {
+    a: Tensor,
+    b: Tensor,
+    trans_a: bool,
+    trans_b: bool,
+}
+
+impl BackwardOp for MatmulOp {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+    fn inputs(&self) -> Vec<Tensor> {
+        vec![self.a.clone(), self.b.clone()]
+    }
+    fn backward(&self, _out: &Tensor, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        // C = op(A) op(B): d op(A) = dC op(B)^T and d op(B) = op(A)^T dC; a transposed
+        // operand's gradient is the transpose of that, written as a product with swapped
+        // factors so no transpose kernel is needed.
+        let (a, b, g) = (&self.a, &self.b, grad);
+        let (ta, tb) = (self.trans_a, self.trans_b);
+        let ga = a
+            .is_tracked()
+            .then(|| {
+                if ta {
+                    matmul_raw(b, g, tb, true, None)
+                } else {
+                    matmul_raw(g, b, false, !tb, None)
+                }
+            })
+            .transpose()?;
+        let gb = b
+            .is_tracked()
+            .then(|| {
+                if tb {
+                    matmul_raw(g, a, true, ta, None)
+                } else {
+                    matmul_raw(a, g, !ta, false, None)
+                }
+            })
+            .transpose()?;
+        Ok(vec![ga, gb])
+    }
+}
+
+struct LinearOp {
+    x: Tensor,
+    w: Tensor,
+    b: Option<Tensor>,
+}
+
+impl BackwardOp for LinearOp {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+    fn inputs(&self) -> Vec<Tensor> {
+        let mut v = vec![self.x.clone(), self.w.clone()];
+        v.extend(self.b.clone());
+        v
+    }
+    fn backward(&self, _out: &Tensor, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        // y = x W^T + b: dx = dy W, dW = dy^T x, db = column sums of dy.
+        let gx = self
+            .x
+            .is_tracked()
+            .then(|| matmul_raw(grad, &self.w, false, false, None))
+            .transpose()?;
+        let gw = self
+            .w
+            .is_tracked()
+            .then(|| matmul_raw(grad, &self.x, true, false, None))
+            .transpose()?;
+        let mut out = vec![gx, gw];
+        if let Some(b) = &self.b {
+            // Backward runs under no_grad, so sum_dim records nothing.
+            out.push(b.is_tracked().then(|| grad.sum_dim(0)).transpose()?);
+        }
+        Ok(out)
+    }
+}
+
+/// CPU references: plain loops with f64 accumulation.
+pub mod cpu {
+    /// op(A) @ op(B) per batch. `a` holds `batch` matrices [m, k] ([k, m] when `trans_a`),
+    /// `b` holds [k, n] ([n, k] when `trans_b`); returns `batch` matrices [m, n].
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        a: &[f32],
+        b: &[f32],
+        batch: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+        trans_a: bool,
+        trans_b: bool,
+    ) -> Vec<f32> {
+        let mut c = vec![0f32; batch * m * n];
+        for bt in 0..batch {
+            let (a, b) = (&a[bt * m * k..], &b[bt * k * n..]);
+            for i in 0..m {
+                for j in 0..n {
+                    let mut s = 0f64;
+                    for l in 0..k {
+                        let av = if trans_a { a[l * m + i] } else { a[i * k + l] };
+                        let bv = if trans_b { b[j * k + l] } else { b[l * n + j] };
+                        s += f64::from(av) * f64::from(bv);
+                    }
+                    c[(bt * m + i) * n + j] = s as f32;
+                }
+            }
+        }
+        c
+    }
+
+    /// Gradients of C = op(A) @ op(B) given dC [batch, m, n], in the operands' stored
+    /// layouts: (dA, dB). Arguments as in [`matmul`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_backward(
+        a: &[f32],
+        b: &[f32],
+        gc: &[f32],
+        batch: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+        trans_a: bool,
+        trans_b: bool,
+    ) -> (Vec<f32>, Vec<f32>) {
+        // d op(A) = dC op(B)^T, d op(B) = op(A)^T dC, transposed back for a transposed operand.
+        let ga = if trans_a {
+            matmul(b, gc, batch, k, n, m, trans_b, true)
+        } else {
+            matmul(gc, b, batch, m, n, k, false, !trans_b)
+        };
+        let gb = if trans_b {
+            matmul(gc, a, batch, n, m, k, true, trans_a)
+        } else {
+            matmul(a, gc, batch, k, m, n, !trans_a, false)
+        };
+        (ga, gb)
+    }
+
+    /// y = x W^T + b with x [rows, inp], W [out, inp], b [out]; y is [rows, out].
+    pub fn linear(
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        rows: usize,
+        inp: usize,
+        out: usize,
+    ) -> Vec<f32> {
+        let mut y = matmul(x, w, 1, rows, inp, out, false, true);
+        if let Some(bias) = bias {
+            for row in y.chunks_mut(out) {
+                for (v, &bv) in row.iter_mut().zip(bias) {
+                    *v += bv;
+                }
+            }
+        }
+        y
+    }
+
+    /// Gradients of [`linear`] given dy [rows, out]: (dx [rows, inp], dW [out, inp], db [out]).
+    pub fn linear_backward(
+        x: &[f32],
+        w: &[f32],
+        gy: &[f32],
+        rows: usize,
+        inp: usize,
+        out: usize,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let gx = matmul(gy, w, 1, rows, out, inp, false, false);
+        let gw = matmul(gy, x, 1, out, rows, inp, true, false);
+        let gb = (0..out)
+            .map(|j| (0..rows).map(|i| f64::from(gy[i * out + j])).sum::<f64>() as f32)
+            .collect();
+        (gx, gw, gb)
+    }
+}
