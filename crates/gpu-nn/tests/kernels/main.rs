@@ -4,5 +4,6 @@
 mod common;
 
 mod autograd;
+mod conv;
 mod elementwise;
 mod reduce;
