@@ -1,0 +1,738 @@
+//! 2-D convolution and transposed convolution, NCHW, with PyTorch's semantics (stride,
+//! padding, dilation and groups as (h, w) pairs; non-square kernels).
+//!
+//! Three tiled implicit-GEMM kernels do all the work (see `shaders/conv.wgsl`): conv2d's
+//! forward, its input gradient (a gather, no atomics) and its weight gradient (split over K
+//! when the output is small). `conv_transpose2d` is composed from the same three: its forward
+//! is conv2d's input gradient, its input gradient is conv2d's forward and its weight gradient
+//! is conv2d's weight gradient with input and output gradient swapped.
+
+use crate::autograd::BackwardOp;
+use crate::error::{Result, ensure_shape, shape_err};
+use crate::kernel::{Params, groups, kernels};
+use crate::tensor::Tensor;
+
+kernels!("conv.wgsl";
+    CONV_FWD = "conv_fwd" [R, R, R, W],
+    CONV_DGRAD = "conv_dgrad" [R, R, R, W],
+    CONV_WGRAD = "conv_wgrad" [R, R, W],
+    SUM_SPLITS = "sum_splits" [R, W],
+    CONV_BIAS_GRAD = "conv_bias_grad" [R, W],
+    CONV2D_NAIVE = "conv2d_naive" [R, R, R, W],
+);
+
+/// Output tile of the GEMM kernels (both dimensions) and their K step.
+const TILE: usize = 64;
+const TILE_K: usize = 16;
+/// Largest workgroup count per grid dimension that WebGPU guarantees.
+const MAX_GRID: usize = 65_535;
+
+/// Options of [`conv2d`], PyTorch's `Conv2d` arguments as (height, width) pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOpts {
+    /// Step between output pixels, in input pixels.
+    pub stride: (usize, usize),
+    /// Zeros added on both sides of the input.
+    pub padding: (usize, usize),
+    /// Spacing between kernel taps (1 = dense kernel).
+    pub dilation: (usize, usize),
+    /// Number of channel groups; input and output channels must both divide by it.
+    pub groups: usize,
+}
+
+impl Default for Conv2dOpts {
+    fn default() -> Self {
+        Self {
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+}
+
+/// Options of [`conv_transpose2d`], PyTorch's `ConvTranspose2d` arguments as (h, w) pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTranspose2dOpts {
+    /// Upsampling factor: step between the output positions of neighbouring input pixels.
+    pub stride: (usize, usize),
+    /// Removed from both sides of the output (`dilation * (k - 1) - padding` zeros on the
+    /// equivalent direct convolution).
+    pub padding: (usize, usize),
+    /// Extra rows/columns added at the bottom/right of the output; smaller than the stride
+    /// or the dilation.
+    pub output_padding: (usize, usize),
+    /// Spacing between kernel taps.
+    pub dilation: (usize, usize),
+    /// Number of channel groups; input and output channels must both divide by it.
+    pub groups: usize,
+}
+
+impl Default for ConvTranspose2dOpts {
+    fn default() -> Self {
+        Self {
+            stride: (1, 1),
+            padding: (0, 0),
+            output_padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+}
+
+/// The geometry of one direct convolution: input [n, cin, h, w], weight
+/// [cout, cin/groups, kh, kw], output [n, cout, ho, wo]. A transposed convolution is described
+/// by the direct convolution whose input gradient it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geom {
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    ho: usize,
+    wo: usize,
+    kh: usize,
+    kw: usize,
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+    groups: usize,
+}
+
+impl Geom {
+    fn x_shape(&self) -> [usize; 4] {
+        [self.n, self.cin, self.h, self.w]
+    }
+    fn y_shape(&self) -> [usize; 4] {
+        [self.n, self.cout, self.ho, self.wo]
+    }
+    fn w_shape(&self) -> [usize; 4] {
+        [self.cout, self.cin / self.groups, self.kh, self.kw]
+    }
+
+    /// Uniform params in the order of `Params` in conv.wgsl.
+    fn params(&self, has_bias: bool, splits: usize, kchunk: usize, total: usize) -> Params {
+        Params::new()
+            .u(self.n)
+            .u(self.cin)
+            .u(self.h)
+            .u(self.w)
+            .u(self.cout)
+            .u(self.ho)
+            .u(self.wo)
+            .u(self.groups)
+            .u(self.kh)
+            .u(self.kw)
+            .u(self.stride.0)
+            .u(self.stride.1)
+            .u(self.padding.0)
+            .u(self.padding.1)
+            .u(self.dilation.0)
+            .u(self.dilation.1)
+            .u(usize::from(has_bias))
+            .u(splits)
+            .u(kchunk)
+            .u(total)
+    }
+}
+
+/// Checks that a tiled grid fits WebGPU's per-dimension limit.
+fn grid(op: &'static str, m: usize, n: usize, z: usize, g: &Geom) -> Result<[u32; 3]> {
+    let (gx, gy) = (n.div_ceil(TILE), m.div_ceil(TILE));
+    ensure_shape!(
+        gx <= MAX_GRID && gy <= MAX_GRID && z <= MAX_GRID,
+        op,
+        "input {:?} with weight {:?} needs a grid of {gx} x {gy} x {z} workgroups, more than \
+         {MAX_GRID} per dimension",
+        g.x_shape(),
+        g.w_shape()
+    );
+    Ok([gx as u32, gy as u32, z as u32])
+}
+
+/// y = conv(x, w) + b for geometry `g`.
+fn fwd_raw(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
+    let y = Tensor::uninit(x.gpu(), "conv2d", &g.y_shape())?;
+    let m = g.cout / g.groups;
+    let n = g.n * g.ho * g.wo;
+    let dims = grid("conv2d", m, n, g.groups, g)?;
+    // Without a bias the kernel never reads the binding; any read-only buffer fills it.
+    let bias = b.unwrap_or(w);
+    x.gpu().dispatch(
+        &CONV_FWD,
+        &g.params(b.is_some(), 1, 0, 0).0,
+        &[x.buf(), w.buf(), bias.buf(), y.buf()],
+        dims,
+    );
+    Ok(y)
+}
+
+/// dx = conv2d input gradient of `gy` (shape y) for geometry `g`, plus an optional bias per
+/// input channel (conv_transpose2d's forward).
+fn dgrad_raw(gy: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
+    let dx = Tensor::uninit(gy.gpu(), "conv2d backward (input)", &g.x_shape())?;
+    let m = g.cin / g.groups;
+    let n = g.n * g.h * g.w;
+    let dims = grid("conv2d backward (input)", m, n, g.groups, g)?;
+    let bias = b.unwrap_or(w);
+    gy.gpu().dispatch(
+        &CONV_DGRAD,
+        &g.params(b.is_some(), 1, 0, 0).0,
+        &[gy.buf(), w.buf(), bias.buf(), dx.buf()],
+        dims,
+    );
+    Ok(dx)
+}
+
+/// dw = conv2d weight gradient for input `x` (shape x) and output gradient `gy` (shape y).
+fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
+    const OP: &str = "conv2d backward (weight)";
+    let dw = Tensor::uninit(x.gpu(), OP, &g.w_shape())?;
+    let m = g.cout / g.groups;
+    let ncols = g.cin / g.groups * g.kh * g.kw;
+    let k = g.n * g.ho * g.wo;
+    let total = dw.numel();
+    // Small outputs with long sums (early layers: few channels, many pixels) leave most of
+    // the GPU idle; split K into slices summed by a second kernel. Aim for ~128 workgroups
+    // with at least 256 terms per slice.
+    let tiles = m.div_ceil(TILE) * ncols.div_ceil(TILE) * g.groups;
+    let max_by_k = k.div_ceil(256).max(1);
+    let splits = 128usize.div_ceil(tiles).min(max_by_k).clamp(1, 64);
+    let kchunk = k.div_ceil(splits).div_ceil(TILE_K) * TILE_K;
+    let splits = k.div_ceil(kchunk);
+    let dims = grid(OP, m, ncols, g.groups * splits, g)?;
+    let params = g.params(false, splits, kchunk, total);
+    if splits == 1 {
+        x.gpu()
+            .dispatch(&CONV_WGRAD, &params.0, &[x.buf(), gy.buf(), dw.buf()], dims);
+    } else {
+        let part = Tensor::uninit(x.gpu(), OP, &[splits, total])?;
+        x.gpu().dispatch(
+            &CONV_WGRAD,
+            &params.0,
+            &[x.buf(), gy.buf(), part.buf()],
+            dims,
+        );
+        x.gpu().dispatch(
+            &SUM_SPLITS,
+            &params.0,
+            &[part.buf(), dw.buf()],
+            groups(total, 256),
+        );
+    }
+    Ok(dw)
+}
+
+/// db[c] = sum of gy over batch and pixels; `gy` has shape y of `g`.
+fn bias_grad_raw(gy: &Tensor, g: &Geom) -> Result<Tensor> {
+    let db = Tensor::uninit(gy.gpu(), "conv2d backward (bias)", &[g.cout])?;
+    gy.gpu().dispatch(
+        &CONV_BIAS_GRAD,
+        &g.params(false, 1, 0, 0).0,
+        &[gy.buf(), db.buf()],
+        [g.cout as u32, 1, 1],
+    );
+    Ok(db)
+}
+
+fn shape4(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4]> {
+    match *t.shape() {
+        [a, b, c, d] => Ok([a, b, c, d]),
+        _ => Err(shape_err(
+            op,
+            format!("{what} must be 4-D, got shape {:?}", t.shape()),
+        )),
+    }
+}
+
+fn check_common(
+    op: &'static str,
+    xs: &[usize; 4],
+    ws: &[usize; 4],
+    stride: (usize, usize),
+    dilation: (usize, usize),
+    groups: usize,
+) -> Result<()> {
+    ensure_shape!(
+        groups >= 1 && stride.0 >= 1 && stride.1 >= 1 && dilation.0 >= 1 && dilation.1 >= 1,
+        op,
+        "groups {groups}, stride {stride:?} and dilation {dilation:?} must be at least 1 \
+         (input {xs:?}, weight {ws:?})"
+    );
+    ensure_shape!(
+        ws[2] >= 1 && ws[3] >= 1,
+        op,
+        "weight {ws:?} has an empty kernel (input {xs:?})"
+    );
+    Ok(())
+}
+
+fn check_bias(
+    op: &'static str,
+    b: Option<&Tensor>,
+    cout: usize,
+    xs: &[usize; 4],
+    ws: &[usize; 4],
+) -> Result<()> {
+    if let Some(b) = b {
+        ensure_shape!(
+            b.shape() == [cout],
+            op,
+            "bias shape {:?} must be [{cout}] (input {xs:?}, weight {ws:?})",
+            b.shape()
+        );
+    }
+    Ok(())
+}
+
+/// Validates conv2d's arguments and returns its geometry.
+fn conv2d_geom(x: &Tensor, w: &Tensor, b: Option<&Tensor>, o: &Conv2dOpts) -> Result<Geom> {
+    const OP: &str = "conv2d";
+    let xs = shape4(OP, "input", x)?;
+    let ws = shape4(OP, "weight", w)?;
+    check_common(OP, &xs, &ws, o.stride, o.dilation, o.groups)?;
+    let [n, cin, h, wd] = xs;
+    let [cout, cin_g, kh, kw] = ws;
+    let gr = o.groups;
+    ensure_shape!(
+        cin % gr == 0 && cout % gr == 0,
+        OP,
+        "input channels {cin} and output channels {cout} must divide by groups {gr} \
+         (input {xs:?}, weight {ws:?})"
+    );
+    ensure_shape!(
+        cin_g * gr == cin,
+        OP,
+        "weight {ws:?} must have {} input channels per group for input {xs:?} with groups {gr}",
+        cin / gr
+    );
+    check_bias(OP, b, cout, &xs, &ws)?;
+    let (ekh, ekw) = (o.dilation.0 * (kh - 1) + 1, o.dilation.1 * (kw - 1) + 1);
+    let (hp, wp) = (h + 2 * o.padding.0, wd + 2 * o.padding.1);
+    ensure_shape!(
+        ekh <= hp && ekw <= wp,
+        OP,
+        "dilated kernel {ekh}x{ekw} of weight {ws:?} is larger than the padded input {hp}x{wp} \
+         (input {xs:?}, padding {:?}, dilation {:?})",
+        o.padding,
+        o.dilation
+    );
+    Ok(Geom {
+        n,
+        cin,
+        h,
+        w: wd,
+        cout,
+        ho: (hp - ekh) / o.stride.0 + 1,
+        wo: (wp - ekw) / o.stride.1 + 1,
+        kh,
+        kw,
+        stride: o.stride,
+        padding: o.padding,
+        dilation: o.dilation,
+        groups: gr,
+    })
+}
+
+/// Validates conv_transpose2d's arguments and returns the geometry of the direct convolution
+/// whose input gradient it is (its input is that convolution's output).
+fn conv_transpose2d_geom(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    o: &ConvTranspose2dOpts,
+) -> Result<Geom> {
+    const OP: &str = "conv_transpose2d";
+    let xs = shape4(OP, "input", x)?;
+    let ws = shape4(OP, "weight", w)?;
+    check_common(OP, &xs, &ws, o.stride, o.dilation, o.groups)?;
+    let [n, cin, h, wd] = xs;
+    let [w_cin, cout_g, kh, kw] = ws;
+    let gr = o.groups;
+    ensure_shape!(
+        cin % gr == 0,
+        OP,
+        "input channels {cin} must divide by groups {gr} (input {xs:?}, weight {ws:?})"
+    );
+    ensure_shape!(
+        w_cin == cin,
+        OP,
+        "weight {ws:?} must have {cin} input channels (its first dimension) for input {xs:?}"
+    );
+    let cout = cout_g * gr;
+    check_bias(OP, b, cout, &xs, &ws)?;
+    let (op_h, op_w) = o.output_padding;
+    ensure_shape!(
+        (op_h < o.stride.0 || op_h < o.dilation.0) && (op_w < o.stride.1 || op_w < o.dilation.1),
+        OP,
+        "output_padding {:?} must be smaller than either stride {:?} or dilation {:?} \
+         (input {xs:?}, weight {ws:?})",
+        o.output_padding,
+        o.stride,
+        o.dilation
+    );
+    let size = |i: usize, s: usize, p: usize, d: usize, k: usize, op: usize| -> isize {
+        (i as isize - 1) * s as isize - 2 * p as isize + (d * (k - 1)) as isize + op as isize + 1
+    };
+    let ho = size(h, o.stride.0, o.padding.0, o.dilation.0, kh, op_h);
+    let wo = size(wd, o.stride.1, o.padding.1, o.dilation.1, kw, op_w);
+    ensure_shape!(
+        ho > 0 && wo > 0,
+        OP,
+        "output size {ho}x{wo} is not positive (input {xs:?}, weight {ws:?}, stride {:?}, \
+         padding {:?}, dilation {:?}, output_padding {:?})",
+        o.stride,
+        o.padding,
+        o.dilation,
+        o.output_padding
+    );
+    Ok(Geom {
+        n,
+        cin: cout,
+        h: ho as usize,
+        w: wo as usize,
+        cout: cin,
+        ho: h,
+        wo: wd,
+        kh,
+        kw,
+        stride: o.stride,
+        padding: o.padding,
+        dilation: o.dilation,
+        groups: gr,
+    })
+}
+
+/// 2-D convolution: x [N, Cin, H, W], w [Cout, Cin/groups, kh, kw], optional bias b [Cout]
+/// -> [N, Cout, Ho, Wo] with Ho = (H + 2 pad - dil (kh - 1) - 1) / stride + 1 (floor).
+/// Records gradients for x, w and b.
+pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: Conv2dOpts) -> Result<Tensor> {
+    let g = conv2d_geom(x, w, b, &opts)?;
+    Ok(fwd_raw(x, w, b, &g)?.with_op(ConvOp {
+        x: x.clone(),
+        w: w.clone(),
+        b: b.cloned(),
+        g,
+        transposed: false,
+    }))
+}
+
+/// The direct, one-output-per-invocation conv2d forward: the benchmark's reference for the
+/// tiled kernel. Same arguments and result as [`conv2d`], but records no gradient.
+pub fn conv2d_naive(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    opts: Conv2dOpts,
+) -> Result<Tensor> {
+    let g = conv2d_geom(x, w, b, &opts)?;
+    let y = Tensor::uninit(x.gpu(), "conv2d_naive", &g.y_shape())?;
+    let bias = b.unwrap_or(w);
+    x.gpu().dispatch(
+        &CONV2D_NAIVE,
+        &g.params(b.is_some(), 1, 0, 0).0,
+        &[x.buf(), w.buf(), bias.buf(), y.buf()],
+        groups(y.numel(), 256),
+    );
+    Ok(y)
+}
+
+/// Transposed 2-D convolution (PyTorch's `ConvTranspose2d`): x [N, Cin, H, W],
+/// w [Cin, Cout/groups, kh, kw], optional bias b [Cout] -> [N, Cout, Ho, Wo] with
+/// Ho = (H - 1) stride - 2 pad + dil (kh - 1) + output_padding + 1.
+/// Records gradients for x, w and b.
+pub fn conv_transpose2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    opts: ConvTranspose2dOpts,
+) -> Result<Tensor> {
+    let g = conv_transpose2d_geom(x, w, b, &opts)?;
+    Ok(dgrad_raw(x, w, b, &g)?.with_op(ConvOp {
+        x: x.clone(),
+        w: w.clone(),
+        b: b.cloned(),
+        g,
+        transposed: true,
+    }))
+}
+
+/// Backward of both conv2d and conv_transpose2d (which swap the roles of forward and input
+/// gradient).
+struct ConvOp {
+    x: Tensor,
+    w: Tensor,
+    b: Option<Tensor>,
+    g: Geom,
+    transposed: bool,
+}
+
+impl BackwardOp for ConvOp {
+    fn name(&self) -> &'static str {
+        if self.transposed {
+            "conv_transpose2d"
+        } else {
+            "conv2d"
+        }
+    }
+    fn inputs(&self) -> Vec<Tensor> {
+        let mut v = vec![self.x.clone(), self.w.clone()];
+        v.extend(self.b.clone());
+        v
+    }
+    fn backward(&self, _out: &Tensor, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let g = &self.g;
+        // Only what autodiff will use: a frozen input or weight costs nothing.
+        let gx = if !self.x.is_tracked() {
+            None
+        } else if self.transposed {
+            Some(fwd_raw(grad, &self.w, None, g)?)
+        } else {
+            Some(dgrad_raw(grad, &self.w, None, g)?)
+        };
+        let gw = if !self.w.is_tracked() {
+            None
+        } else if self.transposed {
+            // The direct convolution's input is our output gradient, its output our input.
+            Some(wgrad_raw(grad, &self.x, g)?)
+        } else {
+            Some(wgrad_raw(&self.x, grad, g)?)
+        };
+        let mut out = vec![gx, gw];
+        if let Some(b) = &self.b {
+            out.push(if !b.is_tracked() {
+                None
+            } else if self.transposed {
+                // Bias over the transposed conv's output = the direct conv's input.
+                let gt = Geom {
+                    cout: g.cin,
+                    ho: g.h,
+                    wo: g.w,
+                    ..*g
+                };
+                Some(bias_grad_raw(grad, &gt)?)
+            } else {
+                Some(bias_grad_raw(grad, g)?)
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// CPU references: direct loops with f64 accumulation. Shapes are passed explicitly
+/// (`[n, c, h, w]` for activations, PyTorch's layouts for weights).
+pub mod cpu {
+    use super::{Conv2dOpts, ConvTranspose2dOpts};
+
+    /// conv2d's output height and width for input `xs` and weight `ws`.
+    pub fn conv2d_out_hw(xs: [usize; 4], ws: [usize; 4], o: &Conv2dOpts) -> (usize, usize) {
+        let ho = (xs[2] + 2 * o.padding.0 - o.dilation.0 * (ws[2] - 1) - 1) / o.stride.0 + 1;
+        let wo = (xs[3] + 2 * o.padding.1 - o.dilation.1 * (ws[3] - 1) - 1) / o.stride.1 + 1;
+        (ho, wo)
+    }
+
+    /// conv_transpose2d's output height and width for input `xs` and weight `ws`.
+    pub fn conv_transpose2d_out_hw(
+        xs: [usize; 4],
+        ws: [usize; 4],
+        o: &ConvTranspose2dOpts,
+    ) -> (usize, usize) {
+        let ho = (xs[2] - 1) * o.stride.0 + o.dilation.0 * (ws[2] - 1) + o.output_padding.0 + 1
+            - 2 * o.padding.0;
+        let wo = (xs[3] - 1) * o.stride.1 + o.dilation.1 * (ws[3] - 1) + o.output_padding.1 + 1
+            - 2 * o.padding.1;
+        (ho, wo)
+    }
+
+    /// Visits every (input index, weight index, output index) triple of a direct convolution
+    /// with input `xs`, weight `ws` and output height/width `(ho, wo)`.
+    #[allow(clippy::too_many_arguments)]
+    fn taps(
+        xs: [usize; 4],
+        ws: [usize; 4],
+        (ho, wo): (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+        groups: usize,
+        mut f: impl FnMut(usize, usize, usize),
+    ) {
+        let [n, cin, h, w] = xs;
+        let [cout, cg, kh, kw] = ws;
+        let mg = cout / groups;
+        for b in 0..n {
+            for co in 0..cout {
+                let g = co / mg;
+                for oh in 0..ho {
+                    for ow in 0..wo {
+                        let yi = ((b * cout + co) * ho + oh) * wo + ow;
+                        for c in 0..cg {
+                            let ci = g * cg + c;
+                            for ki in 0..kh {
+                                let ih =
+                                    (oh * stride.0 + ki * dilation.0) as isize - padding.0 as isize;
+                                if ih < 0 || ih >= h as isize {
+                                    continue;
+                                }
+                                for kj in 0..kw {
+                                    let iw = (ow * stride.1 + kj * dilation.1) as isize
+                                        - padding.1 as isize;
+                                    if iw < 0 || iw >= w as isize {
+                                        continue;
+                                    }
+                                    let xi = ((b * cin + ci) * h + ih as usize) * w + iw as usize;
+                                    let wi = ((co * cg + c) * kh + ki) * kw + kj;
+                                    f(xi, wi, yi);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn to_f32(v: Vec<f64>) -> Vec<f32> {
+        v.into_iter().map(|a| a as f32).collect()
+    }
+
+    /// conv2d forward; returns y and its shape.
+    pub fn conv2d(
+        x: &[f32],
+        xs: [usize; 4],
+        w: &[f32],
+        ws: [usize; 4],
+        b: Option<&[f32]>,
+        o: &Conv2dOpts,
+    ) -> (Vec<f32>, [usize; 4]) {
+        let (ho, wo) = conv2d_out_hw(xs, ws, o);
+        let ys = [xs[0], ws[0], ho, wo];
+        let mut y = vec![0f64; ys.iter().product()];
+        if let Some(b) = b {
+            for (i, v) in y.iter_mut().enumerate() {
+                *v = f64::from(b[(i / (ho * wo)) % ws[0]]);
+            }
+        }
+        taps(
+            xs,
+            ws,
+            (ho, wo),
+            o.stride,
+            o.padding,
+            o.dilation,
+            o.groups,
+            |xi, wi, yi| {
+                y[yi] += f64::from(x[xi]) * f64::from(w[wi]);
+            },
+        );
+        (to_f32(y), ys)
+    }
+
+    /// conv2d backward: (dx, dw, db) for output gradient `gy`.
+    pub fn conv2d_backward(
+        x: &[f32],
+        xs: [usize; 4],
+        w: &[f32],
+        ws: [usize; 4],
+        gy: &[f32],
+        o: &Conv2dOpts,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (ho, wo) = conv2d_out_hw(xs, ws, o);
+        let mut dx = vec![0f64; x.len()];
+        let mut dw = vec![0f64; w.len()];
+        taps(
+            xs,
+            ws,
+            (ho, wo),
+            o.stride,
+            o.padding,
+            o.dilation,
+            o.groups,
+            |xi, wi, yi| {
+                dx[xi] += f64::from(gy[yi]) * f64::from(w[wi]);
+                dw[wi] += f64::from(gy[yi]) * f64::from(x[xi]);
+            },
+        );
+        (
+            to_f32(dx),
+            to_f32(dw),
+            bias_grad(gy, [xs[0], ws[0], ho, wo]),
+        )
+    }
+
+    /// Per-channel sum of `gy` of shape `ys` over batch and pixels.
+    pub fn bias_grad(gy: &[f32], ys: [usize; 4]) -> Vec<f32> {
+        let hw = ys[2] * ys[3];
+        let mut db = vec![0f64; ys[1]];
+        for (i, &g) in gy.iter().enumerate() {
+            db[(i / hw) % ys[1]] += f64::from(g);
+        }
+        to_f32(db)
+    }
+
+    /// conv_transpose2d forward (a scatter of each input pixel through the kernel); returns
+    /// y and its shape. `ws` is [Cin, Cout/groups, kh, kw].
+    pub fn conv_transpose2d(
+        x: &[f32],
+        xs: [usize; 4],
+        w: &[f32],
+        ws: [usize; 4],
+        b: Option<&[f32]>,
+        o: &ConvTranspose2dOpts,
+    ) -> (Vec<f32>, [usize; 4]) {
+        let (ho, wo) = conv_transpose2d_out_hw(xs, ws, o);
+        let cout = ws[1] * o.groups;
+        let ys = [xs[0], cout, ho, wo];
+        let mut y = vec![0f64; ys.iter().product()];
+        if let Some(b) = b {
+            for (i, v) in y.iter_mut().enumerate() {
+                *v = f64::from(b[(i / (ho * wo)) % cout]);
+            }
+        }
+        // The direct convolution from y-shaped input to x-shaped output, weight read as
+        // [Cin, Cout/g, kh, kw] = [its cout, its cin/g, kh, kw].
+        taps(
+            ys,
+            ws,
+            (xs[2], xs[3]),
+            o.stride,
+            o.padding,
+            o.dilation,
+            o.groups,
+            |yi, wi, xi| {
+                y[yi] += f64::from(x[xi]) * f64::from(w[wi]);
+            },
+        );
+        (to_f32(y), ys)
+    }
+
+    /// conv_transpose2d backward: (dx, dw, db) for output gradient `gy`.
+    pub fn conv_transpose2d_backward(
+        x: &[f32],
+        xs: [usize; 4],
+        w: &[f32],
+        ws: [usize; 4],
+        gy: &[f32],
+        o: &ConvTranspose2dOpts,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (ho, wo) = conv_transpose2d_out_hw(xs, ws, o);
+        let ys = [xs[0], ws[1] * o.groups, ho, wo];
+        let mut dx = vec![0f64; x.len()];
+        let mut dw = vec![0f64; w.len()];
+        taps(
+            ys,
+            ws,
+            (xs[2], xs[3]),
+            o.stride,
+            o.padding,
+            o.dilation,
+            o.groups,
+            |yi, wi, xi| {
+                dx[xi] += f64::from(gy[yi]) * f64::from(w[wi]);
+                dw[wi] += f64::from(gy[yi]) * f64::from(x[xi]);
+            },
+        );
+        (to_f32(dx), to_f32(dw), bias_grad(gy, ys))
+    }
+}
