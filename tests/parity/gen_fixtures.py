@@ -162,15 +162,26 @@ class BasicBlock(torch.nn.Module):
         return F.relu(out + self.downsample(x))
 
 
+class BasicConv2d(torch.nn.Module):
+    """torchvision.models.googlenet.BasicConv2d: conv (no bias) + BN (eps 1e-3) + ReLU."""
+
+    def __init__(self, i, o, k, padding=0):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(i, o, k, padding=padding, bias=False)
+        self.bn = torch.nn.BatchNorm2d(o, eps=0.001)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
 class Inception(torch.nn.Module):
-    """torchvision's GoogLeNet Inception module (BasicConv2d = conv(no bias)+BN(eps 1e-3)+ReLU)."""
+    """torchvision's GoogLeNet Inception module, same names (branch2.1.conv.weight)."""
 
     def __init__(self, cin, c1, c3r, c3, c5r, c5, pp):
         super().__init__()
 
         def bc(i, o, k, p=0):
-            return torch.nn.Sequential(torch.nn.Conv2d(i, o, k, padding=p, bias=False),
-                                       torch.nn.BatchNorm2d(o, eps=0.001), torch.nn.ReLU())
+            return BasicConv2d(i, o, k, p)
         self.branch1 = bc(cin, c1, 1)
         self.branch2 = torch.nn.Sequential(bc(cin, c3r, 1), bc(c3r, c3, 3, 1))
         self.branch3 = torch.nn.Sequential(bc(cin, c5r, 1), bc(c5r, c5, 3, 1))

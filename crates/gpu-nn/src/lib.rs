@@ -16,12 +16,18 @@
 pub mod autograd;
 pub mod error;
 mod gpu;
+pub mod init;
 mod kernel;
+pub mod models;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 mod pool;
 mod readback;
 mod tensor;
+
+/// The wgpu this crate is built on, so that users share one version (and one device).
+pub use wgpu;
 
 pub use autograd::{Grads, NoGradGuard, is_grad_enabled, no_grad};
 pub use error::{Error, Result};
@@ -30,3 +36,14 @@ pub use ops::elementwise::Unary;
 pub use pool::PoolStats;
 pub use readback::Readback;
 pub use tensor::{Tensor, TensorId};
+
+pub use ops::batchnorm::batch_norm;
+pub use ops::concat::cat_channels;
+pub use ops::conv::{Conv2dOpts, ConvTranspose2dOpts, conv_transpose2d, conv2d};
+pub use ops::dropout::{dropout, dropout2d};
+pub use ops::loss::{argmax, bce_with_logits, correct_count, cross_entropy, nll_loss};
+pub use ops::matmul::linear;
+pub use ops::pool::{
+    AvgPool2dOpts, MaxPool2dOpts, adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d,
+};
+pub use optim::{Adam, AdamConfig, CosineAnnealingLr, Optimizer, Sgd, SgdConfig, StepLr};

@@ -264,7 +264,7 @@ impl Inception {
                     stride: (1, 1),
                     padding: (1, 1),
                     ceil_mode: true,
-                    ..MaxPool2dOpts::new((3, 3))
+                    ..MaxPool2dOpts::new(3)
                 }))
                 .push(BasicConv2d::new(gpu, rng, s.inp, s.pool_proj, 1, 1, 0)?),
         })

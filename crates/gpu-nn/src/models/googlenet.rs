@@ -103,7 +103,7 @@ impl Module for GoogLeNet {
                     let opts = MaxPool2dOpts {
                         stride: (*st, *st),
                         ceil_mode: true,
-                        ..MaxPool2dOpts::new((*k, *k))
+                        ..MaxPool2dOpts::new(*k)
                     };
                     max_pool2d(&h, opts)?
                 }

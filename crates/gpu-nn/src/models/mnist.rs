@@ -44,7 +44,7 @@ impl MnistCnn {
 
 impl Module for MnistCnn {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let pool = MaxPool2dOpts::new((2, 2));
+        let pool = MaxPool2dOpts::new(2);
         let h = ctx.scope("conv1", |c| self.conv1.forward(x, c))?;
         let h = max_pool2d(&h, pool)?.relu()?;
         let h = ctx.scope("conv2", |c| self.conv2.forward(&h, c))?;

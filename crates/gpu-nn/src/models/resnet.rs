@@ -201,7 +201,7 @@ impl Module for ResNet {
             let opts = MaxPool2dOpts {
                 stride: (2, 2),
                 padding: (1, 1),
-                ..MaxPool2dOpts::new((3, 3))
+                ..MaxPool2dOpts::new(3)
             };
             h = max_pool2d(&h, opts)?;
         }

@@ -61,7 +61,7 @@ impl Vgg {
         };
         for &v in plan {
             if v == 0 {
-                features = features.push(MaxPool2d(MaxPool2dOpts::new((2, 2))));
+                features = features.push(MaxPool2d(MaxPool2dOpts::new(2)));
             } else {
                 let out = v / shrink;
                 features = features

@@ -116,6 +116,8 @@ fn check_parity(got: &[f32], want: &[f32], what: &str) {
         .map(|(g, w)| (g - w).abs())
         .enumerate()
         .fold((0, 0f32), |(bi, be), (i, e)| if e > be || e.is_nan() { (i, e) } else { (bi, be) });
+    // Visible with --nocapture: the margin each case actually has.
+    eprintln!("parity {what}: max abs error {err:.2e}, scale {scale:.2}");
     assert!(
         err <= 1e-4 * scale,
         "{what}: max error {err} at {i} (ours {}, torch {}), allowed {}",

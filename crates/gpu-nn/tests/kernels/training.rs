@@ -15,7 +15,7 @@ fn small_cnn(gpu: &Gpu) -> Sequential {
     Sequential::new()
         .push(Conv2d::new(gpu, &mut rng, 1, 4, (3, 3), Conv2dOpts::default(), true).expect("conv"))
         .push(Activation::Relu)
-        .push(MaxPool2d(MaxPool2dOpts::new((2, 2))))
+        .push(MaxPool2d(MaxPool2dOpts::new(2)))
         .push(Flatten)
         .push(Linear::new(gpu, &mut rng, 4 * 4 * 4, 3, true).expect("fc"))
 }
