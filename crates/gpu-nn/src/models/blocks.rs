@@ -28,7 +28,13 @@ fn conv(
 
 /// The 1x1 projection shortcut: Sequential(conv1x1(stride), BatchNorm), named
 /// `downsample.0` / `downsample.1` as in torchvision.
-fn downsample(gpu: &Gpu, rng: &mut SeedRng, inp: usize, out: usize, stride: usize) -> Result<Sequential> {
+fn downsample(
+    gpu: &Gpu,
+    rng: &mut SeedRng,
+    inp: usize,
+    out: usize,
+    stride: usize,
+) -> Result<Sequential> {
     Ok(Sequential::new()
         .push(conv(gpu, rng, inp, out, 1, stride, 0)?)
         .push(BatchNorm::new(gpu, out)?))

@@ -122,7 +122,9 @@ impl Discriminator {
 
 impl Module for Discriminator {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let h = ctx.scope("conv1", |c| self.conv1.forward(x, c))?.leaky_relu(0.2)?;
+        let h = ctx
+            .scope("conv1", |c| self.conv1.forward(x, c))?
+            .leaky_relu(0.2)?;
         let h = ctx.scope("conv2", |c| self.conv2.forward(&h, c))?;
         let h = ctx
             .scope("bn2", |c| self.bn2.forward(&h, c))?

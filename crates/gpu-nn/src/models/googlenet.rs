@@ -47,17 +47,44 @@ impl GoogLeNet {
             Stage::Conv("conv2", BasicConv2d::new(gpu, r, 64, 64, 1, 1, 0)?),
             Stage::Conv("conv3", BasicConv2d::new(gpu, r, 64, 192, 3, 1, 1)?),
             Stage::Pool(3, 2),
-            Stage::Inception("inception3a", Inception::new(gpu, r, spec(192, [64, 96, 128, 16, 32, 32]))?),
-            Stage::Inception("inception3b", Inception::new(gpu, r, spec(256, [128, 128, 192, 32, 96, 64]))?),
+            Stage::Inception(
+                "inception3a",
+                Inception::new(gpu, r, spec(192, [64, 96, 128, 16, 32, 32]))?,
+            ),
+            Stage::Inception(
+                "inception3b",
+                Inception::new(gpu, r, spec(256, [128, 128, 192, 32, 96, 64]))?,
+            ),
             Stage::Pool(3, 2),
-            Stage::Inception("inception4a", Inception::new(gpu, r, spec(480, [192, 96, 208, 16, 48, 64]))?),
-            Stage::Inception("inception4b", Inception::new(gpu, r, spec(512, [160, 112, 224, 24, 64, 64]))?),
-            Stage::Inception("inception4c", Inception::new(gpu, r, spec(512, [128, 128, 256, 24, 64, 64]))?),
-            Stage::Inception("inception4d", Inception::new(gpu, r, spec(512, [112, 144, 288, 32, 64, 64]))?),
-            Stage::Inception("inception4e", Inception::new(gpu, r, spec(528, [256, 160, 320, 32, 128, 128]))?),
+            Stage::Inception(
+                "inception4a",
+                Inception::new(gpu, r, spec(480, [192, 96, 208, 16, 48, 64]))?,
+            ),
+            Stage::Inception(
+                "inception4b",
+                Inception::new(gpu, r, spec(512, [160, 112, 224, 24, 64, 64]))?,
+            ),
+            Stage::Inception(
+                "inception4c",
+                Inception::new(gpu, r, spec(512, [128, 128, 256, 24, 64, 64]))?,
+            ),
+            Stage::Inception(
+                "inception4d",
+                Inception::new(gpu, r, spec(512, [112, 144, 288, 32, 64, 64]))?,
+            ),
+            Stage::Inception(
+                "inception4e",
+                Inception::new(gpu, r, spec(528, [256, 160, 320, 32, 128, 128]))?,
+            ),
             Stage::Pool(2, 2),
-            Stage::Inception("inception5a", Inception::new(gpu, r, spec(832, [256, 160, 320, 32, 128, 128]))?),
-            Stage::Inception("inception5b", Inception::new(gpu, r, spec(832, [384, 192, 384, 48, 128, 128]))?),
+            Stage::Inception(
+                "inception5a",
+                Inception::new(gpu, r, spec(832, [256, 160, 320, 32, 128, 128]))?,
+            ),
+            Stage::Inception(
+                "inception5b",
+                Inception::new(gpu, r, spec(832, [384, 192, 384, 48, 128, 128]))?,
+            ),
         ];
         Ok(Self {
             stages,
@@ -75,11 +102,23 @@ impl GoogLeNet {
         let r = &mut SeedRng::new(seed);
         let stages = vec![
             Stage::Conv("conv1", BasicConv2d::new(gpu, r, in_channels, 32, 3, 1, 1)?),
-            Stage::Inception("inception3a", Inception::new(gpu, r, spec(32, [16, 16, 24, 4, 8, 8]))?),
-            Stage::Inception("inception3b", Inception::new(gpu, r, spec(56, [24, 24, 32, 8, 16, 16]))?),
+            Stage::Inception(
+                "inception3a",
+                Inception::new(gpu, r, spec(32, [16, 16, 24, 4, 8, 8]))?,
+            ),
+            Stage::Inception(
+                "inception3b",
+                Inception::new(gpu, r, spec(56, [24, 24, 32, 8, 16, 16]))?,
+            ),
             Stage::Pool(3, 2),
-            Stage::Inception("inception4a", Inception::new(gpu, r, spec(88, [32, 32, 48, 8, 16, 16]))?),
-            Stage::Inception("inception4b", Inception::new(gpu, r, spec(112, [48, 32, 64, 8, 24, 24]))?),
+            Stage::Inception(
+                "inception4a",
+                Inception::new(gpu, r, spec(88, [32, 32, 48, 8, 16, 16]))?,
+            ),
+            Stage::Inception(
+                "inception4b",
+                Inception::new(gpu, r, spec(112, [48, 32, 64, 8, 24, 24]))?,
+            ),
         ];
         Ok(Self {
             stages,

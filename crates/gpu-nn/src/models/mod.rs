@@ -30,7 +30,9 @@ fn kaiming_normal_convs(m: &dyn Module, rng: &mut SeedRng) -> Result<()> {
         {
             let s = p.tensor().shape();
             let std = (2.0 / (s[0] * s[2] * s[3]) as f32).sqrt();
-            let data: Vec<f32> = (0..p.tensor().numel()).map(|_| rng.normal() * std).collect();
+            let data: Vec<f32> = (0..p.tensor().numel())
+                .map(|_| rng.normal() * std)
+                .collect();
             result = p.tensor().write(&data);
         }
     });

@@ -77,7 +77,7 @@ impl ResNetConfig {
     /// n BasicBlocks each. depth 20 has 0.27M parameters; depth 14 is the bench model.
     pub fn cifar(depth: usize, in_channels: usize, num_classes: usize) -> Result<Self> {
         ensure_shape!(
-            depth >= 8 && (depth - 2) % 6 == 0,
+            depth >= 8 && (depth - 2).is_multiple_of(6),
             "ResNetConfig::cifar",
             "depth must be 6n+2 (8, 14, 20, 32, ...), got {depth}"
         );
@@ -132,7 +132,15 @@ impl ResNet {
             padding: (p, p),
             ..Conv2dOpts::default()
         };
-        let conv1 = Conv2d::new(gpu, &mut rng, config.in_channels, w0, (k, k), stem_opts, false)?;
+        let conv1 = Conv2d::new(
+            gpu,
+            &mut rng,
+            config.in_channels,
+            w0,
+            (k, k),
+            stem_opts,
+            false,
+        )?;
         let bn1 = BatchNorm::new(gpu, w0)?;
         let expansion = match config.block {
             Block::Basic => BasicBlock::EXPANSION,

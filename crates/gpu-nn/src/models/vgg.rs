@@ -5,8 +5,8 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::init::SeedRng;
 use crate::nn::{
-    Activation, AdaptiveAvgPool2d, Conv2d, Ctx, Dropout, Entry, Flatten, Linear, MaxPool2d,
-    Module, Sequential, join,
+    Activation, AdaptiveAvgPool2d, Conv2d, Ctx, Dropout, Entry, Flatten, Linear, MaxPool2d, Module,
+    Sequential, join,
 };
 use crate::ops::conv::Conv2dOpts;
 use crate::ops::pool::MaxPool2dOpts;
@@ -37,7 +37,12 @@ impl Vgg {
     }
 
     /// VGG-11 at 1/8 width for 28x28/32x32 input, pooled to 1x1, 256-wide classifier.
-    pub fn vgg11_small(gpu: &Gpu, in_channels: usize, num_classes: usize, seed: u64) -> Result<Self> {
+    pub fn vgg11_small(
+        gpu: &Gpu,
+        in_channels: usize,
+        num_classes: usize,
+        seed: u64,
+    ) -> Result<Self> {
         Self::build(gpu, VGG11, 8, in_channels, (1, 1), 256, num_classes, seed)
     }
 

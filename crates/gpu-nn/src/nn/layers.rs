@@ -10,9 +10,7 @@ use crate::ops::batchnorm::batch_norm;
 use crate::ops::conv::{Conv2dOpts, ConvTranspose2dOpts, conv_transpose2d, conv2d};
 use crate::ops::dropout::{dropout, dropout2d};
 use crate::ops::matmul::linear;
-use crate::ops::pool::{
-    AvgPool2dOpts, MaxPool2dOpts, adaptive_avg_pool2d, avg_pool2d, max_pool2d,
-};
+use crate::ops::pool::{AvgPool2dOpts, MaxPool2dOpts, adaptive_avg_pool2d, avg_pool2d, max_pool2d};
 use crate::tensor::Tensor;
 
 fn uniform_param(gpu: &Gpu, rng: &mut SeedRng, shape: &[usize], bound: f32) -> Result<Param> {
@@ -83,7 +81,7 @@ impl Conv2d {
     ) -> Result<Self> {
         let g = opts.groups.max(1);
         ensure_shape!(
-            inp % g == 0 && out % g == 0,
+            inp.is_multiple_of(g) && out.is_multiple_of(g),
             "Conv2d",
             "channels {inp} -> {out} not divisible by groups {g}"
         );
@@ -137,7 +135,7 @@ impl ConvTranspose2d {
     ) -> Result<Self> {
         let g = opts.groups.max(1);
         ensure_shape!(
-            inp % g == 0 && out % g == 0,
+            inp.is_multiple_of(g) && out.is_multiple_of(g),
             "ConvTranspose2d",
             "channels {inp} -> {out} not divisible by groups {g}"
         );
@@ -226,8 +224,14 @@ impl Module for BatchNorm {
         if let Some(b) = &self.bias {
             f(join(prefix, "bias"), Entry::Param(b));
         }
-        f(join(prefix, "running_mean"), Entry::Buffer(&self.running_mean));
-        f(join(prefix, "running_var"), Entry::Buffer(&self.running_var));
+        f(
+            join(prefix, "running_mean"),
+            Entry::Buffer(&self.running_mean),
+        );
+        f(
+            join(prefix, "running_var"),
+            Entry::Buffer(&self.running_var),
+        );
         f(
             join(prefix, "num_batches_tracked"),
             Entry::Counter(&self.num_batches_tracked),

@@ -10,9 +10,9 @@ mod state;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use layers::*;
-pub use state::{HostState, HostTensor, LoadReport, load_state};
 #[cfg(not(target_arch = "wasm32"))]
 pub use state::read_state_blocking;
+pub use state::{HostState, HostTensor, LoadReport, load_state};
 
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -77,7 +77,10 @@ impl Ctx {
 
     /// The captured activations, in execution order, with their layer paths.
     pub fn take_captures(&mut self) -> Vec<(String, Tensor)> {
-        self.captures.as_mut().map(std::mem::take).unwrap_or_default()
+        self.captures
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 }
 

@@ -11,7 +11,10 @@ fn no_adapter_is_an_error_with_advice_not_a_panic() {
     match pollster::block_on(Gpu::with_options(opts)) {
         Err(e @ Error::NoAdapter(_)) => {
             let msg = e.to_string();
-            assert!(msg.contains("no GPU adapter") && msg.contains("WebGPU"), "{msg}");
+            assert!(
+                msg.contains("no GPU adapter") && msg.contains("WebGPU"),
+                "{msg}"
+            );
         }
         Err(e) => panic!("expected NoAdapter, got {e}"),
         Ok(_) => panic!("a device without any backend"),

@@ -14,7 +14,9 @@ use gpu_nn::ops::concat::cat_channels;
 use gpu_nn::ops::conv::{Conv2dOpts, ConvTranspose2dOpts, conv_transpose2d, conv2d};
 use gpu_nn::ops::loss::{bce_with_logits, cross_entropy};
 use gpu_nn::ops::matmul::linear;
-use gpu_nn::ops::pool::{AvgPool2dOpts, MaxPool2dOpts, adaptive_avg_pool2d, avg_pool2d, max_pool2d};
+use gpu_nn::ops::pool::{
+    AvgPool2dOpts, MaxPool2dOpts, adaptive_avg_pool2d, avg_pool2d, max_pool2d,
+};
 use gpu_nn::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use gpu_nn::{Grads, Tensor};
 
@@ -101,7 +103,12 @@ impl Fixture {
     #[track_caller]
     fn check(&self, got: &Tensor, k: &str) {
         let want = self.host(k);
-        assert_eq!(got.shape(), want.shape.as_slice(), "{}: shape of {k}", self.name);
+        assert_eq!(
+            got.shape(),
+            want.shape.as_slice(),
+            "{}: shape of {k}",
+            self.name
+        );
         check_parity(&read(got), &want.data, &format!("{}/{k}", self.name));
     }
 }
@@ -115,7 +122,13 @@ fn check_parity(got: &[f32], want: &[f32], what: &str) {
         .zip(want)
         .map(|(g, w)| (g - w).abs())
         .enumerate()
-        .fold((0, 0f32), |(bi, be), (i, e)| if e > be || e.is_nan() { (i, e) } else { (bi, be) });
+        .fold((0, 0f32), |(bi, be), (i, e)| {
+            if e > be || e.is_nan() {
+                (i, e)
+            } else {
+                (bi, be)
+            }
+        });
     // Visible with --nocapture: the margin each case actually has.
     eprintln!("parity {what}: max abs error {err:.2e}, scale {scale:.2}");
     assert!(
@@ -231,8 +244,17 @@ fn batch_norm_matches_torch_in_both_modes() {
 
     let f = Fixture::load("batch_norm_eval");
     let (x, w, b) = (f.p("x"), f.p("w"), f.p("b"));
-    let y = batch_norm(&x, &f.t("rm"), &f.t("rv"), Some(&w), Some(&b), false, 0.1, 1e-5)
-        .expect("bn eval");
+    let y = batch_norm(
+        &x,
+        &f.t("rm"),
+        &f.t("rv"),
+        Some(&w),
+        Some(&b),
+        false,
+        0.1,
+        1e-5,
+    )
+    .expect("bn eval");
     f.check(&y, "y");
     let g = y.backward_with(&f.t("gy")).expect("backward");
     f.check(grad(&g, &x), "gx");
@@ -355,7 +377,10 @@ fn module_parity(m: &dyn Module, fixture: &'static str) {
         .filter(|k| k.starts_with("grad.") || k.contains("running_"))
         .cloned()
         .collect();
-    assert_eq!(checked, recorded, "{fixture}: compared set differs from the fixture's");
+    assert_eq!(
+        checked, recorded,
+        "{fixture}: compared set differs from the fixture's"
+    );
 }
 
 #[test]
@@ -397,29 +422,33 @@ fn sgd_momentum_and_adam_steps_match_torch() {
         nn::load_state(&net, &f.state("init."), true).expect("init");
         let params = nn::parameters(&net);
         let mut opt: Box<dyn Optimizer> = if name == "adam" {
-            Box::new(Adam::new(
-                params,
-                AdamConfig {
-                    lr: 1e-2,
-                    betas: (0.9, 0.999),
-                    eps: 1e-8,
-                    weight_decay: 1e-4,
-                    decoupled_weight_decay: false,
-                },
+            Box::new(
+                Adam::new(
+                    params,
+                    AdamConfig {
+                        lr: 1e-2,
+                        betas: (0.9, 0.999),
+                        eps: 1e-8,
+                        weight_decay: 1e-4,
+                        decoupled_weight_decay: false,
+                    },
+                )
+                .expect("adam"),
             )
-            .expect("adam"))
         } else {
-            Box::new(Sgd::new(
-                params,
-                SgdConfig {
-                    lr: 0.1,
-                    momentum: 0.9,
-                    dampening: 0.0,
-                    weight_decay: 1e-4,
-                    nesterov: false,
-                },
+            Box::new(
+                Sgd::new(
+                    params,
+                    SgdConfig {
+                        lr: 0.1,
+                        momentum: 0.9,
+                        dampening: 0.0,
+                        weight_decay: 1e-4,
+                        nesterov: false,
+                    },
+                )
+                .expect("sgd"),
             )
-            .expect("sgd"))
         };
         let (x, target) = (f.t("x"), f.t("target"));
         for s in 0..3 {

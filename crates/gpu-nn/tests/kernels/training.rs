@@ -67,7 +67,11 @@ fn training_steps_submit_once_keep_memory_flat_and_learn() {
         opt.step(&grads).expect("step");
         // Starting the readback submits the step: exactly one command buffer.
         pending.push_back(loss.read().expect("readback"));
-        assert_eq!(gpu.submission_count() - before, 1, "step {step} submitted more than once");
+        assert_eq!(
+            gpu.submission_count() - before,
+            1,
+            "step {step} submitted more than once"
+        );
         // The loss arrives a step or two late; poll without blocking.
         while let Some(front) = pending.front_mut() {
             match front.try_take().expect("readback") {
