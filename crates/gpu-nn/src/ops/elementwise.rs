@@ -245,6 +245,47 @@ impl BackwardOp for BinaryOp {
 pub mod cpu {
     use super::Unary;
 
+    /// A binary elementwise op as the `binary` kernel computes it.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub enum BinaryKind {
+        /// a + b
+        Add,
+        /// a - b
+        Sub,
+        /// a * b
+        Mul,
+        /// alpha * a + beta * b
+        Axpby(f32, f32),
+    }
+
+    /// Forward of a binary op over equal-length slices.
+    pub fn binary(op: BinaryKind, a: &[f32], b: &[f32]) -> Vec<f32> {
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| match op {
+                BinaryKind::Add => x + y,
+                BinaryKind::Sub => x - y,
+                BinaryKind::Mul => x * y,
+                BinaryKind::Axpby(al, be) => al * x + be * y,
+            })
+            .collect()
+    }
+
+    /// Backward of a binary op: (d/da, d/db) given the output gradient `g`.
+    pub fn binary_bwd(op: BinaryKind, a: &[f32], b: &[f32], g: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let n = g.len();
+        let (mut ga, mut gb) = (vec![0f32; n], vec![0f32; n]);
+        for i in 0..n {
+            (ga[i], gb[i]) = match op {
+                BinaryKind::Add => (g[i], g[i]),
+                BinaryKind::Sub => (g[i], -g[i]),
+                BinaryKind::Mul => (g[i] * b[i], g[i] * a[i]),
+                BinaryKind::Axpby(al, be) => (al * g[i], be * g[i]),
+            };
+        }
+        (ga, gb)
+    }
+
     /// f(x) for one value, as the kernel computes it.
     pub fn unary(f: Unary, x: f32) -> f32 {
         match f {

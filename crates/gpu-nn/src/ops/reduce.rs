@@ -127,4 +127,18 @@ pub mod cpu {
         }
         y
     }
+
+    /// Backward of [`sum_dim`]: the output gradient broadcast back over `dim`, times `scale`.
+    pub fn sum_dim_backward(gy: &[f32], shape: &[usize], dim: usize, scale: f32) -> Vec<f32> {
+        let (outer, r, inner) = super::split(shape, dim);
+        let mut gx = vec![0f32; outer * r * inner];
+        for o in 0..outer {
+            for k in 0..r {
+                for i in 0..inner {
+                    gx[(o * r + k) * inner + i] = gy[o * inner + i] * scale;
+                }
+            }
+        }
+        gx
+    }
 }

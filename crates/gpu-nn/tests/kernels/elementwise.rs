@@ -76,35 +76,49 @@ fn sigmoid_is_stable_for_large_inputs() {
 
 #[test]
 fn binary_ops_and_their_gradients() {
+    use cpu::BinaryKind;
     let mut rng = Rng::new(3);
     let shape = [7, 11];
     let a = rng.vec(77);
     let b = rng.vec(77);
     let r = rng.vec(77);
     let (ta, tb) = (param(&a, &shape), param(&b, &shape));
-    type Case = (&'static str, fn(f32, f32) -> f32, (f32, f32, f32, f32));
-    let cases: [Case; 4] = [
-        ("add", |x, y| x + y, (1.0, 0.0, 1.0, 0.0)),
-        ("sub", |x, y| x - y, (1.0, 0.0, -1.0, 0.0)),
-        ("mul", |x, y| x * y, (0.0, 1.0, 0.0, 1.0)),
-        ("axpby", |x, y| 0.5 * x - 2.0 * y, (0.5, 0.0, -2.0, 0.0)),
-    ];
-    for (name, f, (da_c, da_b, db_c, db_a)) in cases {
-        let y = match name {
-            "add" => ta.add(&tb),
-            "sub" => ta.sub(&tb),
-            "mul" => ta.mul(&tb),
-            _ => ta.axpby(0.5, &tb, -2.0),
+    for op in [
+        BinaryKind::Add,
+        BinaryKind::Sub,
+        BinaryKind::Mul,
+        BinaryKind::Axpby(0.5, -2.0),
+    ] {
+        let y = match op {
+            BinaryKind::Add => ta.add(&tb),
+            BinaryKind::Sub => ta.sub(&tb),
+            BinaryKind::Mul => ta.mul(&tb),
+            BinaryKind::Axpby(al, be) => ta.axpby(al, &tb, be),
         }
-        .expect(name);
-        let want: Vec<f32> = a.iter().zip(&b).map(|(&x, &y)| f(x, y)).collect();
-        assert_close(&read(&y), &want, 1e-6, 1e-6, name);
+        .expect("binary");
+        let what = format!("{op:?}");
+        assert_close(&read(&y), &cpu::binary(op, &a, &b), 1e-6, 1e-6, &what);
         let g = y.backward_with(&upload(&r, &shape)).expect("backward");
-        // d/da = da_c + da_b * b ; d/db = db_c + db_a * a
-        let ga: Vec<f32> = (0..77).map(|i| r[i] * (da_c + da_b * b[i])).collect();
-        let gb: Vec<f32> = (0..77).map(|i| r[i] * (db_c + db_a * a[i])).collect();
-        assert_close(&read(g.get(&ta).expect("ga")), &ga, 1e-6, 1e-6, name);
-        assert_close(&read(g.get(&tb).expect("gb")), &gb, 1e-6, 1e-6, name);
+        let (ga, gb) = cpu::binary_bwd(op, &a, &b, &r);
+        assert_close(&read(g.get(&ta).expect("ga")), &ga, 1e-6, 1e-6, &what);
+        assert_close(&read(g.get(&tb).expect("gb")), &gb, 1e-6, 1e-6, &what);
+        // The CPU backward against finite differences, in each argument.
+        fd_check(
+            |x| dot(&cpu::binary(op, x, &b), &r),
+            &a,
+            &ga,
+            1e-2,
+            2e-3,
+            &what,
+        );
+        fd_check(
+            |x| dot(&cpu::binary(op, &a, x), &r),
+            &b,
+            &gb,
+            1e-2,
+            2e-3,
+            &what,
+        );
     }
 }
 

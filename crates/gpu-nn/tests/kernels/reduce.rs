@@ -16,21 +16,27 @@ fn sum_and_mean_over_each_dim_match_cpu() {
         assert_close(&read(&y), &want, 1e-6, 1e-5, &format!("mean dim {dim}"));
         let r = rng.vec(want.len());
         let g = y.backward_with(&upload(&r, y.shape())).expect("backward");
-        // d mean / dx = r broadcast back over dim, divided by its size.
-        let mut out_shape = shape.to_vec();
-        out_shape[dim] = 1;
         let gx = read(g.get(&xt).expect("grad"));
-        for (i, v) in gx.iter().enumerate() {
-            let inner: usize = shape[dim + 1..].iter().product();
-            let outer_i = i / (shape[dim] * inner);
-            let inner_i = i % inner;
-            let want = r[outer_i * inner + inner_i] * scale;
-            assert!(
-                (v - want).abs() < 1e-6,
-                "dim {dim} grad at {i}: {v} vs {want}"
-            );
-        }
+        let want_gx = cpu::sum_dim_backward(&r, &shape, dim, scale);
+        assert_close(&gx, &want_gx, 1e-7, 1e-6, &format!("mean dim {dim} grad"));
+        // The CPU backward against finite differences (on a smaller slice: cost is O(n^2)).
+        let small = [2, 3, 4, 3];
+        let xs = &x[..72];
+        let rs = &r[..want_len(&small, dim)];
+        let g_small = cpu::sum_dim_backward(rs, &small, dim, scale);
+        fd_check(
+            |v| dot(&cpu::sum_dim(v, &small, dim, scale), rs),
+            xs,
+            &g_small,
+            1e-2,
+            1e-3,
+            &format!("sum dim {dim}"),
+        );
     }
+}
+
+fn want_len(shape: &[usize], dim: usize) -> usize {
+    shape.iter().product::<usize>() / shape[dim]
 }
 
 #[test]
