@@ -10,7 +10,14 @@ use crate::tensor::Tensor;
 kernels!("matmul.wgsl";
     MATMUL = "matmul" [R, R, R, W],
     MATMUL_NAIVE = "matmul_naive" [R, R, R, W],
+    MATMUL_V4_NN = "matmul_v4_nn" [R, R, R, W],
+    MATMUL_V4_TN = "matmul_v4_tn" [R, R, R, W],
+    MATMUL_V4_NT = "matmul_v4_nt" [R, R, R, W],
+    MATMUL_V4_TT = "matmul_v4_tt" [R, R, R, W],
 );
+
+/// Output tile (rows and columns) per workgroup of the `matmul_v4_*` kernels.
+const TILE_V4: usize = 64;
 
 /// Output tile edge of the tiled kernel (rows and columns per workgroup).
 const TILE: usize = 64;
@@ -143,10 +150,29 @@ pub(crate) fn matmul_raw(
     trans_b: bool,
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let l = Launch {
-        kernel: &MATMUL,
-        grid: [TILE, TILE, 1],
-        op: "matmul",
+    let d = dims("matmul", a, b, trans_a, trans_b, bias)?;
+    // The vec4 kernels read whole vec4s along each operand's contiguous dimension and write
+    // C by vec4 rows; small products waste most of their 128x128 tile.
+    let vec4_ok = d.k % 4 == 0 && d.n % 4 == 0 && (!trans_a || d.m % 4 == 0);
+    let big = d.m * d.n >= 64 * 128;
+    let l = if vec4_ok && big {
+        let kernel = match (trans_a, trans_b) {
+            (false, false) => &MATMUL_V4_NN,
+            (true, false) => &MATMUL_V4_TN,
+            (false, true) => &MATMUL_V4_NT,
+            (true, true) => &MATMUL_V4_TT,
+        };
+        Launch {
+            kernel,
+            grid: [TILE_V4, TILE_V4, 1],
+            op: "matmul",
+        }
+    } else {
+        Launch {
+            kernel: &MATMUL,
+            grid: [TILE, TILE, 1],
+            op: "matmul",
+        }
     };
     launch(l, a, b, trans_a, trans_b, bias)
 }
