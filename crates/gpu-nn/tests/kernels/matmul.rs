@@ -21,6 +21,11 @@ fn stored(batch: usize, rows: usize, cols: usize, trans: bool) -> Vec<usize> {
 
 /// Forward and backward of op(A) @ op(B) against the CPU reference.
 fn check(batch: usize, m: usize, k: usize, n: usize, ta: bool, tb: bool, seed: u64) {
+    check_tol(batch, m, k, n, ta, tb, seed, ATOL);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_tol(batch: usize, m: usize, k: usize, n: usize, ta: bool, tb: bool, seed: u64, atol: f32) {
     let what = format!("batch {batch} {m}x{k}x{n} ta {ta} tb {tb}");
     let mut rng = Rng::new(seed);
     let a = rng.vec(batch * m * k);
@@ -36,20 +41,20 @@ fn check(batch: usize, m: usize, k: usize, n: usize, ta: bool, tb: bool, seed: u
     };
     assert_eq!(c.shape(), want_shape.as_slice(), "{what}: shape");
     let want = cpu::matmul(&a, &b, batch, m, k, n, ta, tb);
-    assert_close(&read(&c), &want, ATOL, RTOL, &format!("{what} fwd"));
+    assert_close(&read(&c), &want, atol, RTOL, &format!("{what} fwd"));
     let g = c.backward_with(&upload(&r, c.shape())).expect("backward");
     let (ga, gb) = cpu::matmul_backward(&a, &b, &r, batch, m, k, n, ta, tb);
     assert_close(
         &read(g.get(&at).expect("ga")),
         &ga,
-        ATOL,
+        atol,
         RTOL,
         &format!("{what} dA"),
     );
     assert_close(
         &read(g.get(&bt).expect("gb")),
         &gb,
-        ATOL,
+        atol,
         RTOL,
         &format!("{what} dB"),
     );
@@ -79,6 +84,23 @@ fn several_tiles_with_remainders() {
     check(1, 130, 70, 65, false, false, 40);
     check(1, 130, 70, 65, true, true, 41);
     check(2, 67, 130, 66, false, true, 42);
+}
+
+/// Shapes that take the vec4 kernels (K and N multiples of 4, M too when A is transposed,
+/// M*N >= 8192), in all four transpose combinations, forward and backward. K reaches 320
+/// here, so atol is 1e-4: f32 sums of 320 products in [-1, 1] drift ~1e-5 from f64.
+#[test]
+fn vec4_kernel_shapes_all_transposes_forward_and_backward() {
+    let shapes = [(1, 132, 68, 136), (2, 72, 132, 200), (1, 64, 320, 128)];
+    for (i, &(batch, m, k, n)) in shapes.iter().enumerate() {
+        assert!(m * n >= 8192 && k % 4 == 0 && n % 4 == 0 && m % 4 == 0);
+        for (j, (ta, tb)) in [(false, false), (true, false), (false, true), (true, true)]
+            .into_iter()
+            .enumerate()
+        {
+            check_tol(batch, m, k, n, ta, tb, 100 + (i * 4 + j) as u64, 1e-4);
+        }
+    }
 }
 
 #[test]
