@@ -171,6 +171,9 @@ fn train_cmd(
 
 fn bench_cmd(models: &[String], warmup: usize, steps: usize, json: bool) -> Result<()> {
     anyhow::ensure!(steps > 0, "--steps must be at least 1");
+    if let Some(m) = models.iter().find(|m| !bench::MODELS.contains(&m.as_str())) {
+        anyhow::bail!("unknown model '{m}' (known: {})", bench::MODELS.join(", "));
+    }
     let gpu = pollster::block_on(gpu_nn::Gpu::new()).context("no usable GPU")?;
     let a = gpu.adapter_info();
     let adapter = format!("{} ({:?})", a.name, a.backend);
