@@ -27,6 +27,8 @@ pub struct PoolStats {
 pub(crate) struct BufferPool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
     quarantined: Vec<(u64, wgpu::Buffer)>,
+    /// Unmapped MAP_READ buffers of finished readbacks, by size.
+    staging: HashMap<u64, Vec<wgpu::Buffer>>,
     stats: PoolStats,
 }
 
@@ -88,6 +90,32 @@ impl BufferPool {
         }
     }
 
+    /// A mappable buffer for a readback of `bytes` bytes, reused when one is free.
+    pub(crate) fn take_staging(gpu: &Gpu, bytes: u64) -> wgpu::Buffer {
+        let mut pool = lock(&gpu.0.pool);
+        if let Some(b) = pool.staging.get_mut(&bytes).and_then(Vec::pop) {
+            return b;
+        }
+        pool.stats.allocated_bytes += bytes;
+        pool.stats.buffers_created += 1;
+        gpu.0.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("gpu-nn readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Takes back an unmapped staging buffer for reuse.
+    pub(crate) fn return_staging(&mut self, bytes: u64, buf: wgpu::Buffer) {
+        self.staging.entry(bytes).or_default().push(buf);
+    }
+
+    /// Forgets a staging buffer that is destroyed instead (its mapping never finished).
+    pub(crate) fn discard_staging(&mut self, bytes: u64) {
+        self.stats.allocated_bytes -= bytes;
+    }
+
     pub(crate) fn end_submission(&mut self) {
         for (bytes, buf) in self.quarantined.drain(..) {
             self.free.entry(bytes).or_default().push(buf);
@@ -100,7 +128,7 @@ impl BufferPool {
 
     /// Destroys every free buffer (after switching models, say).
     pub(crate) fn trim(&mut self) {
-        for (bytes, bufs) in self.free.drain() {
+        for (bytes, bufs) in self.free.drain().chain(self.staging.drain()) {
             self.stats.allocated_bytes -= bytes * bufs.len() as u64;
         }
     }

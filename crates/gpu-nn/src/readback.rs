@@ -4,14 +4,19 @@
 use futures_channel::oneshot;
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, lock};
+use crate::pool::BufferPool;
 use crate::tensor::Tensor;
 
 /// A readback in flight. Poll it once per frame with [`Readback::try_take`], or `.await`
 /// [`Readback::wait`].
 pub struct Readback {
     gpu: Gpu,
-    staging: wgpu::Buffer,
+    /// Pooled MAP_READ buffer; goes back to the pool once read and unmapped.
+    staging: Option<wgpu::Buffer>,
+    bytes: u64,
+    /// True once the data was copied out and the buffer unmapped.
+    done: bool,
     len: usize,
     rx: oneshot::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
 }
@@ -20,12 +25,7 @@ impl Readback {
     pub(crate) fn start(t: &Tensor) -> Result<Self> {
         let gpu = t.gpu().clone();
         let bytes = t.numel() as u64 * 4;
-        let staging = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("gpu-nn readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = BufferPool::take_staging(&gpu, bytes);
         gpu.copy(t.buf(), &staging, bytes);
         gpu.flush()?;
         let (tx, rx) = oneshot::channel();
@@ -35,22 +35,28 @@ impl Readback {
         });
         Ok(Self {
             gpu,
-            staging,
+            staging: Some(staging),
+            bytes,
+            done: false,
             len: t.numel(),
             rx,
         })
     }
 
-    fn finish(&self, r: std::result::Result<(), wgpu::BufferAsyncError>) -> Result<Vec<f32>> {
+    fn finish(&mut self, r: std::result::Result<(), wgpu::BufferAsyncError>) -> Result<Vec<f32>> {
         r.map_err(|e| Error::Readback(e.to_string()))?;
-        let view = self
+        let staging = self
             .staging
+            .as_ref()
+            .ok_or_else(|| Error::Readback("readback already taken".into()))?;
+        let view = staging
             .get_mapped_range(..)
             .map_err(|e| Error::Readback(e.to_string()))?;
         let mut out = vec![0f32; self.len];
         bytemuck::cast_slice_mut::<f32, u8>(&mut out).copy_from_slice(&view);
         drop(view);
-        self.staging.unmap();
+        staging.unmap();
+        self.done = true;
         Ok(out)
     }
 
@@ -86,5 +92,19 @@ impl Readback {
         let r = pollster::block_on(&mut self.rx)
             .map_err(|_| Error::Readback("the device dropped the mapping".into()))?;
         self.finish(r)
+    }
+}
+
+impl Drop for Readback {
+    fn drop(&mut self) {
+        if let Some(buf) = self.staging.take() {
+            let mut pool = lock(&self.gpu.0.pool);
+            if self.done {
+                pool.return_staging(self.bytes, buf);
+            } else {
+                // A mapping may still be pending: such a buffer cannot be reused.
+                pool.discard_staging(self.bytes);
+            }
+        }
     }
 }
