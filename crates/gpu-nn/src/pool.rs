@@ -19,6 +19,9 @@ pub struct PoolStats {
     pub allocated_bytes: u64,
     /// Bytes currently held by tensors.
     pub live_bytes: u64,
+    /// Bytes of mappable readback buffers (in flight + free), part of `allocated_bytes`;
+    /// bounded by how many readbacks are in flight at once.
+    pub staging_bytes: u64,
     /// Number of buffers ever created.
     pub buffers_created: u64,
 }
@@ -97,6 +100,7 @@ impl BufferPool {
             return b;
         }
         pool.stats.allocated_bytes += bytes;
+        pool.stats.staging_bytes += bytes;
         pool.stats.buffers_created += 1;
         gpu.0.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("gpu-nn readback"),
@@ -114,6 +118,7 @@ impl BufferPool {
     /// Forgets a staging buffer that is destroyed instead (its mapping never finished).
     pub(crate) fn discard_staging(&mut self, bytes: u64) {
         self.stats.allocated_bytes -= bytes;
+        self.stats.staging_bytes -= bytes;
     }
 
     pub(crate) fn end_submission(&mut self) {
@@ -128,8 +133,13 @@ impl BufferPool {
 
     /// Destroys every free buffer (after switching models, say).
     pub(crate) fn trim(&mut self) {
-        for (bytes, bufs) in self.free.drain().chain(self.staging.drain()) {
+        for (bytes, bufs) in self.free.drain() {
             self.stats.allocated_bytes -= bytes * bufs.len() as u64;
+        }
+        for (bytes, bufs) in self.staging.drain() {
+            let freed = bytes * bufs.len() as u64;
+            self.stats.allocated_bytes -= freed;
+            self.stats.staging_bytes -= freed;
         }
     }
 }
