@@ -54,6 +54,11 @@ impl Dataset {
 /// Reads a file, gunzipping it when it starts with the gzip magic.
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    gunzip_if_needed(raw, path)
+}
+
+/// Gunzips `raw` when it starts with the gzip magic; `path` names it in errors.
+fn gunzip_if_needed(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(raw.as_slice())
@@ -107,8 +112,28 @@ pub fn parse_idx(bytes: &[u8], ndims: usize, path: &Path) -> Result<(Vec<usize>,
 
 /// Loads an IDX image file and its label file, normalising pixels with (mean, std).
 pub fn load_idx_pair(images: &Path, labels: &Path, mean: f32, std: f32) -> Result<Dataset> {
-    let (idims, pixels) = parse_idx(&read_maybe_gz(images)?, 3, images)?;
-    let (ldims, labels_raw) = parse_idx(&read_maybe_gz(labels)?, 1, labels)?;
+    idx_pair_from_bytes(
+        read_maybe_gz(images)?,
+        images,
+        read_maybe_gz(labels)?,
+        labels,
+        mean,
+        std,
+    )
+}
+
+/// Builds a dataset from the bytes of an IDX image file and its label file (either may be
+/// gzipped); the paths only name them in errors.
+pub fn idx_pair_from_bytes(
+    images_bytes: Vec<u8>,
+    images: &Path,
+    labels_bytes: Vec<u8>,
+    labels: &Path,
+    mean: f32,
+    std: f32,
+) -> Result<Dataset> {
+    let (idims, pixels) = parse_idx(&gunzip_if_needed(images_bytes, images)?, 3, images)?;
+    let (ldims, labels_raw) = parse_idx(&gunzip_if_needed(labels_bytes, labels)?, 1, labels)?;
     ensure!(
         idims[0] == ldims[0],
         "{} has {} images but {} has {} labels",
@@ -160,6 +185,84 @@ pub fn load_mnist_dir(dir: &Path) -> Result<(Dataset, Dataset)> {
         s,
     )?;
     Ok((train, test))
+}
+
+/// The test sets compiled into the binary (see assets/README.md for their licences).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bundled {
+    /// MNIST digits, 10k test images (CC BY-SA 3.0, LeCun and Cortes).
+    Mnist,
+    /// Fashion-MNIST, 10k test images (MIT, Zalando Research).
+    FashionMnist,
+}
+
+impl Bundled {
+    /// Every bundled set.
+    pub const ALL: [Bundled; 2] = [Bundled::Mnist, Bundled::FashionMnist];
+
+    /// Short name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bundled::Mnist => "mnist",
+            Bundled::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// Looks a set up by its command-line name.
+    pub fn from_name(name: &str) -> Option<Bundled> {
+        Bundled::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// Class names, in label order.
+    pub fn class_names(self) -> [&'static str; 10] {
+        match self {
+            Bundled::Mnist => ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            Bundled::FashionMnist => [
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
+        }
+    }
+
+    /// Normalisation (mean, std) of the set's pixels in [0, 1].
+    pub fn normalisation(self) -> (f32, f32) {
+        match self {
+            Bundled::Mnist => (0.1307, 0.3081),
+            Bundled::FashionMnist => (0.2860, 0.3530),
+        }
+    }
+
+    /// Decodes the bundled 10k test set (a few hundred ms; works in the browser).
+    pub fn load(self) -> Result<Dataset> {
+        let (images, labels): (&[u8], &[u8]) = match self {
+            Bundled::Mnist => (
+                include_bytes!("../../../assets/mnist/t10k-images-idx3-ubyte.gz"),
+                include_bytes!("../../../assets/mnist/t10k-labels-idx1-ubyte.gz"),
+            ),
+            Bundled::FashionMnist => (
+                include_bytes!("../../../assets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+                include_bytes!("../../../assets/fashion-mnist/t10k-labels-idx1-ubyte.gz"),
+            ),
+        };
+        let (mean, std) = self.normalisation();
+        let dir = Path::new("bundled").join(self.name());
+        idx_pair_from_bytes(
+            images.to_vec(),
+            &dir.join("t10k-images-idx3-ubyte.gz"),
+            labels.to_vec(),
+            &dir.join("t10k-labels-idx1-ubyte.gz"),
+            mean,
+            std,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -225,5 +328,34 @@ mod tests {
             .expect("bad gzip");
         assert!(format!("{e:#}").contains("corrupt gzip"), "{e:#}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn bundled_test_sets_decode_with_ten_thousand_labelled_images() {
+        for b in Bundled::ALL {
+            let d = b.load().expect("bundled set");
+            assert_eq!(d.len(), 10_000, "{b:?}");
+            assert_eq!(d.shape, [1, 28, 28]);
+            // Every class occurs (about 1000 each in both test sets).
+            let mut counts = [0usize; 10];
+            for &l in &d.labels {
+                counts[usize::from(l)] += 1;
+            }
+            assert!(counts.iter().all(|&c| c > 800), "{b:?}: {counts:?}");
+            // Normalised with the set's own statistics: mean about 0, std about 1.
+            let n = d.images.len() as f64;
+            let mean = d.images.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let var = d
+                .images
+                .iter()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            assert!(
+                mean.abs() < 0.05 && (var.sqrt() - 1.0).abs() < 0.05,
+                "{b:?}: {mean} {var}"
+            );
+            assert_eq!(Bundled::from_name(b.name()), Some(b));
+        }
     }
 }

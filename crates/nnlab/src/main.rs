@@ -3,9 +3,7 @@
 //! This binary will host the egui app and the headless subcommands. For now it offers
 //! `nnlab info` (finds the GPU and proves that kernels run on it) and `nnlab bench`.
 
-mod bench;
-mod data;
-mod train;
+use nnlab::{bench, data, train};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
