@@ -25,6 +25,11 @@ impl Dataset {
         self.labels.len()
     }
 
+    /// True when the set holds no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
     /// Uploads images `idx` as one batch [n, C, H, W] plus labels [n].
     pub fn batch(&self, gpu: &Gpu, idx: &[usize]) -> Result<(Tensor, Tensor)> {
         let per: usize = self.shape.iter().product();
