@@ -1,9 +1,9 @@
 //! `nnlab`: train and watch convolutional networks on your own GPU.
 //!
-//! This binary will host the egui app and the headless subcommands. For now it offers
-//! `nnlab info` (finds the GPU and proves that kernels run on it) and `nnlab bench`.
+//! This binary will host the egui app and hosts the headless subcommands: `info`, `train`,
+//! `eval`, `classify`, `gan`, `bench`. Their implementations live in `nnlab::cli`.
 
-use nnlab::{bench, data, train};
+use nnlab::{bench, cli};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -23,39 +23,14 @@ struct Cli {
 enum Command {
     /// Show the GPU adapter nnlab uses and run a small kernel on it.
     Info,
-    /// Train a classifier on a dataset directory, validating every epoch.
-    Train {
-        /// Model: mnist-cnn, resnet20, resnet14, googlenet-small, vgg11-small.
-        #[arg(long, default_value = "mnist-cnn")]
-        model: String,
-        /// Directory with the four MNIST-format IDX files (raw or .gz).
-        #[arg(long)]
-        data: std::path::PathBuf,
-        /// Passes over the training set.
-        #[arg(long, default_value_t = 2)]
-        epochs: usize,
-        /// Images per step.
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
-        /// sgd or adam.
-        #[arg(long, default_value = "sgd")]
-        optimizer: String,
-        /// Learning rate.
-        #[arg(long, default_value_t = 0.01)]
-        lr: f32,
-        /// SGD momentum.
-        #[arg(long, default_value_t = 0.5)]
-        momentum: f32,
-        /// L2 weight decay.
-        #[arg(long, default_value_t = 0.0)]
-        weight_decay: f32,
-        /// Seed of initialisation, shuffling and dropout.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Train on the first N training images only (quick runs).
-        #[arg(long)]
-        limit: Option<usize>,
-    },
+    /// Train a classifier (progress bars, validation every epoch, metrics, checkpoints).
+    Train(cli::TrainArgs),
+    /// Accuracy and loss of a checkpoint on a dataset's validation/test split.
+    Eval(cli::EvalArgs),
+    /// Classify image files with a checkpoint (top-k with probabilities, or JSON).
+    Classify(cli::ClassifyArgs),
+    /// Train the 28x28 DCGAN, or write a PNG grid of samples from a checkpoint.
+    Gan(cli::GanArgs),
     /// Measure training and inference images/s per model on random data.
     Bench {
         /// Models to measure (comma-separated): mnist-cnn, resnet14, dcgan.
@@ -87,26 +62,10 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info => info(),
-        Command::Train {
-            model,
-            data,
-            epochs,
-            batch_size,
-            optimizer,
-            lr,
-            momentum,
-            weight_decay,
-            seed,
-            limit,
-        } => {
-            let opt = train::OptSettings {
-                kind: optimizer,
-                lr,
-                momentum,
-                weight_decay,
-            };
-            train_cmd(&model, &data, epochs, batch_size, &opt, seed, limit)
-        }
+        Command::Train(a) => cli::train(a),
+        Command::Eval(a) => cli::eval(a),
+        Command::Classify(a) => cli::classify(a),
+        Command::Gan(a) => cli::gan(a),
         Command::Bench {
             models,
             warmup,
@@ -114,57 +73,6 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => bench_cmd(&models, warmup, steps, json),
     }
-}
-
-fn train_cmd(
-    model: &str,
-    dir: &std::path::Path,
-    epochs: usize,
-    batch: usize,
-    opt: &train::OptSettings,
-    seed: u64,
-    limit: Option<usize>,
-) -> Result<()> {
-    anyhow::ensure!(
-        batch > 0 && epochs > 0,
-        "--batch-size and --epochs must be positive"
-    );
-    let (mut train_set, test_set) = data::load_mnist_dir(dir)?;
-    if let Some(n) = limit {
-        let per: usize = train_set.shape.iter().product();
-        let n = n.min(train_set.len());
-        train_set.labels.truncate(n);
-        train_set.images.truncate(n * per);
-    }
-    let gpu = pollster::block_on(gpu_nn::Gpu::new()).context("no usable GPU")?;
-    let net = train::build(&gpu, model, train_set.shape, train_set.classes, seed)?;
-    println!(
-        "{model}: {} parameters, {} training / {} test images, on {}",
-        gpu_nn::nn::param_count(net.as_ref()),
-        train_set.len(),
-        test_set.len(),
-        gpu.adapter_info().name
-    );
-    train::train(
-        &gpu,
-        net.as_ref(),
-        &train_set,
-        &test_set,
-        epochs,
-        batch,
-        opt,
-        seed,
-        |e, s| {
-            println!(
-                "epoch {}: loss {:.4}  train acc {:.2}%  test acc {:.2}%  {:.0} img/s",
-                e + 1,
-                s.loss,
-                100.0 * s.train_acc,
-                100.0 * s.test_acc,
-                s.img_s
-            );
-        },
-    )
 }
 
 fn bench_cmd(models: &[String], warmup: usize, steps: usize, json: bool) -> Result<()> {
