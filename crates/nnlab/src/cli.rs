@@ -97,28 +97,40 @@ pub struct TrainArgs {
     pub image_size: Option<usize>,
 }
 
-/// Loads `--weights` into `net`: strictly, or (fine-tuning) everything but `fc`, which must
-/// be the only thing left over.
+/// Loads `--weights` (a torchvision-named `.safetensors`) into `net`: strictly, or when
+/// fine-tuning everything but `fc`, which the model then has fresh for its own classes.
 pub fn load_weights(net: &dyn nn::Module, path: &Path, finetune: bool) -> Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let name = path.display().to_string();
-    let (mut state, _) = read_safetensors(&bytes, &name)?;
+    load_weights_bytes(net, &bytes, &path.display().to_string(), finetune)
+}
+
+/// [`load_weights`] from bytes; `name` names the source in errors. Any missing key,
+/// unexpected key or shape mismatch is an error listing all of them; nothing is loaded then.
+pub fn load_weights_bytes(
+    net: &dyn nn::Module,
+    bytes: &[u8],
+    name: &str,
+    finetune: bool,
+) -> Result<()> {
+    let (mut state, _) = read_safetensors(bytes, name)?;
     if finetune {
         state.retain(|k, _| !k.starts_with("fc."));
+        // Check that only fc is left over before loading anything.
+        let mut model_keys = Vec::new();
+        net.visit("", &mut |k, _| model_keys.push(k));
+        let missing: Vec<&String> = model_keys
+            .iter()
+            .filter(|k| !k.starts_with("fc.") && !state.contains_key(*k))
+            .filter(|k| !k.ends_with("num_batches_tracked"))
+            .collect();
+        let unexpected: Vec<&String> = state.keys().filter(|k| !model_keys.contains(k)).collect();
+        ensure!(
+            missing.is_empty() && unexpected.is_empty(),
+            "{name}: weights do not fit the model:\nmissing keys: {missing:?}\nunexpected keys: {unexpected:?}"
+        );
     }
-    let report = nn::load_state(net, &state, !finetune)
+    nn::load_state(net, &state, !finetune)
         .with_context(|| format!("{name}: weights do not fit the model"))?;
-    let stray: Vec<&String> = report
-        .missing
-        .iter()
-        .chain(&report.unexpected)
-        .filter(|k| !k.starts_with("fc."))
-        .collect();
-    // Not reached for a clean load; a non-strict load must leave only fc out.
-    ensure!(
-        stray.is_empty(),
-        "{name}: weights do not fit the model:\n{report}"
-    );
     Ok(())
 }
 
