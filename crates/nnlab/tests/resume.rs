@@ -220,8 +220,7 @@ fn a_wrong_or_corrupt_checkpoint_loads_nothing() {
     let e = format!(
         "{:#}",
         Checkpoint::from_bytes(&bytes[..bytes.len() / 2], "half.safetensors")
-            .err()
-            .expect("truncated")
+            .expect_err("truncated")
     );
     assert!(e.contains("half.safetensors"), "{e}");
 }
