@@ -521,14 +521,73 @@ pub struct GanArgs {
     /// Continue from `last.safetensors` in --checkpoint-dir.
     #[arg(long, requires = "checkpoint_dir")]
     pub resume: bool,
+    /// A classifier checkpoint for 1x28x28 images (e.g. a trained mnist-cnn): report how
+    /// many of the grid's samples it classifies with at least 0.9 confidence.
+    #[arg(long, requires = "out")]
+    pub judge: Option<PathBuf>,
 }
 
-fn write_grid(gpu: &Gpu, g: &gpu_nn::models::Generator, n: usize, out: &Path) -> Result<()> {
+fn write_grid(
+    gpu: &Gpu,
+    g: &gpu_nn::models::Generator,
+    n: usize,
+    out: &Path,
+    judge: Option<&Path>,
+) -> Result<()> {
     ensure!(n > 0, "--samples must be at least 1");
     let s = gan::sample(gpu, g, n, 12345)?;
     let cols = (n as f64).sqrt().ceil() as usize;
     write_atomic(out, &images::grid_png(&s, n, 28, 28, cols)?)?;
     println!("wrote {} ({n} samples)", out.display());
+    if let Some(j) = judge {
+        let (net, spec) = train::load_classifier(gpu, &Checkpoint::load(j)?)
+            .with_context(|| format!("{}", j.display()))?;
+        ensure!(
+            spec.input == [1, 28, 28],
+            "{}: the judge must take 1x28x28 images, it takes {:?}",
+            j.display(),
+            spec.input
+        );
+        // Samples are in [-1, 1]; the classifier expects its own normalisation.
+        let x: Vec<f32> = s
+            .iter()
+            .map(|v| ((v + 1.0) / 2.0 - spec.mean[0]) / spec.std[0])
+            .collect();
+        let probs = {
+            let _g = gpu_nn::no_grad();
+            let xt = gpu_nn::Tensor::from_slice(gpu, &x, &[n, 1, 28, 28])?;
+            net.forward(&xt, &mut Ctx::eval())?.to_vec_blocking()?
+        };
+        let k = spec.classes();
+        let mut confident = 0;
+        let mut counts = vec![0usize; k];
+        for l in probs.chunks(k) {
+            let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = l.iter().map(|v| (v - max).exp()).sum();
+            let (best, _) =
+                l.iter().enumerate().fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                );
+            // The top class's probability is exp(0) / sum.
+            if 1.0 / sum >= 0.9 {
+                confident += 1;
+                counts[best] += 1;
+            }
+        }
+        let per_class: Vec<String> = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| format!("{}: {c}", spec.class_names[i]))
+            .collect();
+        println!(
+            "judge {}: {confident}/{n} samples ({:.0}%) classified with >= 0.9 confidence ({})",
+            spec.name,
+            100.0 * confident as f64 / n as f64,
+            per_class.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -542,7 +601,7 @@ pub fn gan(a: GanArgs) -> Result<()> {
             .context("--checkpoint samples from a GAN: give --out grid.png")?;
         let c = Checkpoint::load(ck)?;
         let g = gan::load_generator(&gpu, &c).with_context(|| format!("{}", ck.display()))?;
-        return write_grid(&gpu, &g, a.samples, out);
+        return write_grid(&gpu, &g, a.samples, out, a.judge.as_deref());
     }
     ensure!(
         a.batch_size > 0 && a.epochs > 0,
@@ -609,7 +668,7 @@ pub fn gan(a: GanArgs) -> Result<()> {
         }
     }
     if let Some(out) = &a.out {
-        write_grid(&gpu, &t.g, a.samples, out)?;
+        write_grid(&gpu, &t.g, a.samples, out, a.judge.as_deref())?;
     }
     Ok(())
 }

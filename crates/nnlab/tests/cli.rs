@@ -187,6 +187,36 @@ fn gan_trains_checkpoints_and_writes_a_grid() {
         "6",
     ]);
     let img = image::open(&grid).expect("grid PNG").to_luma8();
+    // A (barely trained) classifier judges the samples.
+    let cls = dir.join("cls");
+    ok(&[
+        "train",
+        "--data",
+        "mnist",
+        "--limit",
+        "16",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "1",
+        "--checkpoint-dir",
+        s(&cls),
+    ]);
+    let out = ok(&[
+        "gan",
+        "--checkpoint",
+        s(&last),
+        "--out",
+        s(&grid),
+        "--samples",
+        "6",
+        "--judge",
+        s(&cls.join("last.safetensors")),
+    ]);
+    assert!(
+        out.contains("judge mnist-cnn: ") && out.contains("/6 samples"),
+        "{out}"
+    );
     // 3 columns x 2 rows of 28x28 with 2-pixel borders.
     assert_eq!(img.dimensions(), (3 * 30 + 2, 2 * 30 + 2));
     // A GAN checkpoint is not a classifier.
