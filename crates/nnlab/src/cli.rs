@@ -80,10 +80,13 @@ pub struct TrainArgs {
     /// Save `last.safetensors` here after every epoch (atomically).
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from `last.safetensors` in --checkpoint-dir (model, optimizer, seed and
-    /// position come from it); starts fresh if there is none yet.
+    /// Continue from `last.safetensors` in --checkpoint-dir (model, optimizer, batch size,
+    /// seed and position come from it); starts fresh if there is none yet.
     #[arg(long, requires = "checkpoint_dir")]
     pub resume: bool,
+    /// Also save a checkpoint every N steps within an epoch (long epochs on slow devices).
+    #[arg(long, requires = "checkpoint_dir", value_parser = clap::value_parser!(u64).range(1..))]
+    pub save_every: Option<u64>,
     /// torchvision-named weights (.safetensors) to start from (resnet18, googlenet, ...).
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -242,7 +245,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
         let mut d = load_train_data(&a.data, t.spec.input, a.limit)?;
         fit_data(&mut d, &t.spec)?;
         println!(
-            "resuming {} from {}: epoch {}, batch {}, step {}",
+            "resuming {} from {}: epoch {}, batch {}, step {} (model, optimizer, batch size \
+             and seed from the checkpoint)",
             t.spec.name,
             p.display(),
             t.progress.epoch + 1,
@@ -318,16 +322,29 @@ pub fn train(a: TrainArgs) -> Result<()> {
         let e = trainer.progress.epoch;
         let t0 = std::time::Instant::now();
         let pb = bar(0, format!("{}/{epochs}", e + 1));
-        let run = trainer.run_epoch(&d.train, None, |r| {
-            pb.set_length(r.total as u64);
-            pb.set_position(r.done as u64);
-            pb.set_message(format!(
-                "loss {:.4} acc {:.2}% {:.0} img/s",
-                r.loss,
-                100.0 * r.acc,
-                r.img_s
-            ));
-        })?;
+        let mut run = train::EpochRun::default();
+        loop {
+            let part = trainer.run_epoch(&d.train, a.save_every.map(|n| n as usize), |r| {
+                pb.set_length(r.total as u64);
+                pb.set_position(r.done as u64);
+                pb.set_message(format!(
+                    "loss {:.4} acc {:.2}% {:.0} img/s",
+                    r.loss,
+                    100.0 * r.acc,
+                    r.img_s
+                ));
+            })?;
+            run = run.merge(part);
+            if run.finished {
+                break;
+            }
+            // A mid-epoch checkpoint (--save-every).
+            if let Some(p) = &last {
+                trainer.checkpoint()?.save(p)?;
+                // suspend, not println: the line must appear without a terminal too.
+                pb.suspend(|| println!("saved {} at step {}", p.display(), trainer.progress.step));
+            }
+        }
         pb.finish_and_clear();
         let (val_loss, val_acc) = train::evaluate(&gpu, trainer.net.as_ref(), &d.val, 500)?;
         let row = json!({

@@ -360,6 +360,26 @@ pub struct EpochRun {
     pub img_s: f64,
     /// True when the epoch ended (false when `max_steps` stopped it early).
     pub finished: bool,
+    /// Images trained on.
+    pub images: usize,
+    /// Seconds taken.
+    pub seconds: f64,
+}
+
+impl EpochRun {
+    /// Combines consecutive parts of one epoch (e.g. between mid-epoch checkpoints).
+    pub fn merge(mut self, next: EpochRun) -> EpochRun {
+        let (a, b) = (self.images as f64, next.images as f64);
+        let n = (a + b).max(1.0);
+        self.loss = (self.loss * a + next.loss * b) / n;
+        self.acc = (self.acc * a + next.acc * b) / n;
+        self.images += next.images;
+        self.seconds += next.seconds;
+        self.img_s = self.images as f64 / self.seconds.max(1e-9);
+        self.losses.extend(next.losses);
+        self.finished = next.finished;
+        self
+    }
 }
 
 /// Running sums, fed by readbacks as they arrive.
@@ -590,6 +610,8 @@ impl Trainer {
         }
         let seen = acc.seen.max(1) as f64;
         Ok(EpochRun {
+            images: acc.seen,
+            seconds: t0.elapsed().as_secs_f64(),
             loss: acc.loss_sum / seen,
             acc: acc.correct / seen,
             img_s: acc.seen as f64 / t0.elapsed().as_secs_f64(),

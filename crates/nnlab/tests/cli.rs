@@ -88,6 +88,16 @@ fn train_resume_eval_classify() {
         "{csv}"
     );
 
+    // A third epoch with a mid-epoch checkpoint after each step.
+    let out = ok(&[
+        &base[..],
+        &["--epochs", "3", "--resume", "--save-every", "1"],
+    ]
+    .concat());
+    assert!(
+        out.contains("at step 5") && out.contains("epoch 3:"),
+        "{out}"
+    );
     let out = ok(&[
         "eval",
         "--checkpoint",
@@ -244,6 +254,16 @@ fn bad_arguments_exit_non_zero_with_one_clear_line() {
     assert!(e.contains(".csv or .json"), "{e}");
     let e = fails(&["train", "--data", "mnist", "--resume"]);
     assert!(e.contains("--checkpoint-dir"), "{e}");
+    let e = fails(&[
+        "train",
+        "--data",
+        "mnist",
+        "--checkpoint-dir",
+        "x",
+        "--save-every",
+        "0",
+    ]);
+    assert!(e.contains("--save-every"), "{e}");
     let e = fails(&[
         "eval",
         "--checkpoint",
