@@ -169,10 +169,10 @@ fn fit_data(d: &mut Loaded, spec: &ModelSpec) -> Result<()> {
         spec.input
     );
     ensure!(
-        d.class_names.len() == spec.classes(),
-        "the data has {} classes, the model {}",
-        d.class_names.len(),
-        spec.classes()
+        d.class_names == spec.class_names,
+        "the data's classes {:?} are not the model's {:?}",
+        d.class_names,
+        spec.class_names
     );
     let (from_m, from_s) = (d.mean.clone(), d.std.clone());
     for set in [&mut d.train, &mut d.val] {

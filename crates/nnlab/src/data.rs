@@ -447,14 +447,38 @@ pub fn load_data(spec: &str, folder_input: Option<[usize; 3]>) -> Result<Loaded>
         Bundled::ALL.map(Bundled::name).join(", ")
     );
     if find(dir, "train-images-idx3-ubyte").is_ok() {
-        let (train, val) = load_mnist_dir(dir)?;
+        let (mut train, mut val) = load_mnist_dir(dir)?;
+        // Recognise the official sets by their test labels (the bundled copies), so that
+        // Fashion-MNIST gets its class names and statistics.
+        let known = Bundled::ALL
+            .into_iter()
+            .find(|b| b.test_labels().is_ok_and(|l| l == val.labels));
+        let (names, mean, std, what) = match known {
+            Some(b) => {
+                let (m, s) = b.normalisation();
+                let names = b.class_names().iter().map(|s| s.to_string()).collect();
+                (names, m, s, b.name())
+            }
+            None => (
+                (0..10).map(|i| i.to_string()).collect(),
+                0.1307,
+                0.3081,
+                "IDX files",
+            ),
+        };
+        for set in [&mut train, &mut val] {
+            for v in &mut set.images {
+                // load_mnist_dir normalises with MNIST's statistics.
+                *v = (*v * 0.3081 + 0.1307 - mean) / std;
+            }
+        }
         return Ok(Loaded {
             train,
             val,
-            class_names: (0..10).map(|i| i.to_string()).collect(),
-            mean: vec![0.1307],
-            std: vec![0.3081],
-            description: format!("IDX files in {spec} (train / t10k)"),
+            class_names: names,
+            mean: vec![mean],
+            std: vec![std],
+            description: format!("{what} in {spec}: train / t10k"),
         });
     }
     if is_cifar_dir(dir) {
@@ -552,6 +576,18 @@ impl Bundled {
         let mut train = self.load()?;
         let val = train.split_off(Self::DEMO_VAL);
         Ok((train, val))
+    }
+
+    /// The labels of the bundled test set (cheap: no images decoded).
+    pub fn test_labels(self) -> Result<Vec<u8>> {
+        let bytes: &[u8] = match self {
+            Bundled::Mnist => include_bytes!("../../../assets/mnist/t10k-labels-idx1-ubyte.gz"),
+            Bundled::FashionMnist => {
+                include_bytes!("../../../assets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
+            }
+        };
+        let p = Path::new("bundled").join(self.name());
+        Ok(parse_idx(&gunzip_if_needed(bytes.to_vec(), &p)?, 1, &p)?.1)
     }
 
     /// Decodes the bundled 10k test set (a few hundred ms; works in the browser).

@@ -109,6 +109,8 @@ fn train_resume_eval_classify() {
         "--json",
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("eval JSON");
+    let e = fails(&["eval", "--checkpoint", s(&last), "--data", "fashion-mnist"]);
+    assert!(e.contains("are not the model's"), "{e}");
     assert_eq!(v["images"], 20);
     let acc = v["accuracy"].as_f64().expect("accuracy");
     assert!(
