@@ -690,6 +690,96 @@ pub fn gan(a: GanArgs) -> Result<()> {
     Ok(())
 }
 
+/// `nnlab bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Models to measure (comma-separated): mnist-cnn, resnet14, dcgan.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mnist-cnn,resnet14,dcgan"
+    )]
+    pub models: Vec<String>,
+    /// Untimed steps first (pipeline compilation, pool warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `nnlab bench`.
+pub fn bench(a: BenchArgs) -> Result<()> {
+    let BenchArgs {
+        models,
+        warmup,
+        steps,
+        json,
+    } = a;
+    anyhow::ensure!(steps > 0, "--steps must be at least 1");
+    if let Some(m) = models
+        .iter()
+        .find(|m| !crate::bench::MODELS.contains(&m.as_str()))
+    {
+        anyhow::bail!(
+            "unknown model '{m}' (known: {})",
+            crate::bench::MODELS.join(", ")
+        );
+    }
+    let gpu = gpu()?;
+    let a = gpu.adapter_info();
+    let adapter = format!("{} ({:?})", a.name, a.backend);
+    if !json {
+        println!("adapter: {adapter}");
+        println!(
+            "{:<10} {:>6} {:>12} {:>6} {:>12}",
+            "model", "batch", "train img/s", "batch", "infer img/s"
+        );
+    }
+    let mut rows = Vec::new();
+    for m in &models {
+        let r = crate::bench::run_one(&gpu, m, warmup, steps)?;
+        if !json {
+            println!(
+                "{:<10} {:>6} {:>12.1} {:>6} {:>12.1}",
+                r.model, r.train_batch, r.train_img_s, r.infer_batch, r.infer_img_s
+            );
+        }
+        rows.push(serde_json::json!({
+            "model": r.model,
+            "train_batch": r.train_batch,
+            "train_img_per_s": r.train_img_s,
+            "infer_batch": r.infer_batch,
+            "infer_img_per_s": r.infer_img_s,
+        }));
+    }
+    if json {
+        let out = serde_json::json!({ "adapter": adapter, "steps": steps, "results": rows });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
+
+/// Runs `nnlab info`.
+pub fn info() -> Result<()> {
+    let gpu = gpu()?;
+    let a = gpu.adapter_info();
+    println!("adapter: {} ({:?}, {:?})", a.name, a.backend, a.device_type);
+    println!("driver:  {} {}", a.driver, a.driver_info);
+    println!(
+        "max storage binding: {} MiB",
+        gpu.max_binding_bytes() / (1024 * 1024)
+    );
+    let x = gpu_nn::Tensor::from_slice(&gpu, &[-1.0, 2.0, -3.0, 4.0], &[4])?;
+    let y = x.relu()?.sum()?.item_blocking()?;
+    anyhow::ensure!(y == 6.0, "self-test: relu-sum gave {y}, expected 6");
+    println!("self-test: ok (relu + sum on the GPU)");
+    Ok(())
+}
+
 /// Reads a torchvision-named `.safetensors` (e.g. for tests and tools): the tensors only.
 pub fn read_weights(path: &Path) -> Result<HostState> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
