@@ -598,11 +598,15 @@ fn write_grid(
             .filter(|(_, c)| **c > 0)
             .map(|(i, c)| format!("{}: {c}", spec.class_names[i]))
             .collect();
+        let detail = if per_class.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", per_class.join(", "))
+        };
         println!(
-            "judge {}: {confident}/{n} samples ({:.0}%) classified with >= 0.9 confidence ({})",
+            "judge {}: {confident}/{n} samples ({:.0}%) classified with >= 0.9 confidence{detail}",
             spec.name,
             100.0 * confident as f64 / n as f64,
-            per_class.join(", ")
         );
     }
     Ok(())
