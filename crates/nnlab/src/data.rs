@@ -762,6 +762,52 @@ mod tests {
     }
 
     #[test]
+    fn load_data_recognises_fashion_mnist_dirs_and_rejects_unknown_specs() {
+        let dir = std::env::temp_dir().join(format!("nnlab-fm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        // Fashion-MNIST's real test labels with tiny 1x2 images; any IDX training pair.
+        let labels = Bundled::FashionMnist.test_labels().expect("labels");
+        let n = labels.len() as u32;
+        let px: Vec<u8> = (0..n).flat_map(|_| [0u8, 255]).collect();
+        std::fs::write(dir.join("t10k-images-idx3-ubyte"), idx(&[n, 1, 2], &px)).expect("w");
+        std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(&[n], &labels)).expect("w");
+        std::fs::write(
+            dir.join("train-images-idx3-ubyte"),
+            idx(&[1, 1, 2], &[0, 255]),
+        )
+        .expect("w");
+        std::fs::write(dir.join("train-labels-idx1-ubyte"), idx(&[1], &[4])).expect("w");
+        let spec = dir.to_str().expect("utf-8");
+        let d = load_data(spec, None).expect("load");
+        assert_eq!(d.class_names[9], "Ankle boot");
+        let (m, s) = Bundled::FashionMnist.normalisation();
+        assert_eq!(d.mean, vec![m]);
+        // Pixels carry Fashion-MNIST's normalisation, not MNIST's.
+        assert!(
+            (d.train.images[1] - (1.0 - m) / s).abs() < 1e-5,
+            "{:?}",
+            d.train.images
+        );
+        assert!((d.val.images[0] + m / s).abs() < 1e-5);
+        // Other labels: digits and MNIST's statistics.
+        let mut other = labels.clone();
+        other[0] = (other[0] + 1) % 10;
+        std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(&[n], &other)).expect("w");
+        let d = load_data(spec, None).expect("load");
+        assert_eq!(d.class_names[9], "9");
+        assert_eq!(d.mean, vec![0.1307]);
+        std::fs::remove_dir_all(&dir).ok();
+        let e = format!(
+            "{:#}",
+            load_data("/no/such/dir", None).err().expect("missing")
+        );
+        assert!(
+            e.contains("/no/such/dir") && e.contains("not a bundled set"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn bundled_test_sets_decode_with_ten_thousand_labelled_images() {
         for b in Bundled::ALL {
             let d = b.load().expect("bundled set");
