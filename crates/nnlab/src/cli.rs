@@ -432,8 +432,18 @@ pub struct ClassifyArgs {
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     /// A classifier checkpoint written by `nnlab train`.
+    #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]
+    pub checkpoint: Option<PathBuf>,
+    /// torchvision-named weights (.safetensors) instead of a checkpoint; needs --model.
+    /// Classes are numbered (the file holds no names); input is normalised as ImageNet.
+    #[arg(long, requires = "model")]
+    pub weights: Option<PathBuf>,
+    /// Model the --weights are for (resnet18, googlenet, ...).
     #[arg(long)]
-    pub checkpoint: PathBuf,
+    pub model: Option<String>,
+    /// Side of the square input for --weights (default 224 for resnet18/googlenet).
+    #[arg(long)]
+    pub image_size: Option<usize>,
     /// Classes to show per image.
     #[arg(long, default_value_t = 3)]
     pub top_k: usize,
@@ -445,14 +455,48 @@ pub struct ClassifyArgs {
     pub json: bool,
 }
 
+/// A model with torchvision weights for classification: the class count comes from the
+/// file's `fc.weight`, the input is colour at `size` (default as for image folders).
+fn classifier_from_weights(
+    gpu: &Gpu,
+    path: &Path,
+    model: &str,
+    size: Option<usize>,
+) -> Result<(Box<dyn nn::Module>, ModelSpec)> {
+    let state = read_weights(path)?;
+    let classes = state
+        .get("fc.weight")
+        .and_then(|t| t.shape.first().copied())
+        .with_context(|| format!("{}: no fc.weight (classifier) in the file", path.display()))?;
+    let input = train::folder_input(model, size);
+    let net = train::build(gpu, model, input, classes, 0)?;
+    nn::load_state(net.as_ref(), &state, true)
+        .with_context(|| format!("{}: weights do not fit {model}", path.display()))?;
+    let p = Preprocess::default_for(input)?;
+    let spec = ModelSpec {
+        name: model.to_string(),
+        input,
+        class_names: (0..classes).map(|i| format!("class {i}")).collect(),
+        mean: p.mean,
+        std: p.std,
+        finetune: false,
+    };
+    Ok((net, spec))
+}
+
 /// Runs `nnlab classify`. Every image is decoded before the model runs: an unreadable or
 /// undecodable file fails the whole command, naming the file, and nothing is printed.
 pub fn classify(a: ClassifyArgs) -> Result<()> {
     ensure!(a.top_k > 0, "--top-k must be at least 1");
-    let c = Checkpoint::load(&a.checkpoint)?;
     let gpu = gpu()?;
-    let (net, spec) =
-        train::load_classifier(&gpu, &c).with_context(|| format!("{}", a.checkpoint.display()))?;
+    let (net, spec) = match (&a.checkpoint, &a.weights, &a.model) {
+        (Some(ck), _, _) => {
+            let c = Checkpoint::load(ck)?;
+            train::load_classifier(&gpu, &c).with_context(|| format!("{}", ck.display()))?
+        }
+        (None, Some(w), Some(model)) => classifier_from_weights(&gpu, w, model, a.image_size)?,
+        _ => bail!("give --checkpoint, or --weights with --model"),
+    };
     let p = Preprocess {
         shape: spec.input,
         mean: spec.mean.clone(),

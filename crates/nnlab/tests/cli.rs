@@ -276,6 +276,10 @@ fn bad_arguments_exit_non_zero_with_one_clear_line() {
     assert!(e.contains("cannot read /no/such.safetensors"), "{e}");
     let e = fails(&["classify", "--checkpoint", "x.safetensors"]);
     assert!(e.contains("IMAGES"), "{e}");
+    let e = fails(&["classify", "a.png"]);
+    assert!(e.contains("--checkpoint"), "{e}");
+    let e = fails(&["classify", "a.png", "--weights", "w.safetensors"]);
+    assert!(e.contains("--model"), "{e}");
     let e = fails(&["gan", "--checkpoint", "/no/such.safetensors"]);
     assert!(e.contains("--out"), "{e}");
 }

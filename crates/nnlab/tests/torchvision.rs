@@ -266,6 +266,25 @@ fn cli_finetunes_resnet18_on_an_image_folder() {
     assert!(ok, "{out}\n{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["classes"], serde_json::json!(["blue", "red"]));
+    // classify straight from torchvision weights: 1000 numbered classes.
+    let (ok, out, err) = run(&[
+        "classify",
+        probe.to_str().expect("utf-8"),
+        "--weights",
+        weights.to_str().expect("utf-8"),
+        "--model",
+        "resnet18",
+        "--image-size",
+        "32",
+        "--json",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        v["results"][0]["logits"].as_array().expect("logits").len(),
+        1000
+    );
+    assert_eq!(v["classes"][999], "class 999");
     // Weights for another architecture: a clear error, nothing trains.
     let (ok, _, err) = run(&[
         "train",
