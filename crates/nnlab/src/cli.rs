@@ -358,13 +358,16 @@ pub fn train(a: TrainArgs) -> Result<()> {
             "seconds": t0.elapsed().as_secs_f64(),
         });
         trainer.history.push(row);
+        let val = if d.val.is_empty() {
+            "no validation images".to_string()
+        } else {
+            format!("val loss {val_loss:.4}  val acc {:.2}%", 100.0 * val_acc)
+        };
         println!(
-            "epoch {}: loss {:.4}  train acc {:.2}%  val loss {:.4}  val acc {:.2}%  {:.0} img/s",
+            "epoch {}: loss {:.4}  train acc {:.2}%  {val}  {:.0} img/s",
             e + 1,
             run.loss,
             100.0 * run.acc,
-            val_loss,
-            100.0 * val_acc,
             run.img_s
         );
         if let Some(p) = &last {
