@@ -410,6 +410,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         train::load_classifier(&gpu, &c).with_context(|| format!("{}", a.checkpoint.display()))?;
     let mut d = load_train_data(&a.data, spec.input, a.limit)?;
     fit_data(&mut d, &spec)?;
+    ensure!(!d.val.is_empty(), "{}: no validation images", a.data);
     let (loss, acc) = train::evaluate(&gpu, net.as_ref(), &d.val, a.batch_size)?;
     if a.json {
         let out = json!({"checkpoint": a.checkpoint, "model": spec.name, "images": d.val.len(),
