@@ -189,8 +189,19 @@ fn full_size_resnet18_and_googlenet_match_torchvision() {
 
     let (x, want, meta) = io("tv_googlenet_formula_io.safetensors");
     let net = GoogLeNet::new(&gpu, 1000, 1).expect("googlenet");
-    load_weights_bytes(&net, &formula_bytes(&meta), "googlenet", false).expect("load");
+    let bytes = formula_bytes(&meta);
+    load_weights_bytes(&net, &bytes, "googlenet", false).expect("load");
     assert_logits(&logits(&gpu, &net, &x), &want.data, "googlenet (full size)");
+    drop(net);
+    // Fine-tuning GoogLeNet for 5 classes: only its new fc trains.
+    let ft = GoogLeNet::new(&gpu, 5, 1).expect("googlenet");
+    load_weights_bytes(&ft, &bytes, "googlenet", true).expect("finetune load");
+    nnlab::train::freeze_backbone(&ft).expect("freeze");
+    let trainable: Vec<Vec<usize>> = nn::parameters(&ft)
+        .iter()
+        .map(|t| t.shape().to_vec())
+        .collect();
+    assert_eq!(trainable, vec![vec![5, 1024], vec![5]]);
 }
 
 /// `nnlab train --model resnet18 --weights F --finetune --data DIR` on an image folder,
