@@ -96,8 +96,8 @@ pub struct TrainArgs {
     pub finetune: bool,
     /// Side of the square input images of an image folder are resized to (default: 224
     /// for resnet18/googlenet, 28 for mnist-cnn, 32 otherwise).
-    #[arg(long)]
-    pub image_size: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=4096))]
+    pub image_size: Option<u32>,
 }
 
 /// Loads `--weights` (a torchvision-named `.safetensors`) into `net`: strictly, or when
@@ -264,7 +264,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
             "unknown model '{model}' (known: {})",
             train::MODELS.join(", ")
         );
-        let d = load_train_data(&a.data, train::folder_input(&model, a.image_size), a.limit)?;
+        let d = load_train_data(
+            &a.data,
+            train::folder_input(&model, a.image_size.map(|s| s as usize)),
+            a.limit,
+        )?;
         let spec = ModelSpec {
             name: model,
             input: d.train.shape,
@@ -446,8 +450,8 @@ pub struct ClassifyArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// Side of the square input for --weights (default 224 for resnet18/googlenet).
-    #[arg(long)]
-    pub image_size: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=4096))]
+    pub image_size: Option<u32>,
     /// Classes to show per image.
     #[arg(long, default_value_t = 3)]
     pub top_k: usize,
@@ -498,7 +502,9 @@ pub fn classify(a: ClassifyArgs) -> Result<()> {
             let c = Checkpoint::load(ck)?;
             train::load_classifier(&gpu, &c).with_context(|| format!("{}", ck.display()))?
         }
-        (None, Some(w), Some(model)) => classifier_from_weights(&gpu, w, model, a.image_size)?,
+        (None, Some(w), Some(model)) => {
+            classifier_from_weights(&gpu, w, model, a.image_size.map(|s| s as usize))?
+        }
         _ => bail!("give --checkpoint, or --weights with --model"),
     };
     let p = Preprocess {

@@ -173,7 +173,10 @@ impl ModelSpec {
             finetune: v.get("finetune").and_then(|f| f.as_bool()).unwrap_or(false),
         };
         ensure!(
-            spec.mean.len() == input[0] && spec.std.len() == input[0] && spec.classes() > 0,
+            spec.mean.len() == input[0]
+                && spec.std.len() == input[0]
+                && spec.classes() > 0
+                && input.iter().all(|&d| d > 0 && d <= 4096),
             "checkpoint metadata: model normalisation or classes do not fit input {input:?}"
         );
         Ok(spec)
