@@ -54,6 +54,58 @@ fn conv2d_case(name: &str, xs: [usize; 4], ws: [usize; 4], o: Conv2dOpts, seed: 
     assert_close(&got(&tb), &db, ATOL, RTOL, &format!("{name} db"));
 }
 
+/// Channel counts that pick each tile height of both kernel sets (8/16/32 rows with
+/// subgroups, 16/32/64 without), in every pass: forward and weight gradient have rows =
+/// output channels, the input gradient rows = input channels.
+fn channel_count_cases() {
+    let o = Conv2dOpts {
+        padding: (1, 1),
+        ..Conv2dOpts::default()
+    };
+    conv2d_case("12 -> 20 channels", [2, 12, 9, 7], [20, 12, 3, 3], o, 10);
+    conv2d_case("20 -> 12 channels", [2, 20, 7, 9], [12, 20, 3, 3], o, 11);
+    let s2 = Conv2dOpts {
+        stride: (2, 2),
+        padding: (1, 1),
+        ..Conv2dOpts::default()
+    };
+    conv2d_case("40 -> 9 channels, stride 2", [2, 40, 9, 8], [9, 40, 3, 3], s2, 12);
+}
+
+#[test]
+fn conv2d_channel_counts_match_cpu() {
+    channel_count_cases();
+}
+
+#[test]
+fn subgroup_kernels_are_used_where_the_adapter_has_them() {
+    // Otherwise the kernel tests would silently cover only the portable path.
+    let g = gpu();
+    let info = g.adapter_info();
+    let has = g.device().features().contains(gpu_nn::wgpu::Features::SUBGROUP);
+    assert_eq!(
+        g.uses_subgroups(),
+        has && info.subgroup_min_size >= 8,
+        "{} (subgroups {}..{})",
+        info.name,
+        info.subgroup_min_size,
+        info.subgroup_max_size
+    );
+    assert!(!portable_gpu().uses_subgroups());
+}
+
+#[test]
+fn portable_kernels_match_cpu() {
+    // The same comparisons on a device that does not use subgroup kernels.
+    with_gpu(portable_gpu(), || {
+        channel_count_cases();
+        conv2d_odd_shapes_match_cpu();
+        conv2d_special_kernels_match_cpu();
+        conv2d_larger_than_one_tile_matches_cpu();
+        conv_transpose2d_matches_cpu();
+    });
+}
+
 #[test]
 fn conv2d_odd_shapes_match_cpu() {
     let o = Conv2dOpts {
