@@ -95,6 +95,22 @@ fn acc_row(acc: Acc, i: u32) -> vec4<f32> {
 @group(0) @binding(3) var<storage, read> fb: array<f32>;
 @group(0) @binding(4) var<storage, read_write> fy: array<f32>;
 
+// Masked loads: lanes (and components) whose tap is outside the image or whose row is past
+// the matrix skip the load altogether, which on lavapipe skips a pass of the per-lane loop.
+fn gather_fx(idx: vec4<i32>, ok: vec4<bool>) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (ok.x) { v.x = fx[u32(idx.x)]; }
+    if (ok.y) { v.y = fx[u32(idx.y)]; }
+    if (ok.z) { v.z = fx[u32(idx.z)]; }
+    if (ok.w) { v.w = fx[u32(idx.w)]; }
+    return v;
+}
+fn load_fw(i: u32, ok: bool) -> f32 {
+    var v = 0.0;
+    if (ok) { v = fw[i]; }
+    return v;
+}
+
 @compute @workgroup_size(WG)
 fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
                @builtin(local_invocation_index) lid: u32,
@@ -137,13 +153,12 @@ fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
             for (var kj = 0u; kj < p.kw; kj = kj + 1u) {
                 let iw = iw0 + i32(kj * p.dw);
                 let idx = xrow + iw;
-                let bv = vec4<f32>(fx[u32(idx.x)], fx[u32(idx.y)], fx[u32(idx.z)], fx[u32(idx.w)]);
-                let b = select(vec4<f32>(0.0), bv, hok & inside(iw, p.w));
-                rank1(&acc0, select(0.0, fw[wrow.x + k], aok.x), b);
-                if (NB > 1u) { rank1(&acc1, select(0.0, fw[wrow.y + k], aok.y), b); }
+                let b = gather_fx(idx, hok & inside(iw, p.w));
+                rank1(&acc0, load_fw(wrow.x + k, aok.x), b);
+                if (NB > 1u) { rank1(&acc1, load_fw(wrow.y + k, aok.y), b); }
                 if (NB > 2u) {
-                    rank1(&acc2, select(0.0, fw[wrow.z + k], aok.z), b);
-                    rank1(&acc3, select(0.0, fw[wrow.w + k], aok.w), b);
+                    rank1(&acc2, load_fw(wrow.z + k, aok.z), b);
+                    rank1(&acc3, load_fw(wrow.w + k, aok.w), b);
                 }
                 k = k + 1u;
             }
@@ -174,6 +189,20 @@ fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
 @group(0) @binding(2) var<storage, read> dwt: array<f32>;
 @group(0) @binding(3) var<storage, read> db: array<f32>;
 @group(0) @binding(4) var<storage, read_write> ddx: array<f32>;
+
+fn gather_dgy(idx: vec4<i32>, ok: vec4<bool>) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (ok.x) { v.x = dgy[u32(idx.x)]; }
+    if (ok.y) { v.y = dgy[u32(idx.y)]; }
+    if (ok.z) { v.z = dgy[u32(idx.z)]; }
+    if (ok.w) { v.w = dgy[u32(idx.w)]; }
+    return v;
+}
+fn load_dwt(i: u32, ok: bool) -> f32 {
+    var v = 0.0;
+    if (ok) { v = dwt[i]; }
+    return v;
+}
 
 // t / s where the stride divides t, else -1 (the tap reaches no output pixel).
 fn tap(t: vec4<i32>, s: u32) -> vec4<i32> {
@@ -223,14 +252,13 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
             let wk = wbase + ki * p.kw + kj;
             for (var co = 0u; co < mg; co = co + 1u) {
                 let idx = off + i32(co * hwo);
-                let bv = vec4<f32>(dgy[u32(idx.x)], dgy[u32(idx.y)], dgy[u32(idx.z)], dgy[u32(idx.w)]);
-                let b = select(vec4<f32>(0.0), bv, ok);
+                let b = gather_dgy(idx, ok);
                 let wi = wk + co * cg * khw;
-                rank1(&acc0, select(0.0, dwt[wi.x], aok.x), b);
-                if (NB > 1u) { rank1(&acc1, select(0.0, dwt[wi.y], aok.y), b); }
+                rank1(&acc0, load_dwt(wi.x, aok.x), b);
+                if (NB > 1u) { rank1(&acc1, load_dwt(wi.y, aok.y), b); }
                 if (NB > 2u) {
-                    rank1(&acc2, select(0.0, dwt[wi.z], aok.z), b);
-                    rank1(&acc3, select(0.0, dwt[wi.w], aok.w), b);
+                    rank1(&acc2, load_dwt(wi.z, aok.z), b);
+                    rank1(&acc3, load_dwt(wi.w, aok.w), b);
                 }
             }
         }
@@ -261,6 +289,20 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
 @group(0) @binding(1) var<storage, read> wx: array<f32>;
 @group(0) @binding(2) var<storage, read> wgy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> wpart: array<f32>;
+
+fn gather_wx(idx: vec4<i32>, ok: vec4<bool>) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (ok.x) { v.x = wx[u32(idx.x)]; }
+    if (ok.y) { v.y = wx[u32(idx.y)]; }
+    if (ok.z) { v.z = wx[u32(idx.z)]; }
+    if (ok.w) { v.w = wx[u32(idx.w)]; }
+    return v;
+}
+fn load_wgy(i: u32, ok: bool) -> f32 {
+    var v = 0.0;
+    if (ok) { v = wgy[i]; }
+    return v;
+}
 
 const WGW: u32 = 16u;
 
@@ -308,14 +350,13 @@ fn conv_wgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
         let iw = offw + i32(ow * p.sw);
         let ok = cok & inside(ih, p.h) & inside(iw, p.w);
         let idx = xc + i32(b * p.cin * hw) + ih * i32(p.w) + iw;
-        let xv = vec4<f32>(wx[u32(idx.x)], wx[u32(idx.y)], wx[u32(idx.z)], wx[u32(idx.w)]);
-        let bv = select(vec4<f32>(0.0), xv, ok);
+        let bv = gather_wx(idx, ok);
         let gi = b * p.cout * hwo + gyrow + oh * p.wo + ow;
-        rank1(&acc0, select(0.0, wgy[gi.x], aok.x), bv);
-        if (NB > 1u) { rank1(&acc1, select(0.0, wgy[gi.y], aok.y), bv); }
+        rank1(&acc0, load_wgy(gi.x, aok.x), bv);
+        if (NB > 1u) { rank1(&acc1, load_wgy(gi.y, aok.y), bv); }
         if (NB > 2u) {
-            rank1(&acc2, select(0.0, wgy[gi.z], aok.z), bv);
-            rank1(&acc3, select(0.0, wgy[gi.w], aok.w), bv);
+            rank1(&acc2, load_wgy(gi.z, aok.z), bv);
+            rank1(&acc3, load_wgy(gi.w, aok.w), bv);
         }
         ow = ow + 1u;
         if (ow == p.wo) {
