@@ -69,7 +69,13 @@ fn channel_count_cases() {
         padding: (1, 1),
         ..Conv2dOpts::default()
     };
-    conv2d_case("40 -> 9 channels, stride 2", [2, 40, 9, 8], [9, 40, 3, 3], s2, 12);
+    conv2d_case(
+        "40 -> 9 channels, stride 2",
+        [2, 40, 9, 8],
+        [9, 40, 3, 3],
+        s2,
+        12,
+    );
 }
 
 #[test]
@@ -82,7 +88,10 @@ fn subgroup_kernels_are_used_where_the_adapter_has_them() {
     // Otherwise the kernel tests would silently cover only the portable path.
     let g = gpu();
     let info = g.adapter_info();
-    let has = g.device().features().contains(gpu_nn::wgpu::Features::SUBGROUP);
+    let has = g
+        .device()
+        .features()
+        .contains(gpu_nn::wgpu::Features::SUBGROUP);
     assert_eq!(
         g.uses_subgroups(),
         has && info.subgroup_min_size >= 8,
