@@ -24,8 +24,8 @@ pub struct GpuOptions {
     pub power_preference: wgpu::PowerPreference,
     /// Backends to consider; `None` honours the `WGPU_BACKEND` environment variable.
     pub backends: Option<wgpu::Backends>,
-    /// Use subgroup kernels where the adapter has subgroups of 8+ lanes (faster on CPU
-    /// drivers); `false` forces the portable kernels (tests compare the two).
+    /// Use subgroup kernels where the adapter is a CPU driver with subgroups of 8+ lanes;
+    /// `false` forces the portable kernels (tests compare the two).
     pub subgroups: bool,
 }
 
@@ -116,6 +116,16 @@ pub fn check_adapter(adapter: &wgpu::Adapter) -> Result<()> {
     }
 }
 
+/// Whether the subgroup kernels run on this device: it has the feature with subgroups of 8+
+/// lanes, and it is a CPU driver (lavapipe, SwiftShader), where they were measured 3-10x
+/// faster than the workgroup-tiled kernels. GPUs keep the tiled kernels, which were designed
+/// for them.
+fn uses_subgroup_kernels(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> bool {
+    device.features().contains(wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size >= 8
+        && info.device_type == wgpu::DeviceType::Cpu
+}
+
 impl Gpu {
     /// Finds an adapter and creates a device with default options. Async so that it works in
     /// the browser; natively wrap it in `pollster::block_on`.
@@ -192,8 +202,7 @@ impl Gpu {
             }
         }));
         let limits = device.limits();
-        let subgroups =
-            device.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8;
+        let subgroups = uses_subgroup_kernels(&device, &info);
         Self(Arc::new(GpuInner {
             device,
             queue,
