@@ -37,7 +37,7 @@ impl Dims {
 
     /// Elements per invocation of the elementwise kernels (4 share a channel when S % 4 == 0).
     fn per(self) -> usize {
-        if self.s % 4 == 0 { 4 } else { 1 }
+        if self.s.is_multiple_of(4) { 4 } else { 1 }
     }
 
     fn numel(self) -> usize {
