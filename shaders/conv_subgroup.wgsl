@@ -41,6 +41,9 @@ struct Params {
 // each loaded column, fewer rows waste less on layers with few channels). Lanes 0..7 of
 // each subgroup load one row of each block for everyone.
 override NB: u32 = 1u;
+// conv_fwd_sg only: set when stride and dilation along w are 1 and wo % 4 == 0, so that
+// each invocation's four columns are neighbours in one output row.
+override ROW: bool = false;
 const WG: u32 = 64u;
 
 // 0 <= a < lim, per component.
@@ -150,10 +153,20 @@ fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
             let ih = ih0 + i32(ki * p.dh);
             let hok = cok & inside(ih, p.h);
             let xrow = xc + ih * i32(p.w);
+            // ROW: the four columns are neighbours in one output row, so tap kj + 1 sees
+            // three of tap kj's inputs again; slide the window by one new load per tap.
+            var b = vec4<f32>(0.0);
+            if (ROW) { b = gather_fx(xrow + iw0, hok & inside(iw0, p.w)); }
             for (var kj = 0u; kj < p.kw; kj = kj + 1u) {
-                let iw = iw0 + i32(kj * p.dw);
-                let idx = xrow + iw;
-                let b = gather_fx(idx, hok & inside(iw, p.w));
+                if (!ROW) {
+                    let iw = iw0 + i32(kj * p.dw);
+                    b = gather_fx(xrow + iw, hok & inside(iw, p.w));
+                } else if (kj > 0u) {
+                    let np = iw0.w + i32(kj);
+                    var nv = 0.0;
+                    if (hok.w && np < i32(p.w)) { nv = fx[u32(xrow.w + np)]; }
+                    b = vec4<f32>(b.yzw, nv);
+                }
                 rank1(&acc0, load_fw(wrow.x + k, aok.x), b);
                 if (NB > 1u) { rank1(&acc1, load_fw(wrow.y + k, aok.y), b); }
                 if (NB > 2u) {

@@ -33,6 +33,9 @@ mod sg {
         CONV_FWD_SG8 = "conv_fwd_sg" [R, R, R, W],
         CONV_FWD_SG16 = "conv_fwd_sg" [R, R, R, W] (NB = 2),
         CONV_FWD_SG32 = "conv_fwd_sg" [R, R, R, W] (NB = 4),
+        CONV_FWD_SG8_ROW = "conv_fwd_sg" [R, R, R, W] (ROW = 1),
+        CONV_FWD_SG16_ROW = "conv_fwd_sg" [R, R, R, W] (NB = 2, ROW = 1),
+        CONV_FWD_SG32_ROW = "conv_fwd_sg" [R, R, R, W] (NB = 4, ROW = 1),
         CONV_DGRAD_SG8 = "conv_dgrad_sg" [R, R, R, W],
         CONV_DGRAD_SG16 = "conv_dgrad_sg" [R, R, R, W] (NB = 2),
         CONV_DGRAD_SG32 = "conv_dgrad_sg" [R, R, R, W] (NB = 4),
@@ -227,10 +230,18 @@ fn fwd_raw(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Tenso
     // Without a bias the kernel never reads the binding; any read-only buffer fills it.
     let bias = b.unwrap_or(w);
     if x.gpu().uses_subgroups() {
-        let (rows, kernel) = sg::rows(
-            m,
-            [&sg::CONV_FWD_SG8, &sg::CONV_FWD_SG16, &sg::CONV_FWD_SG32],
-        );
+        // Neighbouring columns in one output row share inputs (see ROW in the shader).
+        let row = g.stride.1 == 1 && g.dilation.1 == 1 && g.wo % 4 == 0;
+        let kernels = if row {
+            [
+                &sg::CONV_FWD_SG8_ROW,
+                &sg::CONV_FWD_SG16_ROW,
+                &sg::CONV_FWD_SG32_ROW,
+            ]
+        } else {
+            [&sg::CONV_FWD_SG8, &sg::CONV_FWD_SG16, &sg::CONV_FWD_SG32]
+        };
+        let (rows, kernel) = sg::rows(m, kernels);
         let dims = sg_grid("conv2d", m, rows, n, SG_COLS, g.groups, g)?;
         x.gpu().dispatch(
             kernel,

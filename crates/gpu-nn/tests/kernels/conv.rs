@@ -78,6 +78,35 @@ fn channel_count_cases() {
     );
 }
 
+/// Output widths that are multiples of 4 with stride and dilation 1 along w: the subgroup
+/// forward then slides a window along each row. Taps reach both padded edges.
+fn row_window_cases() {
+    let p = |h, w| Conv2dOpts {
+        padding: (h, w),
+        ..Conv2dOpts::default()
+    };
+    conv2d_case("row window 3x3", [2, 3, 7, 8], [20, 3, 3, 3], p(1, 1), 13);
+    conv2d_case("row window 5x5", [2, 4, 6, 12], [9, 4, 5, 5], p(1, 2), 14);
+    let sh2 = Conv2dOpts {
+        stride: (2, 1),
+        dilation: (2, 1),
+        padding: (1, 1),
+        groups: 1,
+    };
+    conv2d_case(
+        "row window, stride and dilation along h",
+        [2, 3, 9, 8],
+        [12, 3, 3, 3],
+        sh2,
+        15,
+    );
+}
+
+#[test]
+fn conv2d_row_window_matches_cpu() {
+    row_window_cases();
+}
+
 #[test]
 fn conv2d_channel_counts_match_cpu() {
     channel_count_cases();
@@ -109,6 +138,7 @@ fn portable_kernels_match_cpu() {
     // The same comparisons on a device that does not use subgroup kernels.
     with_gpu(portable_gpu(), || {
         channel_count_cases();
+        row_window_cases();
         conv2d_odd_shapes_match_cpu();
         conv2d_special_kernels_match_cpu();
         conv2d_larger_than_one_tile_matches_cpu();
