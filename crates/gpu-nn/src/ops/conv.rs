@@ -231,7 +231,7 @@ fn fwd_raw(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Tenso
     let bias = b.unwrap_or(w);
     if x.gpu().uses_subgroups() {
         // Neighbouring columns in one output row share inputs (see ROW in the shader).
-        let row = g.stride.1 == 1 && g.dilation.1 == 1 && g.wo % 4 == 0;
+        let row = g.stride.1 == 1 && g.dilation.1 == 1 && g.wo.is_multiple_of(4);
         let kernels = if row {
             [
                 &sg::CONV_FWD_SG8_ROW,
