@@ -41,8 +41,9 @@ struct Params {
 // each loaded column, fewer rows waste less on layers with few channels). Lanes 0..7 of
 // each subgroup load one row of each block for everyone.
 override NB: u32 = 1u;
-// conv_fwd_sg only: set when stride and dilation along w are 1 and wo % 4 == 0, so that
-// each invocation's four columns are neighbours in one output row.
+// Set when each invocation's four columns are neighbours in one row: conv_fwd_sg with
+// stride and dilation 1 along w and wo % 4 == 0; conv_dgrad_sg with stride 1 along both
+// axes, dilation 1 along w and w % 4 == 0.
 override ROW: bool = false;
 const WG: u32 = 64u;
 
@@ -255,7 +256,37 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
     var acc1: Acc;
     var acc2: Acc;
     var acc3: Acc;
-    for (var ki = 0u; ki < p.kh; ki = ki + 1u) {
+    if (ROW) {
+        // Stride 1 along both axes, dilation 1 along w, w % 4 == 0: the four columns are
+        // neighbours in one input row, so tap kj + 1 sees three of tap kj's gy values again
+        // (shifted right); slide the window by one new load per tap.
+        for (var co = 0u; co < mg; co = co + 1u) {
+            let cobase = gybase.x + i32(co * hwo);
+            for (var ki = 0u; ki < p.kh; ki = ki + 1u) {
+                let oh = th0.x - i32(ki * p.dh);
+                let hok = cok.x && oh >= 0 && oh < i32(p.ho);
+                let rowb = cobase + oh * i32(p.wo);
+                var b = gather_dgy(vec4<i32>(rowb) + tw0, vec4<bool>(hok) & inside(tw0, p.wo));
+                let wk = wbase + co * cg * khw + ki * p.kw;
+                for (var kj = 0u; kj < p.kw; kj = kj + 1u) {
+                    if (kj > 0u) {
+                        let np = tw0.x - i32(kj);
+                        var nv = 0.0;
+                        if (hok && np >= 0 && np < i32(p.wo)) { nv = dgy[u32(rowb + np)]; }
+                        b = vec4<f32>(nv, b.xyz);
+                    }
+                    let wi = wk + kj;
+                    rank1(&acc0, load_dwt(wi.x, aok.x), b);
+                    if (NB > 1u) { rank1(&acc1, load_dwt(wi.y, aok.y), b); }
+                    if (NB > 2u) {
+                        rank1(&acc2, load_dwt(wi.z, aok.z), b);
+                        rank1(&acc3, load_dwt(wi.w, aok.w), b);
+                    }
+                }
+            }
+        }
+    }
+    for (var ki = 0u; ki < p.kh && !ROW; ki = ki + 1u) {
         let oh = tap(th0 - i32(ki * p.dh), p.sh);
         let hok = cok & inside(oh, p.ho);
         for (var kj = 0u; kj < p.kw; kj = kj + 1u) {

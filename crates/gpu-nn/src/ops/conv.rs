@@ -39,6 +39,9 @@ mod sg {
         CONV_DGRAD_SG8 = "conv_dgrad_sg" [R, R, R, W],
         CONV_DGRAD_SG16 = "conv_dgrad_sg" [R, R, R, W] (NB = 2),
         CONV_DGRAD_SG32 = "conv_dgrad_sg" [R, R, R, W] (NB = 4),
+        CONV_DGRAD_SG8_ROW = "conv_dgrad_sg" [R, R, R, W] (ROW = 1),
+        CONV_DGRAD_SG16_ROW = "conv_dgrad_sg" [R, R, R, W] (NB = 2, ROW = 1),
+        CONV_DGRAD_SG32_ROW = "conv_dgrad_sg" [R, R, R, W] (NB = 4, ROW = 1),
         CONV_WGRAD_SG8 = "conv_wgrad_sg" [R, R, W],
         CONV_WGRAD_SG16 = "conv_wgrad_sg" [R, R, W] (NB = 2),
         CONV_WGRAD_SG32 = "conv_wgrad_sg" [R, R, W] (NB = 4),
@@ -270,14 +273,22 @@ fn dgrad_raw(gy: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Te
     let n = g.n * g.h * g.w;
     let bias = b.unwrap_or(w);
     let (kernel, dims) = if gy.gpu().uses_subgroups() {
-        let (rows, kernel) = sg::rows(
-            m,
+        // Neighbouring columns in one input row share gy values (see ROW in the shader).
+        let row = g.stride == (1, 1) && g.dilation.1 == 1 && g.w.is_multiple_of(4);
+        let kernels = if row {
+            [
+                &sg::CONV_DGRAD_SG8_ROW,
+                &sg::CONV_DGRAD_SG16_ROW,
+                &sg::CONV_DGRAD_SG32_ROW,
+            ]
+        } else {
             [
                 &sg::CONV_DGRAD_SG8,
                 &sg::CONV_DGRAD_SG16,
                 &sg::CONV_DGRAD_SG32,
-            ],
-        );
+            ]
+        };
+        let (rows, kernel) = sg::rows(m, kernels);
         let dims = sg_grid("conv2d backward (input)", m, rows, n, SG_COLS, g.groups, g)?;
         (kernel, dims)
     } else {

@@ -79,7 +79,8 @@ fn channel_count_cases() {
 }
 
 /// Output widths that are multiples of 4 with stride and dilation 1 along w: the subgroup
-/// forward then slides a window along each row. Taps reach both padded edges.
+/// forward then slides a window along each row (the input gradient too, when the input
+/// width is a multiple of 4 and both strides are 1). Taps reach both padded edges.
 fn row_window_cases() {
     let p = |h, w| Conv2dOpts {
         padding: (h, w),
@@ -99,6 +100,18 @@ fn row_window_cases() {
         [12, 3, 3, 3],
         sh2,
         15,
+    );
+    let dh2 = Conv2dOpts {
+        dilation: (2, 1),
+        padding: (2, 1),
+        ..Conv2dOpts::default()
+    };
+    conv2d_case(
+        "row window, dilation along h",
+        [2, 5, 9, 8],
+        [7, 5, 3, 3],
+        dh2,
+        16,
     );
 }
 
