@@ -1,4 +1,5 @@
-//! Datasets: IDX files (MNIST, Fashion-MNIST, KMNIST), raw or gzipped, and batching.
+//! Datasets: IDX files (MNIST, Fashion-MNIST, KMNIST), raw or gzipped, CIFAR-10 binary
+//! batches, image folders (in `images`), batching and augmentation (random crop + flip).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,57 @@ impl Dataset {
         ))
     }
 
+    /// Uploads images `idx` as one batch like [`Dataset::batch`], each randomly cropped
+    /// (after padding by `aug.pad` with the value of a black pixel) and flipped
+    /// horizontally with probability 1/2; `seed` fixes the choices.
+    pub fn batch_augmented(
+        &self,
+        gpu: &Gpu,
+        idx: &[usize],
+        aug: &Augment,
+        seed: u64,
+    ) -> Result<(Tensor, Tensor)> {
+        let per: usize = self.shape.iter().product();
+        let mut rng = SeedRng::new(seed);
+        let mut x = Vec::with_capacity(idx.len() * per);
+        let mut y = Vec::with_capacity(idx.len());
+        for &i in idx {
+            augment_image(
+                &self.images[i * per..(i + 1) * per],
+                self.shape,
+                aug,
+                &mut rng,
+                &mut x,
+            );
+            y.push(f32::from(self.labels[i]));
+        }
+        let [c, h, w] = self.shape;
+        Ok((
+            Tensor::from_slice(gpu, &x, &[idx.len(), c, h, w])?,
+            Tensor::from_slice(gpu, &y, &[idx.len()])?,
+        ))
+    }
+
+    /// Keeps the first `n` images.
+    pub fn truncate(&mut self, n: usize) {
+        let per: usize = self.shape.iter().product();
+        let n = n.min(self.len());
+        self.labels.truncate(n);
+        self.images.truncate(n * per);
+    }
+
+    /// Splits off the last `n` images (all if fewer) as a second set.
+    pub fn split_off(&mut self, n: usize) -> Dataset {
+        let per: usize = self.shape.iter().product();
+        let keep = self.len().saturating_sub(n);
+        Dataset {
+            images: self.images.split_off(keep * per),
+            labels: self.labels.split_off(keep),
+            shape: self.shape,
+            classes: self.classes,
+        }
+    }
+
     /// Batches of indices covering the set once, shuffled with `seed` when given.
     pub fn batches(&self, batch: usize, seed: Option<u64>) -> Vec<Vec<usize>> {
         let mut order: Vec<usize> = (0..self.len()).collect();
@@ -53,6 +105,59 @@ impl Dataset {
             SeedRng::new(s).shuffle(&mut order);
         }
         order.chunks(batch.max(1)).map(<[usize]>::to_vec).collect()
+    }
+}
+
+/// Training-time augmentation, as torchvision's `RandomCrop(size, padding=pad)` followed by
+/// `RandomHorizontalFlip()`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Augment {
+    /// Zero-padding on each side before the random crop back to the original size.
+    pub pad: usize,
+    /// Flip horizontally with probability 1/2.
+    pub flip: bool,
+    /// Per channel: the normalised value of a black pixel (what the padding holds, as
+    /// torchvision pads before normalising).
+    pub fill: Vec<f32>,
+}
+
+impl Augment {
+    /// Pad 4 + flip, the CIFAR recipe, for data normalised with (mean, std) per channel.
+    pub fn crop_flip(mean: &[f32], std: &[f32]) -> Augment {
+        Augment {
+            pad: 4,
+            flip: true,
+            fill: mean.iter().zip(std).map(|(m, s)| -m / s).collect(),
+        }
+    }
+}
+
+/// Appends a randomly cropped and flipped copy of one [C, H, W] image to `out`.
+pub fn augment_image(
+    src: &[f32],
+    [c, h, w]: [usize; 3],
+    aug: &Augment,
+    rng: &mut SeedRng,
+    out: &mut Vec<f32>,
+) {
+    let p = aug.pad;
+    // Offsets of the crop in the padded image, in [0, 2p].
+    let dy = rng.below(2 * p + 1);
+    let dx = rng.below(2 * p + 1);
+    let flip = aug.flip && rng.below(2) == 1;
+    for ch in 0..c {
+        let fill = aug.fill.get(ch).copied().unwrap_or(0.0);
+        for y in 0..h {
+            let sy = (y + dy).checked_sub(p).filter(|&v| v < h);
+            for x in 0..w {
+                let xo = if flip { w - 1 - x } else { x };
+                let sx = (xo + dx).checked_sub(p).filter(|&v| v < w);
+                out.push(match (sy, sx) {
+                    (Some(sy), Some(sx)) => src[(ch * h + sy) * w + sx],
+                    _ => fill,
+                });
+            }
+        }
     }
 }
 
@@ -192,6 +297,219 @@ pub fn load_mnist_dir(dir: &Path) -> Result<(Dataset, Dataset)> {
     Ok((train, test))
 }
 
+/// CIFAR-10 per-channel normalisation (mean, std) of pixels in [0, 1].
+pub const CIFAR_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
+/// See [`CIFAR_MEAN`].
+pub const CIFAR_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
+/// CIFAR-10 class names, in label order.
+pub const CIFAR_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
+/// Bytes of one CIFAR-10 record: a label byte, then 32x32 red, green and blue planes.
+const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
+
+/// Parses one CIFAR-10 binary batch into (labels, pixels); `path` names it in errors.
+pub fn parse_cifar_batch(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
+    let name = path.display();
+    ensure!(!bytes.is_empty(), "{name}: empty file");
+    ensure!(
+        bytes.len().is_multiple_of(CIFAR_RECORD),
+        "{name}: {} bytes is not a whole number of {CIFAR_RECORD}-byte CIFAR-10 records \
+         (truncated, or not a CIFAR-10 binary batch)",
+        bytes.len()
+    );
+    let mut labels = Vec::with_capacity(bytes.len() / CIFAR_RECORD);
+    let mut pixels = Vec::with_capacity(bytes.len() / CIFAR_RECORD * (CIFAR_RECORD - 1));
+    for (i, r) in bytes.chunks_exact(CIFAR_RECORD).enumerate() {
+        ensure!(
+            r[0] <= 9,
+            "{name}: record {i} has label {}, expected 0..=9 (not a CIFAR-10 binary batch?)",
+            r[0]
+        );
+        labels.push(r[0]);
+        pixels.extend_from_slice(&r[1..]);
+    }
+    Ok((labels, pixels))
+}
+
+/// Normalises CIFAR-10 pixels (RGB planes, bytes) with [`CIFAR_MEAN`] / [`CIFAR_STD`].
+fn cifar_dataset(labels: Vec<u8>, pixels: &[u8]) -> Dataset {
+    let plane = 32 * 32;
+    let images = pixels
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let ch = (i / plane) % 3;
+            (f32::from(p) / 255.0 - CIFAR_MEAN[ch]) / CIFAR_STD[ch]
+        })
+        .collect();
+    Dataset {
+        images,
+        labels,
+        shape: [3, 32, 32],
+        classes: 10,
+    }
+}
+
+/// True when `dir` (or its `cifar-10-batches-bin` sub-folder) holds CIFAR-10 binary batches.
+pub fn is_cifar_dir(dir: &Path) -> bool {
+    cifar_root(dir).is_some()
+}
+
+fn cifar_root(dir: &Path) -> Option<PathBuf> {
+    [dir.to_path_buf(), dir.join("cifar-10-batches-bin")]
+        .into_iter()
+        .find(|d| d.join("data_batch_1.bin").is_file() || d.join("test_batch.bin").is_file())
+}
+
+/// Loads CIFAR-10's binary version: `data_batch_1.bin` .. `data_batch_5.bin` (those present,
+/// in order, with no gaps) for training and `test_batch.bin` for testing, from `dir` or its
+/// `cifar-10-batches-bin` sub-folder.
+pub fn load_cifar_dir(dir: &Path) -> Result<(Dataset, Dataset)> {
+    let root = cifar_root(dir).with_context(|| {
+        format!(
+            "{}: no CIFAR-10 binary batches (data_batch_1.bin, test_batch.bin)",
+            dir.display()
+        )
+    })?;
+    let mut labels = Vec::new();
+    let mut pixels = Vec::new();
+    for i in 1..=5 {
+        let p = root.join(format!("data_batch_{i}.bin"));
+        if !p.is_file() {
+            ensure!(i > 1, "{}: missing", p.display());
+            break;
+        }
+        let (l, px) = parse_cifar_batch(&read_maybe_gz(&p)?, &p)?;
+        labels.extend(l);
+        pixels.extend(px);
+    }
+    let tp = root.join("test_batch.bin");
+    ensure!(tp.is_file(), "{}: missing", tp.display());
+    let (tl, tpx) = parse_cifar_batch(&read_maybe_gz(&tp)?, &tp)?;
+    Ok((cifar_dataset(labels, &pixels), cifar_dataset(tl, &tpx)))
+}
+
+/// A training and a validation set with what is needed to use them again (class names,
+/// normalisation), as `--data` resolves them.
+pub struct Loaded {
+    /// Training images.
+    pub train: Dataset,
+    /// Validation (or test) images.
+    pub val: Dataset,
+    /// Class names, in label order.
+    pub class_names: Vec<String>,
+    /// Per-channel mean used to normalise pixels in [0, 1].
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation.
+    pub std: Vec<f32>,
+    /// One line saying what was loaded (printed before training).
+    pub description: String,
+}
+
+/// Resolves `--data`: a bundled set's name (`mnist`, `fashion-mnist`: the quick demo split
+/// of the bundled 10k test set), or a directory holding the four MNIST-format IDX files,
+/// CIFAR-10 binary batches, or an image folder. Image folders are converted to
+/// `folder_input` (C, H, W), which is then required.
+pub fn load_data(spec: &str, folder_input: Option<[usize; 3]>) -> Result<Loaded> {
+    if let Some(b) = Bundled::from_name(spec) {
+        let (train, val) = b.demo_split()?;
+        let (m, s) = b.normalisation();
+        return Ok(Loaded {
+            train,
+            val,
+            class_names: b.class_names().iter().map(|s| s.to_string()).collect(),
+            mean: vec![m],
+            std: vec![s],
+            description: format!(
+                "bundled {} test set, demo split: first {} images to train, last {} to \
+                 validate (not the official split; scripts/fetch-data gets the full set)",
+                b.name(),
+                Bundled::DEMO_TRAIN,
+                Bundled::DEMO_VAL
+            ),
+        });
+    }
+    let dir = Path::new(spec);
+    ensure!(
+        dir.is_dir(),
+        "--data {spec}: not a bundled set ({}) nor a directory",
+        Bundled::ALL.map(Bundled::name).join(", ")
+    );
+    if find(dir, "train-images-idx3-ubyte").is_ok() {
+        let (mut train, mut val) = load_mnist_dir(dir)?;
+        // Recognise the official sets by their test labels (the bundled copies), so that
+        // Fashion-MNIST gets its class names and statistics.
+        let known = Bundled::ALL
+            .into_iter()
+            .find(|b| b.test_labels().is_ok_and(|l| l == val.labels));
+        let (names, mean, std, what) = match known {
+            Some(b) => {
+                let (m, s) = b.normalisation();
+                let names = b.class_names().iter().map(|s| s.to_string()).collect();
+                (names, m, s, b.name())
+            }
+            None => (
+                (0..10).map(|i| i.to_string()).collect(),
+                0.1307,
+                0.3081,
+                "IDX files",
+            ),
+        };
+        for set in [&mut train, &mut val] {
+            for v in &mut set.images {
+                // load_mnist_dir normalises with MNIST's statistics.
+                *v = (*v * 0.3081 + 0.1307 - mean) / std;
+            }
+        }
+        return Ok(Loaded {
+            train,
+            val,
+            class_names: names,
+            mean: vec![mean],
+            std: vec![std],
+            description: format!("{what} in {spec}: train / t10k"),
+        });
+    }
+    if is_cifar_dir(dir) {
+        let (train, val) = load_cifar_dir(dir)?;
+        return Ok(Loaded {
+            train,
+            val,
+            class_names: CIFAR_CLASSES.iter().map(|s| s.to_string()).collect(),
+            mean: CIFAR_MEAN.to_vec(),
+            std: CIFAR_STD.to_vec(),
+            description: format!("CIFAR-10 binary batches in {spec}"),
+        });
+    }
+    let shape = folder_input.with_context(|| {
+        format!("{spec}: neither IDX files nor CIFAR-10 batches, and this model has no image-folder input size")
+    })?;
+    let p = crate::images::Preprocess::default_for(shape)?;
+    let (train, val, class_names) = crate::images::load_image_folder(dir, &p)?;
+    Ok(Loaded {
+        description: format!(
+            "image folder {spec}: {} classes, converted to {shape:?}",
+            class_names.len()
+        ),
+        train,
+        val,
+        class_names,
+        mean: p.mean,
+        std: p.std,
+    })
+}
+
 /// The test sets compiled into the binary (see assets/README.md for their licences).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bundled {
@@ -243,6 +561,33 @@ impl Bundled {
             Bundled::Mnist => (0.1307, 0.3081),
             Bundled::FashionMnist => (0.2860, 0.3530),
         }
+    }
+
+    /// Images of the bundled 10k test set used for training in the quick demo; the other
+    /// [`Bundled::DEMO_VAL`] are held out for validation.
+    pub const DEMO_TRAIN: usize = 9_000;
+    /// Images held out for validation in the quick demo (the last 1000).
+    pub const DEMO_VAL: usize = 1_000;
+
+    /// The quick demo split of the bundled test set: the first 9000 images to train on, the
+    /// last 1000 to validate on. Not the official split: for real results use the full
+    /// training set (`scripts/fetch-data`).
+    pub fn demo_split(self) -> Result<(Dataset, Dataset)> {
+        let mut train = self.load()?;
+        let val = train.split_off(Self::DEMO_VAL);
+        Ok((train, val))
+    }
+
+    /// The labels of the bundled test set (cheap: no images decoded).
+    pub fn test_labels(self) -> Result<Vec<u8>> {
+        let bytes: &[u8] = match self {
+            Bundled::Mnist => include_bytes!("../../../assets/mnist/t10k-labels-idx1-ubyte.gz"),
+            Bundled::FashionMnist => {
+                include_bytes!("../../../assets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
+            }
+        };
+        let p = Path::new("bundled").join(self.name());
+        Ok(parse_idx(&gunzip_if_needed(bytes.to_vec(), &p)?, 1, &p)?.1)
     }
 
     /// Decodes the bundled 10k test set (a few hundred ms; works in the browser).
@@ -333,6 +678,133 @@ mod tests {
             .expect("bad gzip");
         assert!(format!("{e:#}").contains("corrupt gzip"), "{e:#}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn augmentation_crops_with_fill_and_flips_deterministically() {
+        // One 1x2x3 image: values 1..=6.
+        let src: Vec<f32> = (1..=6).map(|v| v as f32).collect();
+        let none = Augment {
+            pad: 0,
+            flip: false,
+            fill: vec![-9.0],
+        };
+        let mut out = Vec::new();
+        augment_image(&src, [1, 2, 3], &none, &mut SeedRng::new(1), &mut out);
+        assert_eq!(out, src, "pad 0 without flip is the identity");
+        let aug = Augment {
+            pad: 1,
+            flip: true,
+            fill: vec![-9.0],
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let mut a = Vec::new();
+            let mut b = Vec::new();
+            augment_image(&src, [1, 2, 3], &aug, &mut SeedRng::new(seed), &mut a);
+            augment_image(&src, [1, 2, 3], &aug, &mut SeedRng::new(seed), &mut b);
+            assert_eq!(a, b, "same seed, same crop");
+            assert_eq!(a.len(), 6);
+            // Every value is the fill or a source pixel, and each row keeps its order
+            // or its mirrored order.
+            assert!(a.iter().all(|v| *v == -9.0 || src.contains(v)), "{a:?}");
+            seen.insert(a.iter().map(|v| *v as i32).collect::<Vec<_>>());
+        }
+        // 3 x 3 offsets x 2 flips = 18 distinct outputs; all appear in 200 draws.
+        assert_eq!(seen.len(), 18, "{seen:?}");
+        assert!(seen.contains(&vec![3, 2, 1, 6, 5, 4]), "plain flip occurs");
+    }
+
+    fn cifar_record(label: u8, v: u8) -> Vec<u8> {
+        let mut r = vec![label];
+        r.extend(std::iter::repeat_n(v, 3072));
+        r
+    }
+
+    #[test]
+    fn loads_cifar_batches_and_rejects_bad_ones() {
+        let dir = std::env::temp_dir().join(format!("nnlab-cifar-{}", std::process::id()));
+        let root = dir.join("cifar-10-batches-bin");
+        std::fs::create_dir_all(&root).expect("tmp dir");
+        let mut b1 = cifar_record(3, 255);
+        b1.extend(cifar_record(9, 0));
+        std::fs::write(root.join("data_batch_1.bin"), &b1).expect("write");
+        std::fs::write(root.join("data_batch_2.bin"), cifar_record(1, 0)).expect("write");
+        std::fs::write(root.join("test_batch.bin"), cifar_record(0, 0)).expect("write");
+        assert!(is_cifar_dir(&dir));
+        let (train, test) = load_cifar_dir(&dir).expect("load");
+        assert_eq!(train.labels, vec![3, 9, 1]);
+        assert_eq!(test.len(), 1);
+        assert_eq!(train.shape, [3, 32, 32]);
+        // First image is white: (1 - mean) / std per channel.
+        let want = (1.0 - CIFAR_MEAN[2]) / CIFAR_STD[2];
+        assert!((train.images[2 * 1024] - want).abs() < 1e-6);
+        // Truncated batch.
+        std::fs::write(root.join("data_batch_2.bin"), &b1[..4000]).expect("write");
+        let e = format!("{:#}", load_cifar_dir(&dir).err().expect("truncated"));
+        assert!(
+            e.contains("data_batch_2.bin") && e.contains("4000 bytes"),
+            "{e}"
+        );
+        // Label out of range.
+        std::fs::write(root.join("data_batch_2.bin"), cifar_record(12, 0)).expect("write");
+        let e = format!("{:#}", load_cifar_dir(&dir).err().expect("label"));
+        assert!(
+            e.contains("data_batch_2.bin") && e.contains("label 12"),
+            "{e}"
+        );
+        // Missing test batch.
+        std::fs::write(root.join("data_batch_2.bin"), cifar_record(1, 0)).expect("write");
+        std::fs::remove_file(root.join("test_batch.bin")).expect("rm");
+        let e = format!("{:#}", load_cifar_dir(&dir).err().expect("no test"));
+        assert!(e.contains("test_batch.bin") && e.contains("missing"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn load_data_recognises_fashion_mnist_dirs_and_rejects_unknown_specs() {
+        let dir = std::env::temp_dir().join(format!("nnlab-fm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        // Fashion-MNIST's real test labels with tiny 1x2 images; any IDX training pair.
+        let labels = Bundled::FashionMnist.test_labels().expect("labels");
+        let n = labels.len() as u32;
+        let px: Vec<u8> = (0..n).flat_map(|_| [0u8, 255]).collect();
+        std::fs::write(dir.join("t10k-images-idx3-ubyte"), idx(&[n, 1, 2], &px)).expect("w");
+        std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(&[n], &labels)).expect("w");
+        std::fs::write(
+            dir.join("train-images-idx3-ubyte"),
+            idx(&[1, 1, 2], &[0, 255]),
+        )
+        .expect("w");
+        std::fs::write(dir.join("train-labels-idx1-ubyte"), idx(&[1], &[4])).expect("w");
+        let spec = dir.to_str().expect("utf-8");
+        let d = load_data(spec, None).expect("load");
+        assert_eq!(d.class_names[9], "Ankle boot");
+        let (m, s) = Bundled::FashionMnist.normalisation();
+        assert_eq!(d.mean, vec![m]);
+        // Pixels carry Fashion-MNIST's normalisation, not MNIST's.
+        assert!(
+            (d.train.images[1] - (1.0 - m) / s).abs() < 1e-5,
+            "{:?}",
+            d.train.images
+        );
+        assert!((d.val.images[0] + m / s).abs() < 1e-5);
+        // Other labels: digits and MNIST's statistics.
+        let mut other = labels.clone();
+        other[0] = (other[0] + 1) % 10;
+        std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(&[n], &other)).expect("w");
+        let d = load_data(spec, None).expect("load");
+        assert_eq!(d.class_names[9], "9");
+        assert_eq!(d.mean, vec![0.1307]);
+        std::fs::remove_dir_all(&dir).ok();
+        let e = format!(
+            "{:#}",
+            load_data("/no/such/dir", None).err().expect("missing")
+        );
+        assert!(
+            e.contains("/no/such/dir") && e.contains("not a bundled set"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,0 +1,328 @@
+//! Image files as model input: decoding any format `image` reads, conversion to grey or
+//! colour, resizing, normalisation; image folders (one sub-folder per class) as datasets;
+//! PNG grids of samples.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use image::DynamicImage;
+use image::imageops::FilterType;
+
+use crate::data::Dataset;
+
+/// ImageNet's per-channel normalisation, which torchvision's pretrained models expect.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// See [`IMAGENET_MEAN`].
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// How an image becomes a model input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preprocess {
+    /// (C, H, W): C = 1 converts to grey, C = 3 to RGB.
+    pub shape: [usize; 3],
+    /// Per-channel mean of pixels in [0, 1] (one value per channel).
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation.
+    pub std: Vec<f32>,
+    /// Invert intensities first (dark strokes on white paper for a model trained on MNIST's
+    /// white strokes on black).
+    pub invert: bool,
+}
+
+impl Preprocess {
+    /// Default normalisation for `shape`: ImageNet's for colour, (0.5, 0.5) for grey.
+    pub fn default_for(shape: [usize; 3]) -> Result<Preprocess> {
+        let (mean, std) = match shape[0] {
+            3 => (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec()),
+            1 => (vec![0.5], vec![0.5]),
+            c => bail!("images convert to 1 (grey) or 3 (RGB) channels, not {c}"),
+        };
+        Ok(Preprocess {
+            shape,
+            mean,
+            std,
+            invert: false,
+        })
+    }
+}
+
+/// Decodes an image (PNG, JPEG, GIF, BMP, WebP; format guessed from the content);
+/// `name` names it in errors.
+pub fn decode(bytes: &[u8], name: &str) -> Result<DynamicImage> {
+    image::load_from_memory(bytes).with_context(|| format!("{name}: cannot decode image"))
+}
+
+/// Converts a decoded image to a normalised [C, H, W] input: grey or RGB as `p.shape`
+/// says, scaled so that it covers H x W and centre-cropped (square images are simply
+/// resized), then normalised.
+pub fn to_input(img: &DynamicImage, p: &Preprocess) -> Result<Vec<f32>> {
+    let [c, h, w] = p.shape;
+    ensure!(
+        p.mean.len() == c && p.std.len() == c,
+        "normalisation has {} means and {} stds for {c} channels",
+        p.mean.len(),
+        p.std.len()
+    );
+    let img = if img.width() as usize == w && img.height() as usize == h {
+        img.clone()
+    } else {
+        img.resize_to_fill(w as u32, h as u32, FilterType::Triangle)
+    };
+    let raw: Vec<u8> = match c {
+        1 => img.to_luma8().into_raw(),
+        3 => img.to_rgb8().into_raw(),
+        _ => bail!("images convert to 1 (grey) or 3 (RGB) channels, not {c}"),
+    };
+    let mut out = vec![0.0; c * h * w];
+    for (i, &v) in raw.iter().enumerate() {
+        let ch = i % c;
+        let px = i / c;
+        let mut f = f32::from(v) / 255.0;
+        if p.invert {
+            f = 1.0 - f;
+        }
+        out[ch * h * w + px] = (f - p.mean[ch]) / p.std[ch];
+    }
+    Ok(out)
+}
+
+/// Reads, decodes and converts one image file.
+pub fn load_input(path: &Path, p: &Preprocess) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    to_input(&decode(&bytes, &path.display().to_string())?, p)
+}
+
+/// File extensions an image folder may hold; other files are ignored (as torchvision's
+/// `ImageFolder` does).
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "gif", "bmp", "webp"];
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read directory {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot read directory {}", dir.display()))?;
+    v.sort();
+    Ok(v)
+}
+
+/// Class names of an image folder: its sub-folders, sorted.
+pub fn folder_classes(dir: &Path) -> Result<Vec<String>> {
+    let classes: Vec<String> = sorted_entries(dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    ensure!(
+        !classes.is_empty(),
+        "{}: no class sub-folders (an image folder holds one sub-folder of images per class)",
+        dir.display()
+    );
+    ensure!(
+        classes.len() <= 256,
+        "{}: {} classes, at most 256 are supported",
+        dir.display(),
+        classes.len()
+    );
+    Ok(classes)
+}
+
+/// The image files of one class folder, sorted.
+fn class_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(sorted_entries(dir)?
+        .into_iter()
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect())
+}
+
+/// Loads an image folder (`dir/<class>/<image>`) with the given class list; every image is
+/// converted with `p`. An image that does not decode is an error naming it; so is a class
+/// folder without images.
+pub fn load_image_folder_with(dir: &Path, classes: &[String], p: &Preprocess) -> Result<Dataset> {
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        let cdir = dir.join(class);
+        ensure!(cdir.is_dir(), "{}: missing class folder", cdir.display());
+        let files = class_files(&cdir)?;
+        ensure!(
+            !files.is_empty(),
+            "{}: no images ({})",
+            cdir.display(),
+            IMAGE_EXTENSIONS.join(", ")
+        );
+        for f in files {
+            images.extend(load_input(&f, p)?);
+            labels.push(u8::try_from(label).context("more than 256 classes")?);
+        }
+    }
+    Ok(Dataset {
+        images,
+        labels,
+        shape: p.shape,
+        classes: classes.len(),
+    })
+}
+
+/// Loads an image folder for training: with `train/` and `val/` (or `test/`) sub-folders
+/// those are the splits; otherwise every tenth image of each class (the 10th, 20th, ... in
+/// name order) is held out for validation. Returns (train, val, class names, description).
+pub fn load_image_folder(dir: &Path, p: &Preprocess) -> Result<(Dataset, Dataset, Vec<String>)> {
+    let val_dir = ["val", "test"]
+        .into_iter()
+        .map(|n| dir.join(n))
+        .find(|d| d.is_dir());
+    if let (true, Some(vd)) = (dir.join("train").is_dir(), val_dir) {
+        let classes = folder_classes(&dir.join("train"))?;
+        let vc = folder_classes(&vd)?;
+        ensure!(
+            vc == classes,
+            "{}: classes {vc:?} differ from train/'s {classes:?}",
+            vd.display()
+        );
+        let train = load_image_folder_with(&dir.join("train"), &classes, p)?;
+        let val = load_image_folder_with(&vd, &classes, p)?;
+        return Ok((train, val, classes));
+    }
+    let classes = folder_classes(dir)?;
+    let all = load_image_folder_with(dir, &classes, p)?;
+    // Hold out every tenth image of each class, in order.
+    let per: usize = p.shape.iter().product();
+    let (mut train, mut val) = (empty_like(&all), empty_like(&all));
+    let mut seen = vec![0usize; classes.len()];
+    for (i, &l) in all.labels.iter().enumerate() {
+        let k = &mut seen[usize::from(l)];
+        *k += 1;
+        let dst = if (*k).is_multiple_of(10) {
+            &mut val
+        } else {
+            &mut train
+        };
+        dst.labels.push(l);
+        dst.images
+            .extend_from_slice(&all.images[i * per..(i + 1) * per]);
+    }
+    Ok((train, val, classes))
+}
+
+fn empty_like(d: &Dataset) -> Dataset {
+    Dataset {
+        images: Vec::new(),
+        labels: Vec::new(),
+        shape: d.shape,
+        classes: d.classes,
+    }
+}
+
+/// Writes `n` grey [H, W] images with values in [-1, 1] as a PNG grid of `cols` columns
+/// with a 2-pixel border; returns the PNG bytes.
+pub fn grid_png(images: &[f32], n: usize, h: usize, w: usize, cols: usize) -> Result<Vec<u8>> {
+    ensure!(
+        images.len() == n * h * w && n > 0 && cols > 0,
+        "grid: {} values for {n} images of {h}x{w}",
+        images.len()
+    );
+    let rows = n.div_ceil(cols);
+    let gap = 2;
+    let (gw, gh) = (cols * (w + gap) + gap, rows * (h + gap) + gap);
+    let mut px = vec![0u8; gw * gh];
+    for k in 0..n {
+        let (oy, ox) = (gap + (k / cols) * (h + gap), gap + (k % cols) * (w + gap));
+        for y in 0..h {
+            for x in 0..w {
+                let v = images[(k * h + y) * w + x];
+                px[(oy + y) * gw + ox + x] = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
+            }
+        }
+    }
+    let img =
+        image::GrayImage::from_raw(gw as u32, gh as u32, px).context("grid: image buffer size")?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .context("grid: PNG encoding")?;
+    Ok(out.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(img: DynamicImage) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png)
+            .expect("png");
+        out.into_inner()
+    }
+
+    #[test]
+    fn converts_colour_to_grey_resizes_and_normalises() {
+        // A 4x4 white RGB image becomes a 1x2x2 grey input of (1 - 0.5) / 0.5 = 1.
+        let white = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+            4,
+            4,
+            image::Rgb([255, 255, 255]),
+        ));
+        let img = decode(&png(white), "w.png").expect("decode");
+        let p = Preprocess::default_for([1, 2, 2]).expect("grey");
+        assert_eq!(to_input(&img, &p).expect("input"), vec![1.0; 4]);
+        let inv = Preprocess {
+            invert: true,
+            ..p.clone()
+        };
+        assert_eq!(to_input(&img, &inv).expect("input"), vec![-1.0; 4]);
+        // Grey to RGB: three planes, each normalised with its own statistics.
+        let grey = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(3, 5, image::Luma([0])));
+        let p3 = Preprocess::default_for([3, 2, 2]).expect("rgb");
+        let v = to_input(&grey, &p3).expect("input");
+        assert_eq!(v.len(), 12);
+        assert!((v[0] + IMAGENET_MEAN[0] / IMAGENET_STD[0]).abs() < 1e-6);
+        assert!((v[11] + IMAGENET_MEAN[2] / IMAGENET_STD[2]).abs() < 1e-6);
+        let e = format!("{:#}", decode(b"not an image", "bad.png").expect_err("bad"));
+        assert!(e.contains("bad.png") && e.contains("cannot decode"), "{e}");
+    }
+
+    #[test]
+    fn image_folder_loads_splits_and_names_bad_files() {
+        let dir = std::env::temp_dir().join(format!("nnlab-imgdir-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        for (class, v) in [("cat", 0u8), ("dog", 255u8)] {
+            std::fs::create_dir_all(dir.join(class)).expect("dir");
+            for i in 0..10 {
+                let img =
+                    DynamicImage::ImageLuma8(image::GrayImage::from_pixel(6, 4, image::Luma([v])));
+                std::fs::write(dir.join(class).join(format!("{i}.png")), png(img)).expect("w");
+            }
+        }
+        std::fs::write(dir.join("cat").join("notes.txt"), "ignored").expect("w");
+        let p = Preprocess::default_for([1, 3, 3]).expect("p");
+        let (train, val, classes) = load_image_folder(&dir, &p).expect("load");
+        assert_eq!(classes, vec!["cat", "dog"]);
+        assert_eq!((train.len(), val.len()), (18, 2));
+        assert_eq!(val.labels, vec![0, 1]);
+        assert_eq!(train.images[0], -1.0);
+        assert_eq!(val.images[9], 1.0);
+        std::fs::write(dir.join("dog").join("broken.jpg"), b"\xff\xd8garbage").expect("w");
+        let e = format!(
+            "{:#}",
+            load_image_folder(&dir, &p).err().expect("bad image")
+        );
+        assert!(
+            e.contains("broken.jpg") && e.contains("cannot decode"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn grid_is_a_png_of_the_right_size() {
+        let bytes = grid_png(&[0.0; 3 * 4], 3, 2, 2, 2).expect("grid");
+        let img = decode(&bytes, "grid").expect("decode");
+        assert_eq!((img.width(), img.height()), (2 * 4 + 2, 2 * 4 + 2));
+        assert!(grid_png(&[0.0; 5], 3, 2, 2, 2).is_err());
+    }
+}

@@ -1,0 +1,285 @@
+//! The `nnlab` binary as a user runs it, on tiny data: train with checkpoints and metrics,
+//! resume, eval, classify (including a corrupt file), the GAN, and bad arguments.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn nnlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnlab"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run nnlab")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = nnlab(args);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(o.status.success(), "nnlab {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+/// Runs a command that must fail; returns its stderr, which must be one line.
+fn fails(args: &[&str]) -> String {
+    let o = nnlab(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "nnlab {args:?} should fail");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nnlab-cli-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::create_dir_all(&d).expect("tmp dir");
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn train_resume_eval_classify() {
+    let dir = tmp("train");
+    let ck = dir.join("ck");
+    let metrics = dir.join("m.csv");
+    let base = [
+        "train",
+        "--data",
+        "mnist",
+        "--limit",
+        "32",
+        "--batch-size",
+        "16",
+        "--checkpoint-dir",
+        s(&ck),
+        "--metrics",
+        s(&metrics),
+    ];
+    let out = ok(&[&base[..], &["--epochs", "1"]].concat());
+    assert!(
+        out.contains("demo split") && out.contains("epoch 1:"),
+        "{out}"
+    );
+    let last = ck.join("last.safetensors");
+    assert!(last.is_file());
+    let csv = std::fs::read_to_string(&metrics).expect("metrics");
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(csv.starts_with("epoch,step,train_loss"), "{csv}");
+
+    // Resume to 2 epochs: continues from step 2, the metrics file keeps epoch 1.
+    let out = ok(&[&base[..], &["--epochs", "2", "--resume"]].concat());
+    assert!(
+        out.contains("resuming mnist-cnn") && out.contains("step 2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("epoch 2:") && !out.contains("epoch 1:"),
+        "{out}"
+    );
+    let csv = std::fs::read_to_string(&metrics).expect("metrics");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(
+        csv.lines().nth(2).expect("row").starts_with("2,4,"),
+        "{csv}"
+    );
+
+    // A third epoch with a mid-epoch checkpoint after each step.
+    let out = ok(&[
+        &base[..],
+        &["--epochs", "3", "--resume", "--save-every", "1"],
+    ]
+    .concat());
+    assert!(
+        out.contains("at step 5") && out.contains("epoch 3:"),
+        "{out}"
+    );
+    let out = ok(&[
+        "eval",
+        "--checkpoint",
+        s(&last),
+        "--data",
+        "mnist",
+        "--limit",
+        "20",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("eval JSON");
+    let e = fails(&["eval", "--checkpoint", s(&last), "--data", "fashion-mnist"]);
+    assert!(e.contains("are not the model's"), "{e}");
+    assert_eq!(v["images"], 20);
+    let acc = v["accuracy"].as_f64().expect("accuracy");
+    assert!(
+        (0.0..=1.0).contains(&acc) && v["loss"].as_f64().is_some(),
+        "{v}"
+    );
+
+    // A 40x30 colour PNG: converted to 28x28 grey like the training data.
+    let png = dir.join("digit.png");
+    let img = image::RgbImage::from_fn(40, 30, |x, _| {
+        let v = if (18..22).contains(&x) { 255 } else { 0 };
+        image::Rgb([v, v, v])
+    });
+    img.save(&png).expect("png");
+    let out = ok(&[
+        "classify",
+        s(&png),
+        "--checkpoint",
+        s(&last),
+        "--top-k",
+        "2",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("classify JSON");
+    let r = &v["results"][0];
+    assert_eq!(r["top"].as_array().expect("top").len(), 2);
+    assert_eq!(r["logits"].as_array().expect("logits").len(), 10);
+    let p: f64 = r["probabilities"]
+        .as_array()
+        .expect("probs")
+        .iter()
+        .map(|x| x.as_f64().expect("f"))
+        .sum();
+    assert!((p - 1.0).abs() < 1e-4, "{p}");
+    let out = ok(&["classify", s(&png), "--checkpoint", s(&last)]);
+    assert!(out.contains("digit.png: ") && out.contains('%'), "{out}");
+
+    // A corrupt image fails the command, naming the file; nothing is printed.
+    let bad = dir.join("broken.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really").expect("write");
+    let o = nnlab(&["classify", s(&png), s(&bad), "--checkpoint", s(&last)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && o.stdout.is_empty());
+    assert!(
+        err.contains("broken.png") && err.contains("cannot decode"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // Not a checkpoint at all.
+    let e = fails(&["eval", "--checkpoint", s(&bad), "--data", "mnist"]);
+    assert!(
+        e.contains("broken.png") && e.contains("not a valid safetensors"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn gan_trains_checkpoints_and_writes_a_grid() {
+    let dir = tmp("gan");
+    let ck = dir.join("ck");
+    let grid = dir.join("grid.png");
+    let out = ok(&[
+        "gan",
+        "--limit",
+        "16",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--width",
+        "0.25",
+        "--checkpoint-dir",
+        s(&ck),
+    ]);
+    assert!(out.contains("epoch 1: D loss"), "{out}");
+    let last = ck.join("last.safetensors");
+    ok(&[
+        "gan",
+        "--checkpoint",
+        s(&last),
+        "--out",
+        s(&grid),
+        "--samples",
+        "6",
+    ]);
+    let img = image::open(&grid).expect("grid PNG").to_luma8();
+    // A (barely trained) classifier judges the samples.
+    let cls = dir.join("cls");
+    ok(&[
+        "train",
+        "--data",
+        "mnist",
+        "--limit",
+        "16",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "1",
+        "--checkpoint-dir",
+        s(&cls),
+    ]);
+    let out = ok(&[
+        "gan",
+        "--checkpoint",
+        s(&last),
+        "--out",
+        s(&grid),
+        "--samples",
+        "6",
+        "--judge",
+        s(&cls.join("last.safetensors")),
+    ]);
+    assert!(
+        out.contains("judge mnist-cnn: ") && out.contains("/6 samples"),
+        "{out}"
+    );
+    // 3 columns x 2 rows of 28x28 with 2-pixel borders.
+    assert_eq!(img.dimensions(), (3 * 30 + 2, 2 * 30 + 2));
+    // A GAN checkpoint is not a classifier.
+    let e = fails(&["eval", "--checkpoint", s(&last), "--data", "mnist"]);
+    assert!(e.contains("gan, not a classifier"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_arguments_exit_non_zero_with_one_clear_line() {
+    for sub in ["train", "eval", "classify", "gan", "bench", "info"] {
+        let out = ok(&[sub, "--help"]);
+        assert!(out.contains("Usage"), "{sub}: {out}");
+    }
+    let e = fails(&["train", "--data", "mnist", "--bogus"]);
+    assert!(e.contains("--bogus"), "{e}");
+    let e = fails(&["train", "--data", "/no/such/dir"]);
+    assert!(
+        e.contains("/no/such/dir") && e.trim().lines().count() == 1,
+        "{e}"
+    );
+    let e = fails(&["train", "--data", "mnist", "--model", "nope"]);
+    assert!(e.contains("unknown model 'nope'"), "{e}");
+    let e = fails(&["train", "--data", "mnist", "--metrics", "m.txt"]);
+    assert!(e.contains(".csv or .json"), "{e}");
+    let e = fails(&["train", "--data", "mnist", "--resume"]);
+    assert!(e.contains("--checkpoint-dir"), "{e}");
+    let e = fails(&[
+        "train",
+        "--data",
+        "mnist",
+        "--checkpoint-dir",
+        "x",
+        "--save-every",
+        "0",
+    ]);
+    assert!(e.contains("--save-every"), "{e}");
+    let e = fails(&[
+        "eval",
+        "--checkpoint",
+        "/no/such.safetensors",
+        "--data",
+        "mnist",
+    ]);
+    assert!(e.contains("cannot read /no/such.safetensors"), "{e}");
+    let e = fails(&["classify", "--checkpoint", "x.safetensors"]);
+    assert!(e.contains("IMAGES"), "{e}");
+    let e = fails(&["classify", "a.png"]);
+    assert!(e.contains("--checkpoint"), "{e}");
+    let e = fails(&["classify", "a.png", "--weights", "w.safetensors"]);
+    assert!(e.contains("--model"), "{e}");
+    let e = fails(&["gan", "--checkpoint", "/no/such.safetensors"]);
+    assert!(e.contains("--out"), "{e}");
+}
