@@ -13,6 +13,9 @@ struct Params {
     has_bias: u32,
     momentum: f32,
     eps: f32,
+    // Elements per invocation of the elementwise kernels: 4 when S is a multiple of 4 (the
+    // four then share a channel, so its statistics are loaded once), else 1.
+    per: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -20,11 +23,51 @@ struct Params {
 var<workgroup> red_a: array<f32, 256>;
 var<workgroup> red_b: array<f32, 256>;
 
-// Index of the k-th value (k < M) of channel c.
-fn at(c: u32, k: u32) -> u32 {
-    let ni = k / p.s;
-    let si = k % p.s;
-    return (ni * p.c + c) * p.s + si;
+// floor(a / b) for 1 <= b < 2^22 without an integer division: lavapipe has no vector
+// integer division and runs it lane by lane. An f32 estimate, one f32 step on the exact
+// remainder and a final +-1 check keep it exact.
+fn udiv(a: u32, b: u32) -> u32 {
+    let fb = f32(b);
+    let q0 = u32(f32(a) / fb);
+    let r = i32(a - q0 * b);
+    var q = u32(i32(q0) + i32(floor(f32(r) / fb)));
+    if (q * b > a) { q = q - 1u; }
+    if ((q + 1u) * b <= a) { q = q + 1u; }
+    return q;
+}
+
+// Walks the values k = lid, lid + 256, ... (k < M) of one channel as (image, offset) with
+// carried counters instead of a division per value.
+struct Walk {
+    ni: u32,
+    si: u32,
+    dn: u32,
+    ds: u32,
+}
+
+fn walk_start(lid: u32) -> Walk {
+    let ni = udiv(lid, p.s);
+    let dn = udiv(256u, p.s);
+    return Walk(ni, lid - ni * p.s, dn, 256u - dn * p.s);
+}
+
+fn walk_index(w: Walk, c: u32) -> u32 {
+    return (w.ni * p.c + c) * p.s + w.si;
+}
+
+fn walk_next(w: ptr<function, Walk>) {
+    (*w).ni = (*w).ni + (*w).dn;
+    (*w).si = (*w).si + (*w).ds;
+    if ((*w).si >= p.s) {
+        (*w).si = (*w).si - p.s;
+        (*w).ni = (*w).ni + 1u;
+    }
+}
+
+// Channel of element i.
+fn channel(i: u32) -> u32 {
+    let plane = udiv(i, p.s);
+    return plane - udiv(plane, p.c) * p.c;
 }
 
 // Tree sums of red_a and red_b; the totals end up in red_a[0] and red_b[0].
@@ -64,7 +107,11 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     }
     var acc = 0.0;
     if (valid) {
-        for (var k = lid; k < m; k = k + 256u) { acc = acc + sx[at(c, k)]; }
+        var w = walk_start(lid);
+        for (var k = lid; k < m; k = k + 256u) {
+            acc = acc + sx[walk_index(w, c)];
+            walk_next(&w);
+        }
     }
     red_a[lid] = acc;
     red_b[lid] = 0.0;
@@ -73,9 +120,11 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     workgroupBarrier();
     var dev = 0.0;
     if (valid) {
+        var w = walk_start(lid);
         for (var k = lid; k < m; k = k + 256u) {
-            let d = sx[at(c, k)] - mean;
+            let d = sx[walk_index(w, c)] - mean;
             dev = dev + d * d;
+            walk_next(&w);
         }
     }
     red_a[lid] = dev;
@@ -103,14 +152,18 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(256)
 fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 256u + lid;
-    if (i >= p.n * p.c * p.s) { return; }
-    let c = (i / p.s) % p.c;
+    let i0 = ((wid.y * nwg.x + wid.x) * 256u + lid) * p.per;
+    if (i0 >= p.n * p.c * p.s) { return; }
+    let c = channel(i0);
     var scale = asave[p.c + c];
     if (p.has_weight != 0u) { scale = scale * aw[c]; }
     var shift = 0.0;
     if (p.has_bias != 0u) { shift = ab[c]; }
-    ay[i] = (ax[i] - asave[c]) * scale + shift;
+    let mean = asave[c];
+    for (var e = 0u; e < p.per; e = e + 1u) {
+        let i = i0 + e;
+        ay[i] = (ax[i] - mean) * scale + shift;
+    }
 }
 
 // --- bn_bwd_reduce(x, save, g, dbeta, dgamma): one workgroup per channel.
@@ -132,11 +185,13 @@ fn bn_bwd_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     if (valid) {
         let mean = rsave[c];
         let invstd = rsave[p.c + c];
+        var w = walk_start(lid);
         for (var k = lid; k < m; k = k + 256u) {
-            let j = at(c, k);
+            let j = walk_index(w, c);
             let g = rg[j];
             sg = sg + g;
             sgx = sgx + g * (rx[j] - mean) * invstd;
+            walk_next(&w);
         }
     }
     red_a[lid] = sg;
@@ -162,18 +217,25 @@ fn bn_bwd_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(256)
 fn bn_bwd_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 256u + lid;
-    if (i >= p.n * p.c * p.s) { return; }
-    let c = (i / p.s) % p.c;
+    let i0 = ((wid.y * nwg.x + wid.x) * 256u + lid) * p.per;
+    if (i0 >= p.n * p.c * p.s) { return; }
+    let c = channel(i0);
     let invstd = dx_save[p.c + c];
     var k = invstd;
     if (p.has_weight != 0u) { k = k * dx_w[c]; }
-    let g = dx_g[i];
     if (p.training == 0u) {
-        dx_out[i] = g * k;
+        for (var e = 0u; e < p.per; e = e + 1u) {
+            dx_out[i0 + e] = dx_g[i0 + e] * k;
+        }
         return;
     }
     let m = f32(p.n * p.s);
-    let xhat = (dx_x[i] - dx_save[c]) * invstd;
-    dx_out[i] = k / m * (m * g - dx_dbeta[c] - xhat * dx_dgamma[c]);
+    let mean = dx_save[c];
+    let sum_g = dx_dbeta[c];
+    let sum_gx = dx_dgamma[c];
+    for (var e = 0u; e < p.per; e = e + 1u) {
+        let i = i0 + e;
+        let xhat = (dx_x[i] - mean) * invstd;
+        dx_out[i] = k / m * (m * dx_g[i] - sum_g - xhat * sum_gx);
+    }
 }

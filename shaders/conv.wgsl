@@ -9,10 +9,16 @@
 // conv_transpose2d reuses them: its forward is conv_dgrad, its input gradient conv_fwd, its
 // weight gradient conv_wgrad with x and gy swapped.
 //
-// Tiles: BM x BN = 64 x 64 outputs per workgroup, BK = 16, 256 invocations each computing a
-// 4x4 register block (rows 4*ty + i, columns 4*tx + j). The im2col gather happens while a
-// tile is loaded into workgroup memory (two 4 KiB tiles), so nothing is materialised.
-// Loaders and stores are bounds-checked, so any size works.
+// Tiles: BM x BN outputs per workgroup with BN = 64 and BM = 16, 32 or 64 (an override
+// constant picked per layer, so layers with few channels do not compute padding rows), K step
+// BK = 16; 4 * BM invocations, each computing a 4x4 register block (rows 4 ty + i, columns
+// 4 tx + j). The im2col gather happens while a tile is loaded into workgroup memory, so
+// nothing is materialised. Loaders and stores are bounds-checked, so any size works.
+//
+// Written for lavapipe as much as for GPUs: there every invocation-dependent load runs as a
+// loop over the SIMD lanes and integer division has no vector instruction, so each
+// invocation decodes its four columns once, each loaded row once (not once per element),
+// and moves whole vec4s between registers and workgroup memory.
 
 struct Params {
     n: u32,
@@ -42,25 +48,20 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-const BM: u32 = 64u;
+override BM: u32 = 64u;
 const BN: u32 = 64u;
 const BK: u32 = 16u;
 
-var<workgroup> As: array<vec4<f32>, 256>; // [BK][BM]
-var<workgroup> Bs: array<vec4<f32>, 256>; // [BK][BN]
+var<workgroup> As: array<vec4<f32>, 256>; // [BK][BM / 4]
+var<workgroup> Bs: array<vec4<f32>, 256>; // [BK][BN / 4]
 
-fn set_a(i: u32, v: f32) { As[i / 4u][i % 4u] = v; }
-fn set_b(i: u32, v: f32) { Bs[i / 4u][i % 4u] = v; }
-
-// acc[i][j] += A[4 ty + i][k] * B[k][4 tx + j] over the BK slice in workgroup memory. One
-// vec4 load per operand and k: lavapipe runs every workgroup load as a loop over the 8 SIMD
-// lanes, so 2 vec4 loads cost far less than 8 scalar ones (~1.25x on MNIST conv2 and a
-// ResNet 64->64 3x3 layer, forward and backward).
+// acc[i][j] += A[4 ty + i][k] * B[k][4 tx + j] over the BK slice in workgroup memory.
 fn mma(acc_in: mat4x4<f32>, tx: u32, ty: u32) -> mat4x4<f32> {
     var acc = acc_in;
+    let mb = BM / 4u;
     for (var k = 0u; k < BK; k = k + 1u) {
-        let a = As[k * (BM / 4u) + ty];
-        let b = Bs[k * (BN / 4u) + tx];
+        let a = As[k * mb + ty];
+        let b = Bs[k * 16u + tx];
         acc[0] = fma(vec4<f32>(a.x), b, acc[0]);
         acc[1] = fma(vec4<f32>(a.y), b, acc[1]);
         acc[2] = fma(vec4<f32>(a.z), b, acc[2]);
@@ -69,13 +70,25 @@ fn mma(acc_in: mat4x4<f32>, tx: u32, ty: u32) -> mat4x4<f32> {
     return acc;
 }
 
+// 0 <= a < lim, per component.
+fn inside(a: vec4<i32>, lim: u32) -> vec4<bool> {
+    return (a >= vec4<i32>(0)) & (a < vec4<i32>(i32(lim)));
+}
+
+// Four loads at (possibly out-of-range) indices, zero where `ok` is false. Out-of-range
+// storage reads are defined in WebGPU; their values are discarded by the select.
+fn gather_fx(idx: vec4<i32>, ok: vec4<bool>) -> vec4<f32> {
+    let v = vec4<f32>(fx[u32(idx.x)], fx[u32(idx.y)], fx[u32(idx.z)], fx[u32(idx.w)]);
+    return select(vec4<f32>(0.0), v, ok);
+}
+
 // --- conv_fwd(x, w, b, y)
 @group(0) @binding(1) var<storage, read> fx: array<f32>;
 @group(0) @binding(2) var<storage, read> fw: array<f32>;
 @group(0) @binding(3) var<storage, read> fb: array<f32>;
 @group(0) @binding(4) var<storage, read_write> fy: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(BM * 4u)
 fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let g = wid.z;
     let mg = p.cout / p.groups;
@@ -90,44 +103,38 @@ fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     let tx = lid % 16u;
     let ty = lid / 16u;
 
-    // B loader: one column per invocation, rows kb + 4 i. The column's pixel is fixed.
-    let nl = lid % BN;
-    let kb = lid / BN;
-    let ncol = n0 + nl;
-    let n_ok = ncol < nn;
-    let bi = ncol / hwo;
-    let rr = ncol % hwo;
-    let ih0 = i32((rr / p.wo) * p.sh) - i32(p.ph);
-    let iw0 = i32((rr % p.wo) * p.sw) - i32(p.pw);
-    let xbase = (bi * p.cin + g * cg) * hw;
-    // A loader: one k per invocation, rows ma + 16 i (weights are contiguous in k).
-    let ka = lid % BK;
-    let ma = lid / BK;
-    let wbase = g * mg * kk;
+    // This invocation's four columns (output pixels): B loads and y stores both use them.
+    let col = vec4<u32>(n0 + 4u * tx) + vec4<u32>(0u, 1u, 2u, 3u);
+    let cok = col < vec4<u32>(nn);
+    let bi = col / hwo;
+    let rr = col - bi * hwo;
+    let oh = rr / p.wo;
+    let ow = rr - oh * p.wo;
+    let ih0 = vec4<i32>(oh * p.sh) - i32(p.ph);
+    let iw0 = vec4<i32>(ow * p.sw) - i32(p.pw);
+    let xbase = vec4<i32>((bi * p.cin + g * cg) * hw);
+    let ybase = bi * p.cout * hwo + rr;
+    // A loader: one k per invocation, four consecutive rows 4 ty .. 4 ty + 3.
+    let ma = vec4<u32>(m0 + 4u * ty) + vec4<u32>(0u, 1u, 2u, 3u);
+    let mok = ma < vec4<u32>(mg);
+    let wrow = (g * mg + ma) * kk;
 
     var acc = mat4x4<f32>();
     for (var k0 = 0u; k0 < kk; k0 = k0 + BK) {
-        let k = k0 + ka;
-        for (var i = 0u; i < 4u; i = i + 1u) {
-            let m = m0 + ma + 16u * i;
-            var v = 0.0;
-            if (m < mg && k < kk) { v = fw[wbase + m * kk + k]; }
-            set_a(ka * BM + ma + 16u * i, v);
-        }
-        for (var i = 0u; i < 4u; i = i + 1u) {
-            let kr = kb + 4u * i;
-            let kx = k0 + kr;
-            var v = 0.0;
-            if (n_ok && kx < kk) {
-                let ci = kx / khw;
-                let r = kx % khw;
-                let ih = ih0 + i32((r / p.kw) * p.dh);
-                let iw = iw0 + i32((r % p.kw) * p.dw);
-                if (ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w)) {
-                    v = fx[xbase + ci * hw + u32(ih) * p.w + u32(iw)];
-                }
-            }
-            set_b(kr * BN + nl, v);
+        let ka = k0 + tx;
+        let aidx = wrow + ka;
+        let av = vec4<f32>(fw[aidx.x], fw[aidx.y], fw[aidx.z], fw[aidx.w]);
+        As[tx * (BM / 4u) + ty] = select(vec4<f32>(0.0), av, mok & vec4<bool>(ka < kk));
+        for (var r = ty; r < BK; r = r + BM / 4u) {
+            let kx = k0 + r;
+            let ci = kx / khw;
+            let rem = kx - ci * khw;
+            let ki = rem / p.kw;
+            let kj = rem - ki * p.kw;
+            let ih = ih0 + i32(ki * p.dh);
+            let iw = iw0 + i32(kj * p.dw);
+            let ok = cok & vec4<bool>(kx < kk) & inside(ih, p.h) & inside(iw, p.w);
+            Bs[r * 16u + tx] = gather_fx(xbase + i32(ci * hw) + ih * i32(p.w) + iw, ok);
         }
         workgroupBarrier();
         acc = mma(acc, tx, ty);
@@ -140,13 +147,12 @@ fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         let co = g * mg + m;
         var bias = 0.0;
         if (p.has_bias != 0u) { bias = fb[co]; }
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            let n = n0 + tx * 4u + j;
-            if (n < nn) {
-                let b = n / hwo;
-                fy[(b * p.cout + co) * hwo + n % hwo] = acc[i][j] + bias;
-            }
-        }
+        let v = acc[i] + bias;
+        let yi = ybase + co * hwo;
+        if (cok.x) { fy[yi.x] = v.x; }
+        if (cok.y) { fy[yi.y] = v.y; }
+        if (cok.z) { fy[yi.z] = v.z; }
+        if (cok.w) { fy[yi.w] = v.w; }
     }
 }
 
@@ -159,7 +165,16 @@ fn conv_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
 @group(0) @binding(3) var<storage, read> db: array<f32>;
 @group(0) @binding(4) var<storage, read_write> ddx: array<f32>;
 
-@compute @workgroup_size(256)
+// Output rows (oh) of input-gradient taps t = pixel + pad - k*dil: t / s where the stride
+// divides t, else -1 (no output row).
+fn tap_rows(t: vec4<i32>, s: u32) -> vec4<i32> {
+    // Stride 1 needs no division (lavapipe has no vector integer division).
+    if (s == 1u) { return t; }
+    let q = t / vec4<i32>(i32(s));
+    return select(vec4<i32>(-1), q, q * i32(s) == t);
+}
+
+@compute @workgroup_size(BM * 4u)
 fn conv_dgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let g = wid.z;
     let mg = p.cout / p.groups;
@@ -174,47 +189,39 @@ fn conv_dgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let tx = lid % 16u;
     let ty = lid / 16u;
 
-    let nl = lid % BN;
-    let kb = lid / BN;
-    let ncol = n0 + nl;
-    let n_ok = ncol < nn;
-    let bi = ncol / hw;
-    let rr = ncol % hw;
-    let th0 = i32(rr / p.w) + i32(p.ph);
-    let tw0 = i32(rr % p.w) + i32(p.pw);
-    let gybase = (bi * p.cout + g * mg) * hwo;
-    let ka = lid % BK;
-    let ma = lid / BK;
+    // This invocation's four columns (input pixels).
+    let col = vec4<u32>(n0 + 4u * tx) + vec4<u32>(0u, 1u, 2u, 3u);
+    let cok = col < vec4<u32>(nn);
+    let bi = col / hw;
+    let rr = col - bi * hw;
+    let hp = rr / p.w;
+    let th0 = vec4<i32>(hp) + i32(p.ph);
+    let tw0 = vec4<i32>(rr - hp * p.w) + i32(p.pw);
+    let gybase = vec4<i32>((bi * p.cout + g * mg) * hwo);
+    let xbase = bi * p.cin * hw + rr;
+    // A loader: one k per invocation, four consecutive rows (input channels).
+    let ma = vec4<u32>(m0 + 4u * ty) + vec4<u32>(0u, 1u, 2u, 3u);
+    let mok = ma < vec4<u32>(cg);
 
     var acc = mat4x4<f32>();
     for (var k0 = 0u; k0 < kk; k0 = k0 + BK) {
-        let k = k0 + ka;
-        let co = k / khw;
-        let kr = k % khw;
-        for (var i = 0u; i < 4u; i = i + 1u) {
-            let m = m0 + ma + 16u * i;
-            var v = 0.0;
-            if (m < cg && k < kk) { v = dw_[((g * mg + co) * cg + m) * khw + kr]; }
-            set_a(ka * BM + ma + 16u * i, v);
-        }
-        for (var i = 0u; i < 4u; i = i + 1u) {
-            let krow = kb + 4u * i;
-            let kx = k0 + krow;
-            var v = 0.0;
-            if (n_ok && kx < kk) {
-                let c2 = kx / khw;
-                let r = kx % khw;
-                let th = th0 - i32((r / p.kw) * p.dh);
-                let tw = tw0 - i32((r % p.kw) * p.dw);
-                if (th >= 0 && tw >= 0) {
-                    let oh = u32(th) / p.sh;
-                    let ow = u32(tw) / p.sw;
-                    if (oh * p.sh == u32(th) && ow * p.sw == u32(tw) && oh < p.ho && ow < p.wo) {
-                        v = dgy[gybase + c2 * hwo + oh * p.wo + ow];
-                    }
-                }
-            }
-            set_b(krow * BN + nl, v);
+        let ka = k0 + tx;
+        let coa = ka / khw;
+        let aidx = ((g * mg + coa) * cg + ma) * khw + (ka - coa * khw);
+        let av = vec4<f32>(dw_[aidx.x], dw_[aidx.y], dw_[aidx.z], dw_[aidx.w]);
+        As[tx * (BM / 4u) + ty] = select(vec4<f32>(0.0), av, mok & vec4<bool>(ka < kk));
+        for (var r = ty; r < BK; r = r + BM / 4u) {
+            let kx = k0 + r;
+            let c2 = kx / khw;
+            let rem = kx - c2 * khw;
+            let ki = rem / p.kw;
+            let kj = rem - ki * p.kw;
+            let oh = tap_rows(th0 - i32(ki * p.dh), p.sh);
+            let ow = tap_rows(tw0 - i32(kj * p.dw), p.sw);
+            let ok = cok & vec4<bool>(kx < kk) & inside(oh, p.ho) & inside(ow, p.wo);
+            let idx = gybase + i32(c2 * hwo) + oh * i32(p.wo) + ow;
+            let v = vec4<f32>(dgy[u32(idx.x)], dgy[u32(idx.y)], dgy[u32(idx.z)], dgy[u32(idx.w)]);
+            Bs[r * 16u + tx] = select(vec4<f32>(0.0), v, ok);
         }
         workgroupBarrier();
         acc = mma(acc, tx, ty);
@@ -227,13 +234,12 @@ fn conv_dgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         let c = g * cg + m;
         var bias = 0.0;
         if (p.has_bias != 0u) { bias = db[c]; }
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            let n = n0 + tx * 4u + j;
-            if (n < nn) {
-                let b = n / hw;
-                ddx[(b * p.cin + c) * hw + n % hw] = acc[i][j] + bias;
-            }
-        }
+        let v = acc[i] + bias;
+        let xi = xbase + c * hw;
+        if (cok.x) { ddx[xi.x] = v.x; }
+        if (cok.y) { ddx[xi.y] = v.y; }
+        if (cok.z) { ddx[xi.z] = v.z; }
+        if (cok.w) { ddx[xi.w] = v.w; }
     }
 }
 
@@ -244,7 +250,7 @@ fn conv_dgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 @group(0) @binding(2) var<storage, read> wgy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> wpart: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(BM * 4u)
 fn conv_wgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let g = wid.z / p.splits;
     let s = wid.z % p.splits;
@@ -262,45 +268,37 @@ fn conv_wgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let tx = lid % 16u;
     let ty = lid / 16u;
 
-    // B loader: column (ci, ki, kj) fixed per invocation, rows kb + 4 i are pixels.
-    let nl = lid % BN;
-    let kb = lid / BN;
-    let ncol = n0 + nl;
-    let n_ok = ncol < ncols;
-    let ci = ncol / khw;
-    let r = ncol % khw;
-    let offh = i32((r / p.kw) * p.dh) - i32(p.ph);
-    let offw = i32((r % p.kw) * p.dw) - i32(p.pw);
-    let xcbase = (g * cg + ci) * hw;
-    // A loader: gy rows, contiguous along k within one image.
-    let ka = lid % BK;
-    let ma = lid / BK;
+    // This invocation's four columns (ci, ki, kj): fixed offsets into x.
+    let col = vec4<u32>(n0 + 4u * tx) + vec4<u32>(0u, 1u, 2u, 3u);
+    let cok = col < vec4<u32>(ncols);
+    let ci = col / khw;
+    let rem = col - ci * khw;
+    let ki = rem / p.kw;
+    let offh = vec4<i32>(ki * p.dh) - i32(p.ph);
+    let offw = vec4<i32>((rem - ki * p.kw) * p.dw) - i32(p.pw);
+    let xcbase = vec4<i32>((g * cg + ci) * hw);
+    // A loader: one k (pixel) per invocation, four consecutive rows (output channels).
+    let ma = vec4<u32>(m0 + 4u * ty) + vec4<u32>(0u, 1u, 2u, 3u);
+    let mok = ma < vec4<u32>(mg);
 
     var acc = mat4x4<f32>();
     for (var k0 = kbeg; k0 < kend; k0 = k0 + BK) {
-        let k = k0 + ka;
-        let bk = k / hwo;
-        let rk = k % hwo;
-        for (var i = 0u; i < 4u; i = i + 1u) {
-            let m = m0 + ma + 16u * i;
-            var v = 0.0;
-            if (m < mg && k < kend) { v = wgy[(bk * p.cout + g * mg + m) * hwo + rk]; }
-            set_a(ka * BM + ma + 16u * i, v);
-        }
-        for (var i = 0u; i < 4u; i = i + 1u) {
-            let krow = kb + 4u * i;
-            let kx = k0 + krow;
-            var v = 0.0;
-            if (n_ok && kx < kend) {
-                let b = kx / hwo;
-                let q = kx % hwo;
-                let ih = i32((q / p.wo) * p.sh) + offh;
-                let iw = i32((q % p.wo) * p.sw) + offw;
-                if (ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w)) {
-                    v = wx[b * p.cin * hw + xcbase + u32(ih) * p.w + u32(iw)];
-                }
-            }
-            set_b(krow * BN + nl, v);
+        let ka = k0 + tx;
+        let ba = ka / hwo;
+        let aidx = (ba * p.cout + g * mg + ma) * hwo + (ka - ba * hwo);
+        let av = vec4<f32>(wgy[aidx.x], wgy[aidx.y], wgy[aidx.z], wgy[aidx.w]);
+        As[tx * (BM / 4u) + ty] = select(vec4<f32>(0.0), av, mok & vec4<bool>(ka < kend));
+        for (var r = ty; r < BK; r = r + BM / 4u) {
+            let kx = k0 + r;
+            let b = kx / hwo;
+            let q = kx - b * hwo;
+            let oh = q / p.wo;
+            let ih = offh + i32(oh * p.sh);
+            let iw = offw + i32((q - oh * p.wo) * p.sw);
+            let ok = cok & vec4<bool>(kx < kend) & inside(ih, p.h) & inside(iw, p.w);
+            let idx = xcbase + i32(b * p.cin * hw) + ih * i32(p.w) + iw;
+            let v = vec4<f32>(wx[u32(idx.x)], wx[u32(idx.y)], wx[u32(idx.z)], wx[u32(idx.w)]);
+            Bs[r * 16u + tx] = select(vec4<f32>(0.0), v, ok);
         }
         workgroupBarrier();
         acc = mma(acc, tx, ty);
@@ -311,12 +309,12 @@ fn conv_wgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     for (var i = 0u; i < 4u; i = i + 1u) {
         let m = m0 + ty * 4u + i;
         if (m >= mg) { continue; }
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            let n = n0 + tx * 4u + j;
-            if (n < ncols) {
-                wpart[base + (g * mg + m) * ncols + n] = acc[i][j];
-            }
-        }
+        let v = acc[i];
+        let oi = base + (g * mg + m) * ncols + col;
+        if (cok.x) { wpart[oi.x] = v.x; }
+        if (cok.y) { wpart[oi.y] = v.y; }
+        if (cok.z) { wpart[oi.z] = v.z; }
+        if (cok.w) { wpart[oi.w] = v.w; }
     }
 }
 
@@ -352,8 +350,19 @@ fn conv_bias_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let total = p.n * hwo;
     var acc = 0.0;
     if (valid) {
+        // Pixel i = lid + 256 t as (image b, offset q), carried without dividing per step.
+        var b = lid / hwo;
+        var q = lid - b * hwo;
+        let db_step = 256u / hwo;
+        let dq_step = 256u - db_step * hwo;
         for (var i = lid; i < total; i = i + 256u) {
-            acc = acc + bgy[((i / hwo) * p.cout + c) * hwo + i % hwo];
+            acc = acc + bgy[(b * p.cout + c) * hwo + q];
+            b = b + db_step;
+            q = q + dq_step;
+            if (q >= hwo) {
+                q = q - hwo;
+                b = b + 1u;
+            }
         }
     }
     partial[lid] = acc;

@@ -29,6 +29,26 @@ fn linear(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + lid;
 }
 
+// floor(a / b) for 1 <= b < 2^22 without an integer division: lavapipe has no vector
+// integer division and runs it lane by lane, which made these kernels several times
+// slower. An f32 estimate (off by at most a few units), one f32 step on the exact
+// remainder, and a final +-1 check keep it exact.
+fn udiv(a: u32, b: u32) -> u32 {
+    let fb = f32(b);
+    let q0 = u32(f32(a) / fb);
+    let r = i32(a - q0 * b);
+    var q = u32(i32(q0) + i32(floor(f32(r) / fb)));
+    if (q * b > a) { q = q - 1u; }
+    if ((q + 1u) * b <= a) { q = q + 1u; }
+    return q;
+}
+
+// (a / b, a % b) via udiv.
+fn udivmod(a: u32, b: u32) -> vec2<u32> {
+    let q = udiv(a, b);
+    return vec2<u32>(q, a - q * b);
+}
+
 // Bit test, not `v != v`: compilers may fold self-comparisons away.
 fn is_nan(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
@@ -37,7 +57,7 @@ fn is_nan(v: f32) -> bool {
 // First tap >= 0 of a window starting at `s` with taps every `d`.
 fn first_tap(s: i32, d: i32) -> i32 {
     if (s >= 0) { return s; }
-    return s + ((-s + d - 1) / d) * d;
+    return s + i32(udiv(u32(-s + d - 1), u32(d))) * d;
 }
 
 // --- max_fwd(x, y, argmax)
@@ -50,10 +70,11 @@ fn max_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let ox = i % p.ow;
-    let t = i / p.ow;
-    let oy = t % p.oh;
-    let plane = t / p.oh;
+    let qx = udivmod(i, p.ow);
+    let ox = qx.y;
+    let qy = udivmod(qx.x, p.oh);
+    let oy = qy.y;
+    let plane = qy.x;
     let base = plane * p.h * p.w;
     let dh = i32(p.dh);
     let dw = i32(p.dw);
@@ -84,10 +105,10 @@ fn max_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 
 // Output rows [lo, hi] whose windows (start o*s - pad, taps every d, k taps) can reach row y.
 fn out_range(y: u32, s: u32, pad: u32, k: u32, d: u32, n_out: u32) -> vec2<i32> {
-    let hi = min(i32((y + pad) / s), i32(n_out) - 1);
+    let hi = min(i32(udiv(y + pad, s)), i32(n_out) - 1);
     let num = i32(y + pad) - i32((k - 1u) * d);
     var lo = 0;
-    if (num > 0) { lo = (num + i32(s) - 1) / i32(s); }
+    if (num > 0) { lo = i32(udiv(u32(num) + s - 1u, s)); }
     return vec2<i32>(lo, hi);
 }
 
@@ -101,10 +122,11 @@ fn max_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let x = i % p.w;
-    let t = i / p.w;
-    let y = t % p.h;
-    let plane = t / p.h;
+    let qx = udivmod(i, p.w);
+    let x = qx.y;
+    let qy = udivmod(qx.x, p.h);
+    let y = qy.y;
+    let plane = qy.x;
     let target_idx = f32(y * p.w + x); // exact: the launcher keeps h * w below 2^24
     let ry = out_range(y, p.sh, p.ph, p.kh, p.dh, p.oh);
     let rx = out_range(x, p.sw, p.pw, p.kw, p.dw, p.ow);
@@ -145,10 +167,11 @@ fn avg_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let ox = i % p.ow;
-    let t = i / p.ow;
-    let oy = t % p.oh;
-    let plane = t / p.oh;
+    let qx = udivmod(i, p.ow);
+    let ox = qx.y;
+    let qy = udivmod(qx.x, p.oh);
+    let oy = qy.y;
+    let plane = qy.x;
     let base = plane * p.h * p.w;
     let hs = i32(oy * p.sh) - i32(p.ph);
     let ws = i32(ox * p.sw) - i32(p.pw);
@@ -179,10 +202,11 @@ fn avg_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let x = i % p.w;
-    let t = i / p.w;
-    let y = t % p.h;
-    let plane = t / p.h;
+    let qx = udivmod(i, p.w);
+    let x = qx.y;
+    let qy = udivmod(qx.x, p.h);
+    let y = qy.y;
+    let plane = qy.x;
     // Windows have no dilation: d = 1. Every window with start <= y < start + k holds y
     // (the padded-input clip never cuts below the input).
     let ry = out_range(y, p.sh, p.ph, p.kh, 1u, p.oh);
@@ -199,10 +223,10 @@ fn avg_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 
 // Adaptive windows: [floor(o * n / n_out), ceil((o + 1) * n / n_out)).
 fn ad_start(o: u32, n: u32, n_out: u32) -> u32 {
-    return (o * n) / n_out;
+    return udiv(o * n, n_out);
 }
 fn ad_end(o: u32, n: u32, n_out: u32) -> u32 {
-    return ((o + 1u) * n + n_out - 1u) / n_out;
+    return udiv((o + 1u) * n + n_out - 1u, n_out);
 }
 
 // --- adaptive_fwd(x, y)
@@ -214,10 +238,11 @@ fn adaptive_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let ox = i % p.ow;
-    let t = i / p.ow;
-    let oy = t % p.oh;
-    let plane = t / p.oh;
+    let qx = udivmod(i, p.ow);
+    let ox = qx.y;
+    let qy = udivmod(qx.x, p.oh);
+    let oy = qy.y;
+    let plane = qy.x;
     let base = plane * p.h * p.w;
     let h0 = ad_start(oy, p.h, p.oh);
     let h1 = ad_end(oy, p.h, p.oh);
@@ -241,10 +266,11 @@ fn adaptive_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let x = i % p.w;
-    let t = i / p.w;
-    let y = t % p.h;
-    let plane = t / p.h;
+    let qx = udivmod(i, p.w);
+    let x = qx.y;
+    let qy = udivmod(qx.x, p.h);
+    let y = qy.y;
+    let plane = qy.x;
     // Outputs whose windows hold y: [floor(y * oh / h), ceil((y + 1) * oh / h)), checked
     // again against the windows themselves.
     let oy0 = ad_start(y, p.oh, p.h);

@@ -21,12 +21,19 @@ pub(crate) struct Kernel {
     pub entry: &'static str,
     /// Storage bindings 1.. in order.
     pub bindings: &'static [Access],
+    /// Name of the `static`: with the file, the pipeline cache key (one entry point may be
+    /// compiled several times with different override constants).
+    pub name: &'static str,
+    /// Values of WGSL `override` constants (e.g. a tile size), empty for the defaults.
+    pub constants: &'static [(&'static str, f64)],
 }
 
 /// Declares `static` kernels of one WGSL file:
-/// `kernels!("elementwise.wgsl"; UNARY = "unary_fwd" [R, W], ...)`.
+/// `kernels!("elementwise.wgsl"; UNARY = "unary_fwd" [R, W], ...)`; an optional
+/// `(NAME = value, ...)` after the bindings sets WGSL override constants.
 macro_rules! kernels {
-    ($file:literal; $($name:ident = $entry:literal [$($acc:ident),*]),* $(,)?) => {
+    ($file:literal; $($name:ident = $entry:literal [$($acc:ident),*]
+        $(($($cname:ident = $cval:literal),*))?),* $(,)?) => {
         const SOURCE: &str = include_str!(concat!("../../../../shaders/", $file));
         $(
             pub(crate) static $name: $crate::kernel::Kernel = $crate::kernel::Kernel {
@@ -34,6 +41,8 @@ macro_rules! kernels {
                 source: SOURCE,
                 entry: $entry,
                 bindings: &[$($crate::kernel::kernels!(@acc $acc)),*],
+                name: stringify!($name),
+                constants: &[$($((stringify!($cname), $cval as f64)),*)?],
             };
         )*
     };

@@ -24,10 +24,26 @@ fn every_shader_validates() {
                 continue;
             }
         };
-        let mut v = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        );
+        // Only `*_subgroup.wgsl` files may use subgroup operations: the crate loads them
+        // only on devices with the feature, so every other file must validate without it.
+        let subgroup_file = f
+            .file_stem()
+            .is_some_and(|s| s.to_string_lossy().ends_with("_subgroup"));
+        let (caps, stages, ops) = if subgroup_file {
+            (
+                naga::valid::Capabilities::SUBGROUP,
+                naga::valid::ShaderStages::COMPUTE,
+                naga::valid::SubgroupOperationSet::all(),
+            )
+        } else {
+            (
+                naga::valid::Capabilities::empty(),
+                naga::valid::ShaderStages::empty(),
+                naga::valid::SubgroupOperationSet::empty(),
+            )
+        };
+        let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+        v.subgroup_stages(stages).subgroup_operations(ops);
         if let Err(e) = v.validate(&module) {
             failures.push(format!("{}: {}", f.display(), e.emit_to_string(&src)));
         }

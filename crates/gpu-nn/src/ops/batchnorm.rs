@@ -32,6 +32,12 @@ impl Dims {
             .u(usize::from(has_b))
             .f(momentum)
             .f(eps)
+            .u(self.per())
+    }
+
+    /// Elements per invocation of the elementwise kernels (4 share a channel when S % 4 == 0).
+    fn per(self) -> usize {
+        if self.s.is_multiple_of(4) { 4 } else { 1 }
     }
 
     fn numel(self) -> usize {
@@ -129,7 +135,7 @@ pub fn batch_norm(
         &BN_APPLY,
         &p.0,
         &[x.buf(), save.buf(), wbuf, bbuf, y.buf()],
-        groups(d.numel(), 256),
+        groups(d.numel() / d.per(), 256),
     );
     Ok(y.with_op(BatchNormOp {
         x: x.clone(),
@@ -200,7 +206,7 @@ impl BackwardOp for BatchNormOp {
                     dgamma.buf(),
                     gx.buf(),
                 ],
-                groups(d.numel(), 256),
+                groups(d.numel() / d.per(), 256),
             );
             Some(gx)
         } else {

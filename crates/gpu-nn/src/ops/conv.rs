@@ -9,21 +9,73 @@
 
 use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape, shape_err};
-use crate::kernel::{Params, groups, kernels};
+use crate::kernel::{Kernel, Params, groups, kernels};
 use crate::tensor::Tensor;
 
 kernels!("conv.wgsl";
+    CONV_FWD_16 = "conv_fwd" [R, R, R, W] (BM = 16),
+    CONV_FWD_32 = "conv_fwd" [R, R, R, W] (BM = 32),
     CONV_FWD = "conv_fwd" [R, R, R, W],
+    CONV_DGRAD_16 = "conv_dgrad" [R, R, R, W] (BM = 16),
+    CONV_DGRAD_32 = "conv_dgrad" [R, R, R, W] (BM = 32),
     CONV_DGRAD = "conv_dgrad" [R, R, R, W],
+    CONV_WGRAD_16 = "conv_wgrad" [R, R, W] (BM = 16),
+    CONV_WGRAD_32 = "conv_wgrad" [R, R, W] (BM = 32),
     CONV_WGRAD = "conv_wgrad" [R, R, W],
     SUM_SPLITS = "sum_splits" [R, W],
     CONV_BIAS_GRAD = "conv_bias_grad" [R, W],
     CONV2D_NAIVE = "conv2d_naive" [R, R, R, W],
 );
 
-/// Output tile of the GEMM kernels (both dimensions) and their K step.
-const TILE: usize = 64;
+mod sg {
+    use crate::kernel::kernels;
+    kernels!("conv_subgroup.wgsl";
+        CONV_FWD_SG8 = "conv_fwd_sg" [R, R, R, W],
+        CONV_FWD_SG16 = "conv_fwd_sg" [R, R, R, W] (NB = 2),
+        CONV_FWD_SG32 = "conv_fwd_sg" [R, R, R, W] (NB = 4),
+        CONV_FWD_SG8_ROW = "conv_fwd_sg" [R, R, R, W] (ROW = 1),
+        CONV_FWD_SG16_ROW = "conv_fwd_sg" [R, R, R, W] (NB = 2, ROW = 1),
+        CONV_FWD_SG32_ROW = "conv_fwd_sg" [R, R, R, W] (NB = 4, ROW = 1),
+        CONV_DGRAD_SG8 = "conv_dgrad_sg" [R, R, R, W],
+        CONV_DGRAD_SG16 = "conv_dgrad_sg" [R, R, R, W] (NB = 2),
+        CONV_DGRAD_SG32 = "conv_dgrad_sg" [R, R, R, W] (NB = 4),
+        CONV_DGRAD_SG8_ROW = "conv_dgrad_sg" [R, R, R, W] (ROW = 1),
+        CONV_DGRAD_SG16_ROW = "conv_dgrad_sg" [R, R, R, W] (NB = 2, ROW = 1),
+        CONV_DGRAD_SG32_ROW = "conv_dgrad_sg" [R, R, R, W] (NB = 4, ROW = 1),
+        CONV_WGRAD_SG8 = "conv_wgrad_sg" [R, R, W],
+        CONV_WGRAD_SG16 = "conv_wgrad_sg" [R, R, W] (NB = 2),
+        CONV_WGRAD_SG32 = "conv_wgrad_sg" [R, R, W] (NB = 4),
+    );
+
+    /// Rows per workgroup (8, 16 or 32) for a GEMM with `m` rows, and the matching kernel.
+    pub(super) fn rows(m: usize, kernels: [&'static Kernel; 3]) -> (usize, &'static Kernel) {
+        match m {
+            0..=8 => (8, kernels[0]),
+            9..=16 => (16, kernels[1]),
+            _ => (32, kernels[2]),
+        }
+    }
+    use crate::kernel::Kernel;
+}
+
+/// Output columns per workgroup of the subgroup kernels (the weight gradient's kernel has
+/// fewer invocations).
+const SG_COLS: usize = 256;
+const SG_WGRAD_COLS: usize = 64; // 16 invocations x 4
+
+/// Output tile columns of the GEMM kernels and their K step.
+const TILE_N: usize = 64;
 const TILE_K: usize = 16;
+
+/// Tile rows for a GEMM with `m` rows (16, 32 or 64: layers with few channels would
+/// otherwise spend most of the work on padding rows) and the matching kernel of the three.
+fn tile_rows(m: usize, kernels: [&'static Kernel; 3]) -> (usize, &'static Kernel) {
+    match m {
+        0..=16 => (16, kernels[0]),
+        17..=32 => (32, kernels[1]),
+        _ => (64, kernels[2]),
+    }
+}
 /// Largest workgroup count per grid dimension that WebGPU guarantees.
 const MAX_GRID: usize = 65_535;
 
@@ -137,9 +189,31 @@ impl Geom {
     }
 }
 
-/// Checks that a tiled grid fits WebGPU's per-dimension limit.
-fn grid(op: &'static str, m: usize, n: usize, z: usize, g: &Geom) -> Result<[u32; 3]> {
-    let (gx, gy) = (n.div_ceil(TILE), m.div_ceil(TILE));
+/// Checks that a tiled grid (`bm` rows per tile) fits WebGPU's per-dimension limit.
+fn grid(op: &'static str, m: usize, bm: usize, n: usize, z: usize, g: &Geom) -> Result<[u32; 3]> {
+    let (gx, gy) = (n.div_ceil(TILE_N), m.div_ceil(bm));
+    ensure_shape!(
+        gx <= MAX_GRID && gy <= MAX_GRID && z <= MAX_GRID,
+        op,
+        "input {:?} with weight {:?} needs a grid of {gx} x {gy} x {z} workgroups, more than \
+         {MAX_GRID} per dimension",
+        g.x_shape(),
+        g.w_shape()
+    );
+    Ok([gx as u32, gy as u32, z as u32])
+}
+
+/// Grid of the subgroup kernels: `rows` x `cols` outputs per workgroup.
+fn sg_grid(
+    op: &'static str,
+    m: usize,
+    rows: usize,
+    n: usize,
+    cols: usize,
+    z: usize,
+    g: &Geom,
+) -> Result<[u32; 3]> {
+    let (gx, gy) = (n.div_ceil(cols), m.div_ceil(rows));
     ensure_shape!(
         gx <= MAX_GRID && gy <= MAX_GRID && z <= MAX_GRID,
         op,
@@ -156,11 +230,34 @@ fn fwd_raw(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Tenso
     let y = Tensor::uninit(x.gpu(), "conv2d", &g.y_shape())?;
     let m = g.cout / g.groups;
     let n = g.n * g.ho * g.wo;
-    let dims = grid("conv2d", m, n, g.groups, g)?;
     // Without a bias the kernel never reads the binding; any read-only buffer fills it.
     let bias = b.unwrap_or(w);
+    if x.gpu().uses_subgroups() {
+        // Neighbouring columns in one output row share inputs (see ROW in the shader).
+        let row = g.stride.1 == 1 && g.dilation.1 == 1 && g.wo.is_multiple_of(4);
+        let kernels = if row {
+            [
+                &sg::CONV_FWD_SG8_ROW,
+                &sg::CONV_FWD_SG16_ROW,
+                &sg::CONV_FWD_SG32_ROW,
+            ]
+        } else {
+            [&sg::CONV_FWD_SG8, &sg::CONV_FWD_SG16, &sg::CONV_FWD_SG32]
+        };
+        let (rows, kernel) = sg::rows(m, kernels);
+        let dims = sg_grid("conv2d", m, rows, n, SG_COLS, g.groups, g)?;
+        x.gpu().dispatch(
+            kernel,
+            &g.params(b.is_some(), 1, 0, 0).0,
+            &[x.buf(), w.buf(), bias.buf(), y.buf()],
+            dims,
+        );
+        return Ok(y);
+    }
+    let (bm, kernel) = tile_rows(m, [&CONV_FWD_16, &CONV_FWD_32, &CONV_FWD]);
+    let dims = grid("conv2d", m, bm, n, g.groups, g)?;
     x.gpu().dispatch(
-        &CONV_FWD,
+        kernel,
         &g.params(b.is_some(), 1, 0, 0).0,
         &[x.buf(), w.buf(), bias.buf(), y.buf()],
         dims,
@@ -174,10 +271,35 @@ fn dgrad_raw(gy: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Te
     let dx = Tensor::uninit(gy.gpu(), "conv2d backward (input)", &g.x_shape())?;
     let m = g.cin / g.groups;
     let n = g.n * g.h * g.w;
-    let dims = grid("conv2d backward (input)", m, n, g.groups, g)?;
     let bias = b.unwrap_or(w);
+    let (kernel, dims) = if gy.gpu().uses_subgroups() {
+        // Neighbouring columns in one input row share gy values (see ROW in the shader).
+        let row = g.stride == (1, 1) && g.dilation.1 == 1 && g.w.is_multiple_of(4);
+        let kernels = if row {
+            [
+                &sg::CONV_DGRAD_SG8_ROW,
+                &sg::CONV_DGRAD_SG16_ROW,
+                &sg::CONV_DGRAD_SG32_ROW,
+            ]
+        } else {
+            [
+                &sg::CONV_DGRAD_SG8,
+                &sg::CONV_DGRAD_SG16,
+                &sg::CONV_DGRAD_SG32,
+            ]
+        };
+        let (rows, kernel) = sg::rows(m, kernels);
+        let dims = sg_grid("conv2d backward (input)", m, rows, n, SG_COLS, g.groups, g)?;
+        (kernel, dims)
+    } else {
+        let (bm, kernel) = tile_rows(m, [&CONV_DGRAD_16, &CONV_DGRAD_32, &CONV_DGRAD]);
+        (
+            kernel,
+            grid("conv2d backward (input)", m, bm, n, g.groups, g)?,
+        )
+    };
     gy.gpu().dispatch(
-        &CONV_DGRAD,
+        kernel,
         &g.params(b.is_some(), 1, 0, 0).0,
         &[gy.buf(), w.buf(), bias.buf(), dx.buf()],
         dims,
@@ -196,24 +318,39 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
     // Small outputs with long sums (early layers: few channels, many pixels) leave most of
     // the GPU idle; split K into slices summed by a second kernel. Aim for ~128 workgroups
     // with at least 256 terms per slice.
-    let tiles = m.div_ceil(TILE) * ncols.div_ceil(TILE) * g.groups;
+    let subgroups = x.gpu().uses_subgroups();
+    let (bm, bn, kernel) = if subgroups {
+        let (rows, kernel) = sg::rows(
+            m,
+            [
+                &sg::CONV_WGRAD_SG8,
+                &sg::CONV_WGRAD_SG16,
+                &sg::CONV_WGRAD_SG32,
+            ],
+        );
+        (rows, SG_WGRAD_COLS, kernel)
+    } else {
+        let (bm, kernel) = tile_rows(m, [&CONV_WGRAD_16, &CONV_WGRAD_32, &CONV_WGRAD]);
+        (bm, TILE_N, kernel)
+    };
+    let tiles = m.div_ceil(bm) * ncols.div_ceil(bn) * g.groups;
     let max_by_k = k.div_ceil(256).max(1);
     let splits = 128usize.div_ceil(tiles).min(max_by_k).clamp(1, 64);
     let kchunk = k.div_ceil(splits).div_ceil(TILE_K) * TILE_K;
     let splits = k.div_ceil(kchunk);
-    let dims = grid(OP, m, ncols, g.groups * splits, g)?;
+    let dims = if subgroups {
+        sg_grid(OP, m, bm, ncols, bn, g.groups * splits, g)?
+    } else {
+        grid(OP, m, bm, ncols, g.groups * splits, g)?
+    };
     let params = g.params(false, splits, kchunk, total);
     if splits == 1 {
         x.gpu()
-            .dispatch(&CONV_WGRAD, &params.0, &[x.buf(), gy.buf(), dw.buf()], dims);
+            .dispatch(kernel, &params.0, &[x.buf(), gy.buf(), dw.buf()], dims);
     } else {
         let part = Tensor::uninit(x.gpu(), OP, &[splits, total])?;
-        x.gpu().dispatch(
-            &CONV_WGRAD,
-            &params.0,
-            &[x.buf(), gy.buf(), part.buf()],
-            dims,
-        );
+        x.gpu()
+            .dispatch(kernel, &params.0, &[x.buf(), gy.buf(), part.buf()], dims);
         x.gpu().dispatch(
             &SUM_SPLITS,
             &params.0,

@@ -16,6 +16,83 @@ kernels!("matmul.wgsl";
     MATMUL_V4_TT = "matmul_v4_tt" [R, R, R, W],
 );
 
+mod sg {
+    use crate::kernel::kernels;
+    kernels!("matmul_subgroup.wgsl";
+        MATMUL_SG = "matmul_sg" [R, R, R, W],
+    );
+}
+
+/// Rows (broadcast from lanes) and columns (4 per lane) per workgroup of `matmul_sg`.
+const SG_ROWS: usize = 32;
+const SG_COLS: usize = 256;
+
+/// op(A) @ op(B) (+ bias) with the subgroup kernel, putting the larger of M and N on the
+/// lanes (computing C^T = op(B)^T op(A)^T through strides when that wastes less).
+fn matmul_sg(
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    bias: Option<&Tensor>,
+    d: Dims,
+) -> Result<Tensor> {
+    const OP: &str = "matmul";
+    let Dims { batch, m, k, n } = d;
+    // op(A)[m, k] = a[m * a_m + k * a_k]; op(B)[k, n] = b[k * b_k + n * b_n].
+    let (a_m, a_k) = if trans_a { (1, m) } else { (k, 1) };
+    let (b_k, b_n) = if trans_b { (1, k) } else { (n, 1) };
+    let padded =
+        |rows: usize, cols: usize| rows.next_multiple_of(SG_ROWS) * cols.next_multiple_of(4);
+    let swap = padded(n, m) < padded(m, n);
+    // (rows, cols, r strides (i, k), l strides (k, j), c strides (i, j), bias mode)
+    let (rows, cols, r_s, l_s, c_s, bias_mode) = if swap {
+        (n, m, (b_n, b_k), (a_k, a_m), (1, n), 2)
+    } else {
+        (m, n, (a_m, a_k), (b_k, b_n), (n, 1), 1)
+    };
+    let max = a.gpu().limits().max_compute_workgroups_per_dimension as usize;
+    let groups = [cols.div_ceil(SG_COLS), rows.div_ceil(SG_ROWS), batch];
+    ensure_shape!(
+        groups.iter().all(|&g| g <= max),
+        OP,
+        "{:?} @ {:?} needs {groups:?} workgroups, more than {max} per dimension",
+        a.shape(),
+        b.shape()
+    );
+    let out_shape: Vec<usize> = if a.shape().len() == 3 {
+        vec![batch, m, n]
+    } else {
+        vec![m, n]
+    };
+    let c = Tensor::uninit(a.gpu(), OP, &out_shape)?;
+    let p = Params::new()
+        .u(rows)
+        .u(cols)
+        .u(k)
+        .u(if bias.is_some() { bias_mode } else { 0 })
+        .u(r_s.0)
+        .u(r_s.1)
+        .u(l_s.0)
+        .u(l_s.1)
+        .u(c_s.0)
+        .u(c_s.1);
+    let (r, l, r_batch, l_batch) = if swap {
+        (b, a, k * n, m * k)
+    } else {
+        (a, b, m * k, k * n)
+    };
+    let p = p.u(r_batch).u(l_batch).u(m * n);
+    let bias_buf = bias.map_or(a.buf(), Tensor::buf);
+    a.gpu().dispatch(
+        &sg::MATMUL_SG,
+        &p.0,
+        &[r.buf(), l.buf(), bias_buf, c.buf()],
+        groups.map(|g| g as u32),
+    );
+    Ok(c)
+}
+
 /// Output tile (rows and columns) per workgroup of the `matmul_v4_*` kernels.
 const TILE_V4: usize = 64;
 
@@ -151,6 +228,9 @@ pub(crate) fn matmul_raw(
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
     let d = dims("matmul", a, b, trans_a, trans_b, bias)?;
+    if a.gpu().uses_subgroups() {
+        return matmul_sg(a, b, trans_a, trans_b, bias, d);
+    }
     // The vec4 kernels read whole vec4s along each operand's contiguous dimension and write
     // C by vec4 rows; small products waste most of their 128x128 tile.
     let vec4_ok = d.k % 4 == 0 && d.n % 4 == 0 && (!trans_a || d.m % 4 == 0);

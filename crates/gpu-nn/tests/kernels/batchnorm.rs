@@ -33,7 +33,15 @@ const SUMS: (f32, f32) = (1e-4, 1e-4);
 #[test]
 fn forward_backward_and_running_stats_match_cpu() {
     let mut rng = Rng::new(11);
-    let shapes: [&[usize]; 3] = [&[3, 5, 13, 7], &[6, 5], &[3, 5, 9]];
+    // S = 91, 1 and 9 take one element per invocation; S = 320 (more than a workgroup's
+    // stride) and S = 4 take four.
+    let shapes: [&[usize]; 5] = [
+        &[3, 5, 13, 7],
+        &[6, 5],
+        &[3, 5, 9],
+        &[2, 3, 20, 16],
+        &[5, 3, 4],
+    ];
     for shape in shapes {
         let c = shape[1];
         for affine in [true, false] {

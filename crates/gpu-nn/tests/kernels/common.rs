@@ -3,15 +3,48 @@
 
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use gpu_nn::{Gpu, Tensor};
+use gpu_nn::{Gpu, GpuOptions, Tensor};
+
+thread_local! {
+    /// Device that [`gpu`] returns on this thread instead of the shared one.
+    static OVERRIDE: RefCell<Option<Gpu>> = const { RefCell::new(None) };
+}
 
 /// One device for the whole test binary (creating one on lavapipe is slow). Tests that count
 /// allocations or dispatches make their own with [`fresh_gpu`].
 pub fn gpu() -> Gpu {
+    if let Some(g) = OVERRIDE.with(|o| o.borrow().clone()) {
+        return g;
+    }
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(fresh_gpu).clone()
+}
+
+/// A device that uses only the portable kernels (no subgroups), shared by the tests that
+/// run the kernel comparisons a second time on it.
+pub fn portable_gpu() -> Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let opts = GpuOptions {
+            subgroups: false,
+            ..GpuOptions::default()
+        };
+        match pollster::block_on(Gpu::with_options(opts)) {
+            Ok(g) => g,
+            Err(e) => panic!("tests need a GPU adapter (lavapipe in CI): {e}"),
+        }
+    })
+    .clone()
+}
+
+/// Runs `f` with [`gpu`] returning `g` on this thread (tests run each on their own thread).
+pub fn with_gpu(g: Gpu, f: impl FnOnce()) {
+    OVERRIDE.with(|o| *o.borrow_mut() = Some(g));
+    f();
+    OVERRIDE.with(|o| *o.borrow_mut() = None);
 }
 
 /// A new device. Panics with wgpu's reason when none is found: the tests are meant to run on

@@ -54,6 +54,111 @@ fn conv2d_case(name: &str, xs: [usize; 4], ws: [usize; 4], o: Conv2dOpts, seed: 
     assert_close(&got(&tb), &db, ATOL, RTOL, &format!("{name} db"));
 }
 
+/// Channel counts that pick each tile height of both kernel sets (8/16/32 rows with
+/// subgroups, 16/32/64 without), in every pass: forward and weight gradient have rows =
+/// output channels, the input gradient rows = input channels.
+fn channel_count_cases() {
+    let o = Conv2dOpts {
+        padding: (1, 1),
+        ..Conv2dOpts::default()
+    };
+    conv2d_case("12 -> 20 channels", [2, 12, 9, 7], [20, 12, 3, 3], o, 10);
+    conv2d_case("20 -> 12 channels", [2, 20, 7, 9], [12, 20, 3, 3], o, 11);
+    let s2 = Conv2dOpts {
+        stride: (2, 2),
+        padding: (1, 1),
+        ..Conv2dOpts::default()
+    };
+    conv2d_case(
+        "40 -> 9 channels, stride 2",
+        [2, 40, 9, 8],
+        [9, 40, 3, 3],
+        s2,
+        12,
+    );
+}
+
+/// Output widths that are multiples of 4 with stride and dilation 1 along w: the subgroup
+/// forward then slides a window along each row (the input gradient too, when the input
+/// width is a multiple of 4 and both strides are 1). Taps reach both padded edges.
+fn row_window_cases() {
+    let p = |h, w| Conv2dOpts {
+        padding: (h, w),
+        ..Conv2dOpts::default()
+    };
+    conv2d_case("row window 3x3", [2, 3, 7, 8], [20, 3, 3, 3], p(1, 1), 13);
+    conv2d_case("row window 5x5", [2, 4, 6, 12], [9, 4, 5, 5], p(1, 2), 14);
+    let sh2 = Conv2dOpts {
+        stride: (2, 1),
+        dilation: (2, 1),
+        padding: (1, 1),
+        groups: 1,
+    };
+    conv2d_case(
+        "row window, stride and dilation along h",
+        [2, 3, 9, 8],
+        [12, 3, 3, 3],
+        sh2,
+        15,
+    );
+    let dh2 = Conv2dOpts {
+        dilation: (2, 1),
+        padding: (2, 1),
+        ..Conv2dOpts::default()
+    };
+    conv2d_case(
+        "row window, dilation along h",
+        [2, 5, 9, 8],
+        [7, 5, 3, 3],
+        dh2,
+        16,
+    );
+}
+
+#[test]
+fn conv2d_row_window_matches_cpu() {
+    row_window_cases();
+}
+
+#[test]
+fn conv2d_channel_counts_match_cpu() {
+    channel_count_cases();
+}
+
+#[test]
+fn subgroup_kernels_are_used_where_the_adapter_has_them() {
+    // Otherwise the kernel tests would silently cover only the portable path.
+    let g = gpu();
+    let info = g.adapter_info();
+    let has = g
+        .device()
+        .features()
+        .contains(gpu_nn::wgpu::Features::SUBGROUP);
+    let cpu = info.device_type == gpu_nn::wgpu::DeviceType::Cpu;
+    assert_eq!(
+        g.uses_subgroups(),
+        has && info.subgroup_min_size >= 8 && cpu,
+        "{} (subgroups {}..{})",
+        info.name,
+        info.subgroup_min_size,
+        info.subgroup_max_size
+    );
+    assert!(!portable_gpu().uses_subgroups());
+}
+
+#[test]
+fn portable_kernels_match_cpu() {
+    // The same comparisons on a device that does not use subgroup kernels.
+    with_gpu(portable_gpu(), || {
+        channel_count_cases();
+        row_window_cases();
+        conv2d_odd_shapes_match_cpu();
+        conv2d_special_kernels_match_cpu();
+        conv2d_larger_than_one_tile_matches_cpu();
+        conv_transpose2d_matches_cpu();
+    });
+}
+
 #[test]
 fn conv2d_odd_shapes_match_cpu() {
     let o = Conv2dOpts {

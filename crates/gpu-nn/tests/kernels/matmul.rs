@@ -115,9 +115,26 @@ fn naive_kernel_matches_cpu() {
 
 #[test]
 fn linear_forward_and_backward_match_cpu() {
-    let mut rng = Rng::new(60);
-    // The MNIST CNN's fc layer is 64 x 320 -> 50; odd sizes here.
-    let (rows, inp, out) = (13, 45, 21);
+    // The MNIST CNN's fc layer is 64 x 320 -> 50; odd sizes here, with more outputs than
+    // rows and the other way round (the subgroup kernel lays them out differently).
+    linear_case(13, 45, 21, 60);
+    linear_case(70, 33, 9, 61);
+}
+
+#[test]
+fn portable_kernels_match_cpu() {
+    // The same comparisons on a device that does not use the subgroup kernel.
+    with_gpu(portable_gpu(), || {
+        odd_shapes_all_transposes_forward_and_backward();
+        batched_forward_and_backward();
+        several_tiles_with_remainders();
+        vec4_kernel_shapes_all_transposes_forward_and_backward();
+        linear_forward_and_backward_match_cpu();
+    });
+}
+
+fn linear_case(rows: usize, inp: usize, out: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
     let x = rng.vec(rows * inp);
     let w = rng.vec(out * inp);
     let bias = rng.vec(out);

@@ -1,0 +1,427 @@
+// 2-D convolution kernels for adapters with subgroups of at least 8 lanes (CPU drivers such
+// as lavapipe, most GPUs). Same geometry and Params as conv.wgsl, which holds the portable
+// kernels; this file is separate because a module that uses subgroup operations does not
+// validate on devices without the feature.
+//
+// Why: on lavapipe every load whose address differs per invocation runs as a loop over the
+// SIMD lanes, so kernels are priced by the scalars they load, not by their multiply-adds. The
+// tiled kernels of conv.wgsl load 2 scalars per multiply-add from workgroup memory. Here a
+// workgroup owns 8 NB output rows (channels) and 64 invocations x 4 columns (pixels); lanes
+// 0..7 of every subgroup each load one weight per 8-row block and `subgroupBroadcast` hands
+// it to all lanes (a register shuffle), so each k costs NB + 4 loads for 32 NB multiply-adds,
+// with no workgroup memory and no barriers. The k loops run over (channel, kernel row,
+// kernel column) directly, so no index is divided inside them.
+
+struct Params {
+    n: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    cout: u32,
+    ho: u32,
+    wo: u32,
+    groups: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    dh: u32,
+    dw: u32,
+    has_bias: u32,
+    splits: u32,
+    kchunk: u32,
+    total: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// Output rows per workgroup: NB blocks of 8 (1, 2 or 4, picked per layer: more rows share
+// each loaded column, fewer rows waste less on layers with few channels). Lanes 0..7 of
+// each subgroup load one row of each block for everyone.
+override NB: u32 = 1u;
+// Set when each invocation's four columns are neighbours in one row: conv_fwd_sg with
+// stride and dilation 1 along w and wo % 4 == 0; conv_dgrad_sg with stride 1 along both
+// axes, dilation 1 along w and w % 4 == 0.
+override ROW: bool = false;
+const WG: u32 = 64u;
+
+// 0 <= a < lim, per component.
+fn inside(a: vec4<i32>, lim: u32) -> vec4<bool> {
+    return (a >= vec4<i32>(0)) & (a < vec4<i32>(i32(lim)));
+}
+
+// Eight accumulator rows of four columns each.
+struct Acc {
+    r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>,
+    r4: vec4<f32>, r5: vec4<f32>, r6: vec4<f32>, r7: vec4<f32>,
+}
+
+// acc.ri += a(lane i) * b: lane i of the subgroup holds row i's value of A.
+fn rank1(acc: ptr<function, Acc>, a: f32, b: vec4<f32>) {
+    (*acc).r0 = fma(vec4<f32>(subgroupBroadcast(a, 0u)), b, (*acc).r0);
+    (*acc).r1 = fma(vec4<f32>(subgroupBroadcast(a, 1u)), b, (*acc).r1);
+    (*acc).r2 = fma(vec4<f32>(subgroupBroadcast(a, 2u)), b, (*acc).r2);
+    (*acc).r3 = fma(vec4<f32>(subgroupBroadcast(a, 3u)), b, (*acc).r3);
+    (*acc).r4 = fma(vec4<f32>(subgroupBroadcast(a, 4u)), b, (*acc).r4);
+    (*acc).r5 = fma(vec4<f32>(subgroupBroadcast(a, 5u)), b, (*acc).r5);
+    (*acc).r6 = fma(vec4<f32>(subgroupBroadcast(a, 6u)), b, (*acc).r6);
+    (*acc).r7 = fma(vec4<f32>(subgroupBroadcast(a, 7u)), b, (*acc).r7);
+}
+
+// Row i (< 8 NB) of the four accumulators.
+fn row_of(a0: Acc, a1: Acc, a2: Acc, a3: Acc, i: u32) -> vec4<f32> {
+    switch i / 8u {
+        case 0u: { return acc_row(a0, i % 8u); }
+        case 1u: { return acc_row(a1, i % 8u); }
+        case 2u: { return acc_row(a2, i % 8u); }
+        default: { return acc_row(a3, i % 8u); }
+    }
+}
+
+fn acc_row(acc: Acc, i: u32) -> vec4<f32> {
+    switch i {
+        case 0u: { return acc.r0; }
+        case 1u: { return acc.r1; }
+        case 2u: { return acc.r2; }
+        case 3u: { return acc.r3; }
+        case 4u: { return acc.r4; }
+        case 5u: { return acc.r5; }
+        case 6u: { return acc.r6; }
+        default: { return acc.r7; }
+    }
+}
+
+// --- conv_fwd_sg(x, w, b, y): grid (ceil(n*ho*wo / 256), ceil(cout/groups / 8 NB), groups).
+@group(0) @binding(1) var<storage, read> fx: array<f32>;
+@group(0) @binding(2) var<storage, read> fw: array<f32>;
+@group(0) @binding(3) var<storage, read> fb: array<f32>;
+@group(0) @binding(4) var<storage, read_write> fy: array<f32>;
+
+// Masked loads: lanes (and components) whose tap is outside the image or whose row is past
+// the matrix skip the load altogether, which on lavapipe skips a pass of the per-lane loop.
+fn gather_fx(idx: vec4<i32>, ok: vec4<bool>) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (ok.x) { v.x = fx[u32(idx.x)]; }
+    if (ok.y) { v.y = fx[u32(idx.y)]; }
+    if (ok.z) { v.z = fx[u32(idx.z)]; }
+    if (ok.w) { v.w = fx[u32(idx.w)]; }
+    return v;
+}
+fn load_fw(i: u32, ok: bool) -> f32 {
+    var v = 0.0;
+    if (ok) { v = fw[i]; }
+    return v;
+}
+
+@compute @workgroup_size(WG)
+fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32,
+               @builtin(subgroup_invocation_id) lane: u32) {
+    let g = wid.z;
+    let mg = p.cout / p.groups;
+    let cg = p.cin / p.groups;
+    let kk = cg * p.kh * p.kw;
+    let hw = p.h * p.w;
+    let hwo = p.ho * p.wo;
+    let nn = p.n * hwo;
+    let m0 = wid.y * 8u * NB;
+
+    // This invocation's four columns (output pixels).
+    let col = vec4<u32>(wid.x * WG * 4u + 4u * lid) + vec4<u32>(0u, 1u, 2u, 3u);
+    let cok = col < vec4<u32>(nn);
+    let bi = col / hwo;
+    let rr = col - bi * hwo;
+    let oh = rr / p.wo;
+    let ih0 = vec4<i32>(oh * p.sh) - i32(p.ph);
+    let iw0 = vec4<i32>((rr - oh * p.wo) * p.sw) - i32(p.pw);
+    let xbase = vec4<i32>((bi * p.cin + g * cg) * hw);
+    // The weight rows this lane loads for the subgroup, one per block (clamped in range,
+    // zeroed past mg).
+    let mrow = vec4<u32>(m0 + lane % 8u) + vec4<u32>(0u, 8u, 16u, 24u);
+    let aok = mrow < vec4<u32>(mg);
+    let wrow = (g * mg + min(mrow, vec4<u32>(mg - 1u))) * kk;
+
+    var acc0: Acc;
+    var acc1: Acc;
+    var acc2: Acc;
+    var acc3: Acc;
+    var k = 0u;
+    for (var ci = 0u; ci < cg; ci = ci + 1u) {
+        let xc = xbase + i32(ci * hw);
+        for (var ki = 0u; ki < p.kh; ki = ki + 1u) {
+            let ih = ih0 + i32(ki * p.dh);
+            let hok = cok & inside(ih, p.h);
+            let xrow = xc + ih * i32(p.w);
+            // ROW: the four columns are neighbours in one output row, so tap kj + 1 sees
+            // three of tap kj's inputs again; slide the window by one new load per tap.
+            var b = vec4<f32>(0.0);
+            if (ROW) { b = gather_fx(xrow + iw0, hok & inside(iw0, p.w)); }
+            for (var kj = 0u; kj < p.kw; kj = kj + 1u) {
+                if (!ROW) {
+                    let iw = iw0 + i32(kj * p.dw);
+                    b = gather_fx(xrow + iw, hok & inside(iw, p.w));
+                } else if (kj > 0u) {
+                    let np = iw0.w + i32(kj);
+                    var nv = 0.0;
+                    if (hok.w && np < i32(p.w)) { nv = fx[u32(xrow.w + np)]; }
+                    b = vec4<f32>(b.yzw, nv);
+                }
+                rank1(&acc0, load_fw(wrow.x + k, aok.x), b);
+                if (NB > 1u) { rank1(&acc1, load_fw(wrow.y + k, aok.y), b); }
+                if (NB > 2u) {
+                    rank1(&acc2, load_fw(wrow.z + k, aok.z), b);
+                    rank1(&acc3, load_fw(wrow.w + k, aok.w), b);
+                }
+                k = k + 1u;
+            }
+        }
+    }
+
+    let ybase = bi * p.cout * hwo + rr;
+    for (var i = 0u; i < 8u * NB; i = i + 1u) {
+        let m = m0 + i;
+        if (m >= mg) { break; }
+        let co = g * mg + m;
+        var bias = 0.0;
+        if (p.has_bias != 0u) { bias = fb[co]; }
+        let v = row_of(acc0, acc1, acc2, acc3, i) + bias;
+        let yi = ybase + co * hwo;
+        if (cok.x) { fy[yi.x] = v.x; }
+        if (cok.y) { fy[yi.y] = v.y; }
+        if (cok.z) { fy[yi.z] = v.z; }
+        if (cok.w) { fy[yi.w] = v.w; }
+    }
+}
+
+// --- conv_dgrad_sg(gy, w, b, dx): the input gradient as in conv.wgsl's conv_dgrad; rows are
+// input channels (weights broadcast from lanes 0..7), four input pixels per invocation. The
+// loop runs over kernel taps outside and output channels inside, so the stride divisions
+// happen once per tap. Grid (ceil(n*h*w / 256), ceil(cin/groups / 8 NB), groups).
+@group(0) @binding(1) var<storage, read> dgy: array<f32>;
+@group(0) @binding(2) var<storage, read> dwt: array<f32>;
+@group(0) @binding(3) var<storage, read> db: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ddx: array<f32>;
+
+fn gather_dgy(idx: vec4<i32>, ok: vec4<bool>) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (ok.x) { v.x = dgy[u32(idx.x)]; }
+    if (ok.y) { v.y = dgy[u32(idx.y)]; }
+    if (ok.z) { v.z = dgy[u32(idx.z)]; }
+    if (ok.w) { v.w = dgy[u32(idx.w)]; }
+    return v;
+}
+fn load_dwt(i: u32, ok: bool) -> f32 {
+    var v = 0.0;
+    if (ok) { v = dwt[i]; }
+    return v;
+}
+
+// t / s where the stride divides t, else -1 (the tap reaches no output pixel).
+fn tap(t: vec4<i32>, s: u32) -> vec4<i32> {
+    if (s == 1u) { return t; }
+    let q = t / vec4<i32>(i32(s));
+    return select(vec4<i32>(-1), q, q * i32(s) == t);
+}
+
+@compute @workgroup_size(WG)
+fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32,
+                 @builtin(subgroup_invocation_id) lane: u32) {
+    let g = wid.z;
+    let mg = p.cout / p.groups;
+    let cg = p.cin / p.groups;
+    let khw = p.kh * p.kw;
+    let hw = p.h * p.w;
+    let hwo = p.ho * p.wo;
+    let nn = p.n * hw;
+    let m0 = wid.y * 8u * NB;
+
+    // This invocation's four columns (input pixels).
+    let col = vec4<u32>(wid.x * WG * 4u + 4u * lid) + vec4<u32>(0u, 1u, 2u, 3u);
+    let cok = col < vec4<u32>(nn);
+    let bi = col / hw;
+    let rr = col - bi * hw;
+    let hp = rr / p.w;
+    let th0 = vec4<i32>(hp) + i32(p.ph);
+    let tw0 = vec4<i32>(rr - hp * p.w) + i32(p.pw);
+    let gybase = vec4<i32>((bi * p.cout + g * mg) * hwo);
+    // The weight rows (input channels) this lane loads for the subgroup, one per block.
+    let mrow = vec4<u32>(m0 + lane % 8u) + vec4<u32>(0u, 8u, 16u, 24u);
+    let aok = mrow < vec4<u32>(cg);
+    let wbase = (g * mg * cg + min(mrow, vec4<u32>(cg - 1u))) * khw;
+
+    var acc0: Acc;
+    var acc1: Acc;
+    var acc2: Acc;
+    var acc3: Acc;
+    if (ROW) {
+        // Stride 1 along both axes, dilation 1 along w, w % 4 == 0: the four columns are
+        // neighbours in one input row, so tap kj + 1 sees three of tap kj's gy values again
+        // (shifted right); slide the window by one new load per tap.
+        for (var co = 0u; co < mg; co = co + 1u) {
+            let cobase = gybase.x + i32(co * hwo);
+            for (var ki = 0u; ki < p.kh; ki = ki + 1u) {
+                let oh = th0.x - i32(ki * p.dh);
+                let hok = cok.x && oh >= 0 && oh < i32(p.ho);
+                let rowb = cobase + oh * i32(p.wo);
+                var b = gather_dgy(vec4<i32>(rowb) + tw0, vec4<bool>(hok) & inside(tw0, p.wo));
+                let wk = wbase + co * cg * khw + ki * p.kw;
+                for (var kj = 0u; kj < p.kw; kj = kj + 1u) {
+                    if (kj > 0u) {
+                        let np = tw0.x - i32(kj);
+                        var nv = 0.0;
+                        if (hok && np >= 0 && np < i32(p.wo)) { nv = dgy[u32(rowb + np)]; }
+                        b = vec4<f32>(nv, b.xyz);
+                    }
+                    let wi = wk + kj;
+                    rank1(&acc0, load_dwt(wi.x, aok.x), b);
+                    if (NB > 1u) { rank1(&acc1, load_dwt(wi.y, aok.y), b); }
+                    if (NB > 2u) {
+                        rank1(&acc2, load_dwt(wi.z, aok.z), b);
+                        rank1(&acc3, load_dwt(wi.w, aok.w), b);
+                    }
+                }
+            }
+        }
+    }
+    for (var ki = 0u; ki < p.kh && !ROW; ki = ki + 1u) {
+        let oh = tap(th0 - i32(ki * p.dh), p.sh);
+        let hok = cok & inside(oh, p.ho);
+        for (var kj = 0u; kj < p.kw; kj = kj + 1u) {
+            let ow = tap(tw0 - i32(kj * p.dw), p.sw);
+            let ok = hok & inside(ow, p.wo);
+            let off = gybase + oh * i32(p.wo) + ow;
+            let wk = wbase + ki * p.kw + kj;
+            for (var co = 0u; co < mg; co = co + 1u) {
+                let idx = off + i32(co * hwo);
+                let b = gather_dgy(idx, ok);
+                let wi = wk + co * cg * khw;
+                rank1(&acc0, load_dwt(wi.x, aok.x), b);
+                if (NB > 1u) { rank1(&acc1, load_dwt(wi.y, aok.y), b); }
+                if (NB > 2u) {
+                    rank1(&acc2, load_dwt(wi.z, aok.z), b);
+                    rank1(&acc3, load_dwt(wi.w, aok.w), b);
+                }
+            }
+        }
+    }
+
+    let xbase = bi * p.cin * hw + rr;
+    for (var i = 0u; i < 8u * NB; i = i + 1u) {
+        let m = m0 + i;
+        if (m >= cg) { break; }
+        let c = g * cg + m;
+        var bias = 0.0;
+        if (p.has_bias != 0u) { bias = db[c]; }
+        let v = row_of(acc0, acc1, acc2, acc3, i) + bias;
+        let xi = xbase + c * hw;
+        if (cok.x) { ddx[xi.x] = v.x; }
+        if (cok.y) { ddx[xi.y] = v.y; }
+        if (cok.z) { ddx[xi.z] = v.z; }
+        if (cok.w) { ddx[xi.w] = v.w; }
+    }
+}
+
+// --- conv_wgrad_sg(x, gy, part): the weight gradient as in conv.wgsl's conv_wgrad. Rows
+// are output channels (gy broadcast from lanes 0..7), four columns (ci, ki, kj) per
+// invocation and only WGW = 16 invocations per workgroup (weights have few columns; the
+// parallelism comes from splitting the pixels k, slice s = wid.z % splits). Pixels are walked
+// with carried counters instead of divisions.
+// Grid (ceil(cin/groups*kh*kw / 64), ceil(cout/groups / 8 NB), groups * splits).
+@group(0) @binding(1) var<storage, read> wx: array<f32>;
+@group(0) @binding(2) var<storage, read> wgy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> wpart: array<f32>;
+
+fn gather_wx(idx: vec4<i32>, ok: vec4<bool>) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (ok.x) { v.x = wx[u32(idx.x)]; }
+    if (ok.y) { v.y = wx[u32(idx.y)]; }
+    if (ok.z) { v.z = wx[u32(idx.z)]; }
+    if (ok.w) { v.w = wx[u32(idx.w)]; }
+    return v;
+}
+fn load_wgy(i: u32, ok: bool) -> f32 {
+    var v = 0.0;
+    if (ok) { v = wgy[i]; }
+    return v;
+}
+
+const WGW: u32 = 16u;
+
+@compute @workgroup_size(WGW)
+fn conv_wgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32,
+                 @builtin(subgroup_invocation_id) lane: u32) {
+    let g = wid.z / p.splits;
+    let s = wid.z % p.splits;
+    let mg = p.cout / p.groups;
+    let cg = p.cin / p.groups;
+    let khw = p.kh * p.kw;
+    let ncols = cg * khw;
+    let hw = p.h * p.w;
+    let hwo = p.ho * p.wo;
+    let kbeg = s * p.kchunk;
+    let kend = min(p.n * hwo, kbeg + p.kchunk);
+    let m0 = wid.y * 8u * NB;
+
+    // This invocation's four columns: fixed offsets into every image of x.
+    let col = vec4<u32>(wid.x * WGW * 4u + 4u * lid) + vec4<u32>(0u, 1u, 2u, 3u);
+    let cok = col < vec4<u32>(ncols);
+    let cc = min(col, vec4<u32>(ncols - 1u));
+    let ci = cc / khw;
+    let rem = cc - ci * khw;
+    let ki = rem / p.kw;
+    let offh = vec4<i32>(ki * p.dh) - i32(p.ph);
+    let offw = vec4<i32>((rem - ki * p.kw) * p.dw) - i32(p.pw);
+    let xc = vec4<i32>((g * cg + ci) * hw);
+    // The gy rows (output channels) this lane loads for the subgroup, one per block.
+    let mrow = vec4<u32>(m0 + lane % 8u) + vec4<u32>(0u, 8u, 16u, 24u);
+    let aok = mrow < vec4<u32>(mg);
+    let gyrow = (g * mg + min(mrow, vec4<u32>(mg - 1u))) * hwo;
+
+    // Pixel kbeg as (image, row, column), then carried along.
+    var b = kbeg / hwo;
+    var oh = (kbeg - b * hwo) / p.wo;
+    var ow = kbeg - b * hwo - oh * p.wo;
+    var acc0: Acc;
+    var acc1: Acc;
+    var acc2: Acc;
+    var acc3: Acc;
+    for (var k = kbeg; k < kend; k = k + 1u) {
+        let ih = offh + i32(oh * p.sh);
+        let iw = offw + i32(ow * p.sw);
+        let ok = cok & inside(ih, p.h) & inside(iw, p.w);
+        let idx = xc + i32(b * p.cin * hw) + ih * i32(p.w) + iw;
+        let bv = gather_wx(idx, ok);
+        let gi = b * p.cout * hwo + gyrow + oh * p.wo + ow;
+        rank1(&acc0, load_wgy(gi.x, aok.x), bv);
+        if (NB > 1u) { rank1(&acc1, load_wgy(gi.y, aok.y), bv); }
+        if (NB > 2u) {
+            rank1(&acc2, load_wgy(gi.z, aok.z), bv);
+            rank1(&acc3, load_wgy(gi.w, aok.w), bv);
+        }
+        ow = ow + 1u;
+        if (ow == p.wo) {
+            ow = 0u;
+            oh = oh + 1u;
+            if (oh == p.ho) {
+                oh = 0u;
+                b = b + 1u;
+            }
+        }
+    }
+
+    let base = s * p.total;
+    for (var i = 0u; i < 8u * NB; i = i + 1u) {
+        let m = m0 + i;
+        if (m >= mg) { break; }
+        let v = row_of(acc0, acc1, acc2, acc3, i);
+        let oi = base + (g * mg + m) * ncols + col;
+        if (cok.x) { wpart[oi.x] = v.x; }
+        if (cok.y) { wpart[oi.y] = v.y; }
+        if (cok.z) { wpart[oi.z] = v.z; }
+        if (cok.w) { wpart[oi.w] = v.w; }
+    }
+}
