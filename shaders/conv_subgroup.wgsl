@@ -425,3 +425,99 @@ fn conv_wgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
         if (cok.w) { wpart[oi.w] = v.w; }
     }
 }
+
+// --- conv_wgrad_sg_row(x, gy, part): conv_wgrad_sg for kernels at most 4 wide with stride
+// and dilation 1 along w. An invocation owns one (ci, ki) pair and its kernel columns
+// kj = 0..3 (those >= kw are computed and dropped): at pixel (oh, ow) they read the four
+// neighbours x[.., ow - pw .. ow - pw + 3] of one row, and the next pixel of the row shifts
+// that window by one, so a pixel costs one new load instead of four.
+// Grid (ceil(cin/groups*kh / 16), ceil(cout/groups / 8 NB), groups * splits).
+@compute @workgroup_size(WGW)
+fn conv_wgrad_sg_row(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32,
+                     @builtin(subgroup_invocation_id) lane: u32) {
+    let g = wid.z / p.splits;
+    let s = wid.z % p.splits;
+    let mg = p.cout / p.groups;
+    let cg = p.cin / p.groups;
+    let khw = p.kh * p.kw;
+    let ncols = cg * khw;
+    let hw = p.h * p.w;
+    let hwo = p.ho * p.wo;
+    let kbeg = s * p.kchunk;
+    let kend = min(p.n * hwo, kbeg + p.kchunk);
+    let m0 = wid.y * 8u * NB;
+
+    // This invocation's (ci, ki) pair.
+    let npairs = cg * p.kh;
+    let pair = wid.x * WGW + lid;
+    let pok = pair < npairs;
+    let pc = min(pair, npairs - 1u);
+    let ci = pc / p.kh;
+    let ki = pc - ci * p.kh;
+    let offh = i32(ki * p.dh) - i32(p.ph);
+    let xc = i32((g * cg + ci) * hw);
+    let kj4 = vec4<i32>(0, 1, 2, 3);
+    // The gy rows (output channels) this lane loads for the subgroup, one per block.
+    let mrow = vec4<u32>(m0 + lane % 8u) + vec4<u32>(0u, 8u, 16u, 24u);
+    let aok = mrow < vec4<u32>(mg);
+    let gyrow = (g * mg + min(mrow, vec4<u32>(mg - 1u))) * hwo;
+
+    var b = kbeg / hwo;
+    var oh = (kbeg - b * hwo) / p.wo;
+    var ow = kbeg - b * hwo - oh * p.wo;
+    var acc0: Acc;
+    var acc1: Acc;
+    var acc2: Acc;
+    var acc3: Acc;
+    var win = vec4<f32>(0.0);
+    // Whether `win` holds the previous pixel's window of the same row (uniform).
+    var slide = false;
+    for (var k = kbeg; k < kend; k = k + 1u) {
+        let ih = offh + i32(oh * p.sh);
+        let rowok = pok && ih >= 0 && ih < i32(p.h);
+        let base = xc + i32(b * p.cin * hw) + ih * i32(p.w);
+        let iw0 = i32(ow) - i32(p.pw);
+        if (slide) {
+            let np = iw0 + 3;
+            var nv = 0.0;
+            if (rowok && np >= 0 && np < i32(p.w)) { nv = wx[u32(base + np)]; }
+            win = vec4<f32>(win.yzw, nv);
+        } else {
+            let iw = vec4<i32>(iw0) + kj4;
+            win = gather_wx(vec4<i32>(base) + iw, vec4<bool>(rowok) & inside(iw, p.w));
+        }
+        let gi = b * p.cout * hwo + gyrow + oh * p.wo + ow;
+        rank1(&acc0, load_wgy(gi.x, aok.x), win);
+        if (NB > 1u) { rank1(&acc1, load_wgy(gi.y, aok.y), win); }
+        if (NB > 2u) {
+            rank1(&acc2, load_wgy(gi.z, aok.z), win);
+            rank1(&acc3, load_wgy(gi.w, aok.w), win);
+        }
+        ow = ow + 1u;
+        slide = true;
+        if (ow == p.wo) {
+            ow = 0u;
+            oh = oh + 1u;
+            slide = false;
+            if (oh == p.ho) {
+                oh = 0u;
+                b = b + 1u;
+            }
+        }
+    }
+
+    let base = s * p.total;
+    let col = ci * khw + ki * p.kw;
+    let cok = vec4<bool>(pok) & (kj4 < vec4<i32>(i32(p.kw)));
+    for (var i = 0u; i < 8u * NB; i = i + 1u) {
+        let m = m0 + i;
+        if (m >= mg) { break; }
+        let v = row_of(acc0, acc1, acc2, acc3, i);
+        let oi = base + (g * mg + m) * ncols + col;
+        if (cok.x) { wpart[oi] = v.x; }
+        if (cok.y) { wpart[oi + 1u] = v.y; }
+        if (cok.z) { wpart[oi + 2u] = v.z; }
+        if (cok.w) { wpart[oi + 3u] = v.w; }
+    }
+}

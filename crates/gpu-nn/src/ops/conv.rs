@@ -45,6 +45,9 @@ mod sg {
         CONV_WGRAD_SG8 = "conv_wgrad_sg" [R, R, W],
         CONV_WGRAD_SG16 = "conv_wgrad_sg" [R, R, W] (NB = 2),
         CONV_WGRAD_SG32 = "conv_wgrad_sg" [R, R, W] (NB = 4),
+        CONV_WGRAD_SG8_ROW = "conv_wgrad_sg_row" [R, R, W],
+        CONV_WGRAD_SG16_ROW = "conv_wgrad_sg_row" [R, R, W] (NB = 2),
+        CONV_WGRAD_SG32_ROW = "conv_wgrad_sg_row" [R, R, W] (NB = 4),
     );
 
     /// Rows per workgroup (8, 16 or 32) for a GEMM with `m` rows, and the matching kernel.
@@ -62,6 +65,8 @@ mod sg {
 /// fewer invocations).
 const SG_COLS: usize = 256;
 const SG_WGRAD_COLS: usize = 64; // 16 invocations x 4
+/// (ci, ki) pairs per workgroup of the row-window weight gradient (one per invocation).
+const SG_WGRAD_PAIRS: usize = 16;
 
 /// Output tile columns of the GEMM kernels and their K step.
 const TILE_N: usize = 64;
@@ -319,7 +324,21 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
     // the GPU idle; split K into slices summed by a second kernel. Aim for ~128 workgroups
     // with at least 256 terms per slice.
     let subgroups = x.gpu().uses_subgroups();
-    let (bm, bn, kernel) = if subgroups {
+    // Kernels at most 4 wide with stride and dilation 1 along w slide a window along rows;
+    // their grid columns are (ci, ki) pairs, 16 per workgroup.
+    let row = subgroups && g.kw <= 4 && g.stride.1 == 1 && g.dilation.1 == 1;
+    // (tile rows, grid columns to cover, columns per workgroup, kernel)
+    let (bm, gcols, bn, kernel) = if row {
+        let (rows, kernel) = sg::rows(
+            m,
+            [
+                &sg::CONV_WGRAD_SG8_ROW,
+                &sg::CONV_WGRAD_SG16_ROW,
+                &sg::CONV_WGRAD_SG32_ROW,
+            ],
+        );
+        (rows, g.cin / g.groups * g.kh, SG_WGRAD_PAIRS, kernel)
+    } else if subgroups {
         let (rows, kernel) = sg::rows(
             m,
             [
@@ -328,18 +347,18 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
                 &sg::CONV_WGRAD_SG32,
             ],
         );
-        (rows, SG_WGRAD_COLS, kernel)
+        (rows, ncols, SG_WGRAD_COLS, kernel)
     } else {
         let (bm, kernel) = tile_rows(m, [&CONV_WGRAD_16, &CONV_WGRAD_32, &CONV_WGRAD]);
-        (bm, TILE_N, kernel)
+        (bm, ncols, TILE_N, kernel)
     };
-    let tiles = m.div_ceil(bm) * ncols.div_ceil(bn) * g.groups;
+    let tiles = m.div_ceil(bm) * gcols.div_ceil(bn) * g.groups;
     let max_by_k = k.div_ceil(256).max(1);
     let splits = 128usize.div_ceil(tiles).min(max_by_k).clamp(1, 64);
     let kchunk = k.div_ceil(splits).div_ceil(TILE_K) * TILE_K;
     let splits = k.div_ceil(kchunk);
     let dims = if subgroups {
-        sg_grid(OP, m, bm, ncols, bn, g.groups * splits, g)?
+        sg_grid(OP, m, bm, gcols, bn, g.groups * splits, g)?
     } else {
         grid(OP, m, bm, ncols, g.groups * splits, g)?
     };
