@@ -3,6 +3,7 @@
 //! `data` compiles for the browser too; the CLI-only parts (progress bars, blocking waits)
 //! are native-only.
 
+pub mod app;
 pub mod data;
 
 #[cfg(not(target_arch = "wasm32"))]
