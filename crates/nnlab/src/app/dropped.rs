@@ -123,10 +123,13 @@ mod tests {
 
     #[test]
     fn a_huge_image_header_is_refused_without_decoding() {
-        // A PNG header claiming 100000 x 100000 pixels.
-        let mut bytes = png(1, 1, |_, _| 0);
-        bytes[16..20].copy_from_slice(&100_000u32.to_be_bytes());
-        bytes[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        // A BMP header claiming 100000 x 100000 pixels (BMP headers carry no checksum).
+        let img = image::GrayImage::from_pixel(1, 1, image::Luma([0]));
+        let mut bytes = Vec::new();
+        img.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Bmp)
+            .expect("encode bmp");
+        bytes[18..22].copy_from_slice(&100_000i32.to_le_bytes());
+        bytes[22..26].copy_from_slice(&100_000i32.to_le_bytes());
         let e = prepare(&bytes, 28, (0.0, 1.0)).err().expect("huge");
         assert!(e.to_string().contains("too large"), "{e}");
     }

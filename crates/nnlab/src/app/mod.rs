@@ -590,19 +590,25 @@ impl NnlabApp {
         ui.separator();
         ui.label("Live (next step):");
         ui.horizontal(|ui| {
-            ui.label("Learning rate");
+            let l = ui.label("Learning rate");
             ui.add(
                 egui::DragValue::new(&mut self.settings.lr)
                     .speed(0.0005)
                     .range(0.0..=1.0)
                     .max_decimals(5),
             )
+            .labelled_by(l.id)
             .on_hover_text("Takes effect at the next step");
         });
         if self.settings.opt == OptKind::Sgd {
             ui.horizontal(|ui| {
-                ui.label("Momentum");
-                ui.add(egui::Slider::new(&mut self.settings.momentum, 0.0..=0.99));
+                let l = ui.label("Momentum");
+                ui.add(
+                    egui::DragValue::new(&mut self.settings.momentum)
+                        .speed(0.01)
+                        .range(0.0..=0.99),
+                )
+                .labelled_by(l.id);
             });
         }
         ui.separator();
@@ -635,12 +641,13 @@ impl NnlabApp {
             });
         #[cfg(not(target_arch = "wasm32"))]
         if let DataChoice::Dir(p) = &mut self.data_choice {
-            ui.label("IDX directory (MNIST file names, raw or .gz):");
-            ui.text_edit_singleline(p);
+            let l = ui.label("IDX directory (MNIST file names, raw or .gz):");
+            ui.text_edit_singleline(p).labelled_by(l.id);
         }
         ui.horizontal(|ui| {
-            ui.label("Batch size");
-            ui.add(egui::DragValue::new(&mut self.settings.batch).range(1..=512));
+            let l = ui.label("Batch size");
+            ui.add(egui::DragValue::new(&mut self.settings.batch).range(1..=512))
+                .labelled_by(l.id);
         });
         ui.horizontal(|ui| {
             ui.label("Optimizer");
@@ -648,8 +655,9 @@ impl NnlabApp {
             ui.selectable_value(&mut self.settings.opt, OptKind::Adam, "Adam");
         });
         ui.horizontal(|ui| {
-            ui.label("Validate every");
-            ui.add(egui::DragValue::new(&mut self.settings.val_every).range(0..=10_000));
+            let l = ui.label("Validate every");
+            ui.add(egui::DragValue::new(&mut self.settings.val_every).range(0..=10_000))
+                .labelled_by(l.id);
             ui.label("steps");
         });
         if let Some(d) = &self.data {
@@ -733,9 +741,10 @@ impl NnlabApp {
         let val = &s.data().val;
         let max = val.len().saturating_sub(1);
         ui.horizontal(|ui| {
-            ui.label("Validation sample");
+            let l = ui.label("Validation sample");
             if ui
                 .add(egui::DragValue::new(&mut self.sample).range(0..=max))
+                .labelled_by(l.id)
                 .changed()
             {
                 self.sample_changed = true;
@@ -800,14 +809,16 @@ impl NnlabApp {
                 self.gan_running = false;
                 self.textures.clear_prefix("gan:");
             }
-            ui.label("batch");
-            ui.add(egui::DragValue::new(&mut self.gan_batch).range(1..=256));
-            ui.label("width");
+            let l = ui.label("batch");
+            ui.add(egui::DragValue::new(&mut self.gan_batch).range(1..=256))
+                .labelled_by(l.id);
+            let l = ui.label("width");
             ui.add(
                 egui::DragValue::new(&mut self.gan_width)
                     .range(0.1..=1.0)
                     .speed(0.05),
-            );
+            )
+            .labelled_by(l.id);
             if let Some(g) = &self.gan {
                 ui.label(format!("iteration {}", g.steps()));
             }
