@@ -274,7 +274,8 @@ struct Rate {
 impl Rate {
     fn mark(&mut self, t: f64, images: u64) {
         self.marks.push_back((t, images));
-        while self.marks.len() > 2 && t - self.marks[0].0 > 3.0 {
+        // Keep at least a 3 s span: marks taken in the same frame must not be the window.
+        while self.marks.len() > 2 && t - self.marks[1].0 > 3.0 {
             self.marks.pop_front();
         }
     }
