@@ -603,12 +603,22 @@ fn sgd_momentum_can_change_between_steps() {
         opt.step(&grads).expect("step");
         for k in 0..ts.len() {
             cpu::sgd_step(&mut want[k], &g[k], &mut bufs[k], &c);
-            assert_close(&read(&ts[k]), &want[k], 0.0, RTOL, &format!("momentum {m} p{k}"));
+            assert_close(
+                &read(&ts[k]),
+                &want[k],
+                0.0,
+                RTOL,
+                &format!("momentum {m} p{k}"),
+            );
         }
     }
     assert!(opt.set_momentum(-0.1).is_err());
     assert!(opt.set_momentum(f32::NAN).is_err());
-    assert_eq!(opt.config().momentum, 0.0, "a refused value changed the momentum");
+    assert_eq!(
+        opt.config().momentum,
+        0.0,
+        "a refused value changed the momentum"
+    );
     let mut nesterov = Sgd::new(
         ts,
         SgdConfig {
