@@ -46,9 +46,7 @@ fn launch_from_url() -> Launch {
 }
 
 async fn run() -> Result<(), String> {
-    if let Err(why) = check_webgpu().await {
-        return Err(why);
-    }
+    check_webgpu().await?;
     let document = web_sys::window()
         .and_then(|w| w.document())
         .ok_or("no document")?;

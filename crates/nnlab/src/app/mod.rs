@@ -105,6 +105,10 @@ enum Tab {
     Gan,
 }
 
+/// Files the browser has finished reading: (name, bytes or error).
+#[cfg(target_arch = "wasm32")]
+type WebDrops = std::rc::Rc<std::cell::RefCell<Vec<(String, Result<Vec<u8>, String>)>>>;
+
 /// What the drop zone shows.
 #[derive(Default)]
 struct Drop {
@@ -140,7 +144,7 @@ pub struct NnlabApp {
     last_inspect: f64,
     drop: Drop,
     #[cfg(target_arch = "wasm32")]
-    web_drops: std::rc::Rc<std::cell::RefCell<Vec<(String, Result<Vec<u8>, String>)>>>,
+    web_drops: WebDrops,
     textures: Textures,
     gan: Option<GanSession>,
     gan_running: bool,
