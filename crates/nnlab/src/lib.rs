@@ -3,6 +3,7 @@
 //! `data`, `checkpoint` and `images` compile for the browser too; the CLI-only parts
 //! (progress bars, blocking waits) are native-only.
 
+pub mod app;
 pub mod checkpoint;
 pub mod data;
 pub mod images;

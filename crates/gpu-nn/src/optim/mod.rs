@@ -283,6 +283,21 @@ impl Sgd {
     pub fn config(&self) -> &SgdConfig {
         &self.config
     }
+
+    /// Sets the momentum of the next steps (the app changes it while training). Buffers
+    /// already built are kept: at 0 they are left alone, and they resume when momentum
+    /// returns. Errors (changing nothing) on a negative or non-finite value, or on 0 with
+    /// nesterov.
+    pub fn set_momentum(&mut self, momentum: f32) -> Result<()> {
+        finite_nonneg("Sgd", "momentum", momentum)?;
+        if self.config.nesterov && momentum <= 0.0 {
+            return Err(Error::State(
+                "Sgd: nesterov momentum requires a momentum".into(),
+            ));
+        }
+        self.config.momentum = momentum;
+        Ok(())
+    }
 }
 
 impl Optimizer for Sgd {

@@ -582,3 +582,51 @@ fn lr_schedules_match_torch() {
     let want = [0.1, 0.090_546_34, 0.0505, 0.001, 0.0505];
     assert_close(&got, &want, 0.0, 1e-6, "CosineAnnealingLR");
 }
+
+#[test]
+fn sgd_momentum_can_change_between_steps() {
+    // The app's momentum slider: 0.9, then 0.5, then 0 (plain SGD), as torch does when
+    // param_groups[0]["momentum"] is edited between steps.
+    let cfg = SgdConfig {
+        lr: 0.05,
+        momentum: 0.9,
+        ..SgdConfig::default()
+    };
+    let (mut want, ts) = init_params(&gpu(), 47);
+    let mut opt = Sgd::new(ts.clone(), cfg).expect("sgd");
+    let mut bufs: Vec<Option<Vec<f32>>> = vec![None; ts.len()];
+    for (step, m) in [0.9f32, 0.5, 0.0].into_iter().enumerate() {
+        opt.set_momentum(m).expect("valid momentum");
+        assert_eq!(opt.config().momentum, m);
+        let c = SgdConfig { momentum: m, ..cfg };
+        let (g, grads) = all_grads(&ts, step as u64);
+        opt.step(&grads).expect("step");
+        for k in 0..ts.len() {
+            cpu::sgd_step(&mut want[k], &g[k], &mut bufs[k], &c);
+            assert_close(
+                &read(&ts[k]),
+                &want[k],
+                0.0,
+                RTOL,
+                &format!("momentum {m} p{k}"),
+            );
+        }
+    }
+    assert!(opt.set_momentum(-0.1).is_err());
+    assert!(opt.set_momentum(f32::NAN).is_err());
+    assert_eq!(
+        opt.config().momentum,
+        0.0,
+        "a refused value changed the momentum"
+    );
+    let mut nesterov = Sgd::new(
+        ts,
+        SgdConfig {
+            momentum: 0.9,
+            nesterov: true,
+            ..cfg
+        },
+    )
+    .expect("sgd");
+    assert!(nesterov.set_momentum(0.0).is_err());
+}

@@ -1,0 +1,141 @@
+//! Turning a dropped file into the model's input: decode with `image`, grey, 28x28,
+//! white-on-black like MNIST, normalised like the training data.
+
+use std::io::Cursor;
+
+use anyhow::{Context, Result, bail};
+use image::{ImageReader, Limits};
+
+/// Largest side we decode; bigger images are refused with a message instead of
+/// allocating gigabytes.
+pub const MAX_SIDE: u32 = 16_384;
+/// Largest decoder allocation.
+const MAX_ALLOC: u64 = 1 << 30;
+
+/// A dropped image as the model sees it.
+pub struct Prepared {
+    /// 28x28 grey pixels in [0, 255] after the steps below (for display).
+    pub pixels: Vec<u8>,
+    /// The same, normalised with the dataset's (mean, std): the model's input.
+    pub input: Vec<f32>,
+    /// Width and height of the original.
+    pub original: (u32, u32),
+    /// Whether the colours were inverted (light background, like a scan of ink on paper).
+    pub inverted: bool,
+}
+
+/// Decodes `bytes` (any format `image` knows) and prepares a `side` x `side` input.
+pub fn prepare(bytes: &[u8], side: u32, norm: (f32, f32)) -> Result<Prepared> {
+    if bytes.is_empty() {
+        bail!("the file is empty");
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .context("cannot read the file")?;
+    if reader.format().is_none() {
+        bail!("not an image nnlab can read (PNG, JPEG, GIF, BMP or WebP)");
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => anyhow::anyhow!(
+            "the image is too large to decode (at most {MAX_SIDE}x{MAX_SIDE} pixels, 1 GiB)"
+        ),
+        e => anyhow::anyhow!("the image is corrupt or unsupported: {e}"),
+    })?;
+    let original = (img.width(), img.height());
+    if original.0 == 0 || original.1 == 0 {
+        bail!("the image has no pixels");
+    }
+    // thumbnail_exact averages areas: fast even for very large images, and keeps thin
+    // strokes visible where point sampling would drop them.
+    let small = img.thumbnail_exact(side, side).to_luma8();
+    let mut pixels = small.into_raw();
+    let mean = pixels.iter().map(|&p| f64::from(p)).sum::<f64>() / pixels.len() as f64;
+    let inverted = mean > 127.0;
+    if inverted {
+        for p in &mut pixels {
+            *p = 255 - *p;
+        }
+    }
+    let (m, s) = norm;
+    let input = pixels
+        .iter()
+        .map(|&p| (f32::from(p) / 255.0 - m) / s)
+        .collect();
+    Ok(Prepared {
+        pixels,
+        input,
+        original,
+        inverted,
+    })
+}
+
+/// The `k` most probable classes, best first, as (class index, probability).
+pub fn top_k(probs: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut v: Vec<(usize, f32)> = probs.iter().copied().enumerate().collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v.truncate(k);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32, f: impl Fn(u32, u32) -> u8) -> Vec<u8> {
+        let img = image::GrayImage::from_fn(w, h, |x, y| image::Luma([f(x, y)]));
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .expect("encode png");
+        out
+    }
+
+    #[test]
+    fn dark_ink_on_white_is_inverted_and_normalised() {
+        // A black vertical bar on white.
+        let bytes = png(56, 56, |x, _| if (24..32).contains(&x) { 0 } else { 255 });
+        let p = prepare(&bytes, 28, (0.5, 0.5)).expect("valid png");
+        assert!(p.inverted);
+        assert_eq!(p.original, (56, 56));
+        assert_eq!(p.pixels.len(), 28 * 28);
+        // After inversion the bar is bright and the background dark.
+        assert!(p.pixels[14 * 28 + 14] > 200, "{}", p.pixels[14 * 28 + 14]);
+        assert!(p.pixels[14 * 28 + 2] < 50);
+        assert!((p.input[14 * 28 + 2] - (-1.0)).abs() < 0.3);
+    }
+
+    #[test]
+    fn garbage_empty_and_truncated_files_are_errors_with_messages() {
+        let e = prepare(b"hello, not an image", 28, (0.0, 1.0))
+            .err()
+            .expect("garbage");
+        assert!(e.to_string().contains("not an image"), "{e}");
+        assert!(prepare(&[], 28, (0.0, 1.0)).is_err());
+        let mut bytes = png(40, 40, |x, y| (x * y) as u8);
+        bytes.truncate(bytes.len() / 2);
+        let e = prepare(&bytes, 28, (0.0, 1.0)).err().expect("truncated");
+        assert!(format!("{e:#}").contains("corrupt"), "{e:#}");
+    }
+
+    #[test]
+    fn a_huge_image_header_is_refused_without_decoding() {
+        // A BMP header claiming 100000 x 100000 pixels (BMP headers carry no checksum).
+        let img = image::GrayImage::from_pixel(1, 1, image::Luma([0]));
+        let mut bytes = Vec::new();
+        img.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Bmp)
+            .expect("encode bmp");
+        bytes[18..22].copy_from_slice(&100_000i32.to_le_bytes());
+        bytes[22..26].copy_from_slice(&100_000i32.to_le_bytes());
+        let e = prepare(&bytes, 28, (0.0, 1.0)).err().expect("huge");
+        assert!(e.to_string().contains("too large"), "{e}");
+    }
+
+    #[test]
+    fn top_k_orders_by_probability() {
+        assert_eq!(top_k(&[0.1, 0.6, 0.3], 2), vec![(1, 0.6), (2, 0.3)]);
+    }
+}

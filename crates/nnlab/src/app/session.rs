@@ -1,0 +1,613 @@
+//! The classifier training driver the app advances a little every frame. Nothing here blocks:
+//! every result (loss, accuracy, validation, predictions, feature maps) comes back through a
+//! [`Readback`] polled with `try_take`, a step or two after the work was submitted.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use gpu_nn::models::{GoogLeNet, MnistCnn, ResNet, ResNetConfig};
+use gpu_nn::nn::{self, Ctx, Module};
+use gpu_nn::{
+    Adam, AdamConfig, Gpu, Optimizer, Readback, Sgd, SgdConfig, Tensor, cat_channels,
+    correct_count, cross_entropy,
+};
+
+use crate::data::{Bundled, Dataset};
+
+/// Loss readbacks allowed in flight: the host never runs more than this many steps ahead of
+/// the GPU, so queued work (and memory) stays bounded.
+pub const MAX_IN_FLIGHT: usize = 3;
+
+/// The classifiers the app offers (all take 1x28x28 grey images).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    /// PyTorch's example MNIST CNN.
+    MnistCnn,
+    /// CIFAR-style ResNet-14 (three stages of BasicBlocks).
+    ResNet14,
+    /// A small GoogLeNet (Inception modules).
+    GoogLeNetSmall,
+}
+
+impl ModelKind {
+    /// Every model, in menu order.
+    pub const ALL: [ModelKind; 3] = [
+        ModelKind::MnistCnn,
+        ModelKind::ResNet14,
+        ModelKind::GoogLeNetSmall,
+    ];
+
+    /// Name shown in the UI and accepted in the page URL (`?model=`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::MnistCnn => "mnist-cnn",
+            ModelKind::ResNet14 => "resnet14",
+            ModelKind::GoogLeNetSmall => "googlenet-small",
+        }
+    }
+
+    /// Looks a model up by name.
+    pub fn from_name(name: &str) -> Option<ModelKind> {
+        ModelKind::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    fn build(
+        self,
+        gpu: &Gpu,
+        shape: [usize; 3],
+        classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Module>> {
+        Ok(match self {
+            ModelKind::MnistCnn => {
+                if shape != [1, 28, 28] {
+                    bail!("mnist-cnn takes 1x28x28 images, the data has {shape:?}");
+                }
+                Box::new(MnistCnn::new(gpu, seed)?)
+            }
+            ModelKind::ResNet14 => Box::new(ResNet::new(
+                gpu,
+                ResNetConfig::cifar(14, shape[0], classes)?,
+                seed,
+            )?),
+            ModelKind::GoogLeNetSmall => Box::new(GoogLeNet::small(gpu, shape[0], classes, seed)?),
+        })
+    }
+}
+
+/// Optimizer choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptKind {
+    /// SGD with momentum.
+    Sgd,
+    /// Adam.
+    Adam,
+}
+
+/// What a session is built from; lr and momentum may change while it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// The classifier.
+    pub model: ModelKind,
+    /// Images per step.
+    pub batch: usize,
+    /// SGD or Adam.
+    pub opt: OptKind,
+    /// Learning rate.
+    pub lr: f32,
+    /// SGD momentum (ignored by Adam).
+    pub momentum: f32,
+    /// Seed of initialisation, shuffling and dropout.
+    pub seed: u64,
+    /// Validate every this many steps (0 = never).
+    pub val_every: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            model: ModelKind::MnistCnn,
+            batch: 64,
+            opt: OptKind::Sgd,
+            lr: 0.01,
+            momentum: 0.5,
+            seed: 1,
+            val_every: 50,
+        }
+    }
+}
+
+/// A training and a validation set with what the UI needs to describe them.
+pub struct Data {
+    /// Shown in the UI.
+    pub name: String,
+    /// Training images.
+    pub train: Dataset,
+    /// Validation images.
+    pub val: Dataset,
+    /// Class names in label order.
+    pub class_names: Vec<String>,
+    /// (mean, std) the images were normalised with; dropped images get the same.
+    pub norm: (f32, f32),
+}
+
+impl Data {
+    /// A bundled 10k test set split into 9k training and 1k validation images.
+    pub fn bundled(b: Bundled) -> Result<Self> {
+        let all = b.load()?;
+        let (train, val) = split(all, 9000);
+        Ok(Self {
+            name: format!("{} (bundled, 9k train / 1k val)", b.name()),
+            train,
+            val,
+            class_names: b.class_names().iter().map(|s| s.to_string()).collect(),
+            norm: b.normalisation(),
+        })
+    }
+
+    /// A directory with the four MNIST-format IDX files (native only: it reads files).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_dir(dir: &std::path::Path) -> Result<Self> {
+        let (train, val) = crate::data::load_mnist_dir(dir)?;
+        let class_names = (0..train.classes).map(|c| c.to_string()).collect();
+        Ok(Self {
+            name: format!(
+                "{} ({} train / {} val)",
+                dir.display(),
+                train.len(),
+                val.len()
+            ),
+            train,
+            val,
+            class_names,
+            // load_mnist_dir normalises with MNIST's statistics.
+            norm: Bundled::Mnist.normalisation(),
+        })
+    }
+}
+
+/// Splits off the last `len - first` images as a second set.
+fn split(mut all: Dataset, first: usize) -> (Dataset, Dataset) {
+    let per: usize = all.shape.iter().product();
+    let first = first.min(all.len());
+    let val = Dataset {
+        images: all.images.split_off(first * per),
+        labels: all.labels.split_off(first),
+        shape: all.shape,
+        classes: all.classes,
+    };
+    (all, val)
+}
+
+/// Learning curves as (step, value) points for egui_plot.
+#[derive(Default, Clone)]
+pub struct History {
+    /// Training loss per step.
+    pub train_loss: Vec<[f64; 2]>,
+    /// Training accuracy per step (dropout active).
+    pub train_acc: Vec<[f64; 2]>,
+    /// Validation loss per validation run.
+    pub val_loss: Vec<[f64; 2]>,
+    /// Validation accuracy per validation run.
+    pub val_acc: Vec<[f64; 2]>,
+}
+
+enum Opt {
+    Sgd(Sgd),
+    Adam(Adam),
+}
+
+impl Opt {
+    fn as_dyn(&mut self) -> &mut dyn Optimizer {
+        match self {
+            Opt::Sgd(o) => o,
+            Opt::Adam(o) => o,
+        }
+    }
+}
+
+/// A step whose loss and correct count are on their way back.
+struct PendingStep {
+    read: Readback,
+    step: u64,
+    images: usize,
+}
+
+/// A validation pass in flight: one readback of (loss sum, correct) per batch.
+struct PendingVal {
+    step: u64,
+    reads: Vec<(Readback, Option<Vec<f32>>)>,
+    images: usize,
+}
+
+/// Class probabilities and feature maps of one image, from an eval-mode forward pass.
+pub struct Inspection {
+    /// Softmax over the classes.
+    pub probs: Vec<f32>,
+    /// Every named layer's output for the image: (layer path, shape, values).
+    pub layers: Vec<(String, Vec<usize>, Vec<f32>)>,
+    /// The first conv layer's weights: (shape [out, in, kh, kw], values).
+    pub filters: Option<(Vec<usize>, Vec<f32>)>,
+    /// Step count of the weights that produced it.
+    pub step: u64,
+}
+
+/// A readback and, once it is back, its data.
+struct Slot {
+    read: Readback,
+    data: Option<Vec<f32>>,
+}
+
+impl Slot {
+    fn new(read: Readback) -> Self {
+        Self { read, data: None }
+    }
+    fn poll(&mut self) -> Result<()> {
+        if self.data.is_none() {
+            self.data = self.read.try_take()?;
+        }
+        Ok(())
+    }
+    fn is_done(&self) -> bool {
+        self.data.is_some()
+    }
+    fn into_data(self) -> Vec<f32> {
+        self.data.unwrap_or_default()
+    }
+}
+
+struct PendingInspect {
+    probs: Slot,
+    layers: Vec<(String, Vec<usize>, Slot)>,
+    filters: Option<(Vec<usize>, Slot)>,
+    step: u64,
+    tag: u64,
+}
+
+/// Throughput over a sliding window of (time, images) marks.
+#[derive(Default)]
+struct Rate {
+    marks: VecDeque<(f64, u64)>,
+}
+
+impl Rate {
+    fn mark(&mut self, t: f64, images: u64) {
+        self.marks.push_back((t, images));
+        // Keep at least a 3 s span: marks taken in the same frame must not be the window.
+        while self.marks.len() > 2 && t - self.marks[1].0 > 3.0 {
+            self.marks.pop_front();
+        }
+    }
+    fn per_s(&self) -> Option<f64> {
+        let (t0, n0) = *self.marks.front()?;
+        let (t1, n1) = *self.marks.back()?;
+        (t1 - t0 > 0.2).then(|| (n1 - n0) as f64 / (t1 - t0))
+    }
+}
+
+/// One classifier being trained.
+pub struct Session {
+    gpu: Gpu,
+    net: Box<dyn Module>,
+    opt: Opt,
+    data: Arc<Data>,
+    settings: Settings,
+    order: Vec<usize>,
+    cursor: usize,
+    epoch: u64,
+    steps: u64,
+    pending: VecDeque<PendingStep>,
+    val: Option<PendingVal>,
+    inspect: Option<PendingInspect>,
+    /// Images whose loss came back.
+    images_done: u64,
+    rate: Rate,
+    /// Curves for the plots.
+    pub history: History,
+    /// Latest training loss that came back.
+    pub last_loss: Option<f32>,
+    /// Step whose loss came back last.
+    pub last_step_done: u64,
+}
+
+impl Session {
+    /// Builds the model and optimizer for `settings` on `data`.
+    pub fn new(gpu: &Gpu, data: Arc<Data>, settings: Settings) -> Result<Self> {
+        anyhow::ensure!(settings.batch > 0, "the batch size must be at least 1");
+        anyhow::ensure!(!data.train.is_empty(), "the training set is empty");
+        let net = settings
+            .model
+            .build(gpu, data.train.shape, data.train.classes, settings.seed)?;
+        let params = nn::parameters(net.as_ref());
+        let opt = match settings.opt {
+            OptKind::Sgd => Opt::Sgd(Sgd::new(
+                params,
+                SgdConfig {
+                    lr: settings.lr,
+                    momentum: settings.momentum,
+                    ..SgdConfig::default()
+                },
+            )?),
+            OptKind::Adam => Opt::Adam(Adam::new(
+                params,
+                AdamConfig {
+                    lr: settings.lr,
+                    ..AdamConfig::default()
+                },
+            )?),
+        };
+        let order = data
+            .train
+            .batches(data.train.len(), Some(settings.seed))
+            .concat();
+        Ok(Self {
+            gpu: gpu.clone(),
+            net,
+            opt,
+            data,
+            settings,
+            order,
+            cursor: 0,
+            epoch: 0,
+            steps: 0,
+            pending: VecDeque::new(),
+            val: None,
+            inspect: None,
+            images_done: 0,
+            rate: Rate::default(),
+            history: History::default(),
+            last_loss: None,
+            last_step_done: 0,
+        })
+    }
+
+    /// The settings the session was built with (lr and momentum as currently set).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The data it trains on.
+    pub fn data(&self) -> &Arc<Data> {
+        &self.data
+    }
+
+    /// Steps submitted so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Passes over the training set started so far.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Training images per second over the last seconds (counted when their loss is back).
+    pub fn img_per_s(&self) -> Option<f64> {
+        self.rate.per_s()
+    }
+
+    /// Loss readbacks in flight.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether another step may be submitted now without running too far ahead of the GPU.
+    pub fn can_step(&self) -> bool {
+        self.pending.len() < MAX_IN_FLIGHT
+    }
+
+    /// The learning rate the next step uses.
+    pub fn lr(&mut self) -> f32 {
+        self.opt.as_dyn().lr()
+    }
+
+    /// Sets the learning rate of the next step.
+    pub fn set_lr(&mut self, lr: f32) -> Result<()> {
+        anyhow::ensure!(lr.is_finite() && lr >= 0.0, "invalid learning rate {lr}");
+        self.opt.as_dyn().set_lr(lr);
+        self.settings.lr = lr;
+        Ok(())
+    }
+
+    /// Sets SGD's momentum for the next step (Adam has none: an error).
+    pub fn set_momentum(&mut self, m: f32) -> Result<()> {
+        match &mut self.opt {
+            Opt::Sgd(s) => s.set_momentum(m)?,
+            Opt::Adam(_) => bail!("Adam has no momentum setting"),
+        }
+        self.settings.momentum = m;
+        Ok(())
+    }
+
+    /// Momentum the next SGD step uses (None for Adam).
+    pub fn momentum(&self) -> Option<f32> {
+        match &self.opt {
+            Opt::Sgd(s) => Some(s.config().momentum),
+            Opt::Adam(_) => None,
+        }
+    }
+
+    /// Records and submits one training step (one submission, ending in the loss readback).
+    pub fn step(&mut self, now: f64) -> Result<()> {
+        let n = self.settings.batch.min(self.order.len());
+        if self.cursor + n > self.order.len() {
+            // Next epoch: reshuffle.
+            self.epoch += 1;
+            self.order = self
+                .data
+                .train
+                .batches(
+                    self.order.len(),
+                    Some(self.settings.seed.wrapping_add(self.epoch)),
+                )
+                .concat();
+            self.cursor = 0;
+        }
+        let idx = &self.order[self.cursor..self.cursor + n];
+        self.cursor += n;
+        let (x, y) = self.data.train.batch(&self.gpu, idx)?;
+        let logits = self
+            .net
+            .forward(&x, &mut Ctx::train(self.settings.seed ^ self.steps))?;
+        let loss = cross_entropy(&logits, &y)?;
+        let grads = loss.backward()?;
+        self.opt.as_dyn().step(&grads)?;
+        // Loss and correct count in one readback, which also submits the step.
+        let count = correct_count(&logits.detach(), &y)?;
+        let both = cat_channels(&[&loss.detach().reshape(&[1, 1])?, &count.reshape(&[1, 1])?])?;
+        self.steps += 1;
+        self.pending.push_back(PendingStep {
+            read: both.read()?,
+            step: self.steps,
+            images: n,
+        });
+        if self.rate.marks.is_empty() {
+            self.rate.mark(now, self.images_done);
+        }
+        if self.settings.val_every > 0
+            && self.steps.is_multiple_of(self.settings.val_every)
+            && self.val.is_none()
+        {
+            self.start_validation()?;
+        }
+        Ok(())
+    }
+
+    /// Submits a validation pass over the whole validation set (results come back later).
+    pub fn start_validation(&mut self) -> Result<()> {
+        let _g = gpu_nn::no_grad();
+        let val = &self.data.val;
+        let mut reads = Vec::new();
+        for idx in val.batches(250, None) {
+            let (x, y) = val.batch(&self.gpu, &idx)?;
+            let logits = self.net.forward(&x, &mut Ctx::eval())?;
+            // Mean loss times the batch size: batches of different sizes sum correctly.
+            let loss = cross_entropy(&logits, &y)?.scale(idx.len() as f32)?;
+            let count = correct_count(&logits, &y)?;
+            let both = cat_channels(&[&loss.reshape(&[1, 1])?, &count.reshape(&[1, 1])?])?;
+            reads.push((both.read()?, None));
+        }
+        self.val = Some(PendingVal {
+            step: self.steps,
+            reads,
+            images: val.len(),
+        });
+        Ok(())
+    }
+
+    /// Submits an eval-mode forward pass of one image (C*H*W normalised values) that keeps
+    /// every layer's output, plus a readback of the first conv layer's filters. `tag`
+    /// comes back with the result so callers can tell requests apart.
+    pub fn inspect(&mut self, image: &[f32], tag: u64) -> Result<()> {
+        let [c, h, w] = self.data.train.shape;
+        anyhow::ensure!(
+            image.len() == c * h * w,
+            "the image has {} values, the model takes {c}x{h}x{w}",
+            image.len()
+        );
+        let _g = gpu_nn::no_grad();
+        let x = Tensor::from_slice(&self.gpu, image, &[1, c, h, w])?;
+        let mut ctx = Ctx::eval().capturing();
+        let logits = self.net.forward(&x, &mut ctx)?;
+        let probs = Slot::new(logits.softmax()?.read()?);
+        let mut layers = Vec::new();
+        for (name, t) in ctx.take_captures() {
+            layers.push((name, t.shape().to_vec(), Slot::new(t.read()?)));
+        }
+        let first_conv = nn::named_tensors(self.net.as_ref())
+            .into_iter()
+            .find(|(_, t)| t.shape().len() == 4);
+        let filters = match first_conv {
+            Some((_, t)) => Some((t.shape().to_vec(), Slot::new(t.read()?))),
+            None => None,
+        };
+        self.inspect = Some(PendingInspect {
+            probs,
+            layers,
+            filters,
+            step: self.steps,
+            tag,
+        });
+        Ok(())
+    }
+
+    /// True while an inspection is on its way back.
+    pub fn inspecting(&self) -> bool {
+        self.inspect.is_some()
+    }
+
+    /// Collects whatever came back since the last call (never waits). Returns a finished
+    /// inspection with its tag.
+    pub fn poll(&mut self, now: f64) -> Result<Option<(u64, Inspection)>> {
+        self.gpu.poll();
+        while let Some(p) = self.pending.front_mut() {
+            let Some(v) = p.read.try_take()? else { break };
+            let (step, images) = (p.step, p.images);
+            self.pending.pop_front();
+            let (loss, correct) = (v[0], v[1]);
+            if !loss.is_finite() {
+                bail!(
+                    "the loss became {loss} at step {step}: training diverged (lower the learning rate and press Reset)"
+                );
+            }
+            self.history.train_loss.push([step as f64, f64::from(loss)]);
+            self.history
+                .train_acc
+                .push([step as f64, f64::from(correct) / images as f64]);
+            self.last_loss = Some(loss);
+            self.last_step_done = step;
+            self.images_done += images as u64;
+            self.rate.mark(now, self.images_done);
+        }
+        if let Some(val) = &mut self.val {
+            for (r, out) in &mut val.reads {
+                if out.is_none() {
+                    *out = r.try_take()?;
+                }
+            }
+            if val.reads.iter().all(|(_, o)| o.is_some()) {
+                let (mut loss, mut correct) = (0.0f64, 0.0f64);
+                for v in val.reads.iter().filter_map(|(_, o)| o.as_ref()) {
+                    loss += f64::from(v[0]);
+                    correct += f64::from(v[1]);
+                }
+                let n = val.images.max(1) as f64;
+                let s = val.step as f64;
+                self.history.val_loss.push([s, loss / n]);
+                self.history.val_acc.push([s, correct / n]);
+                self.val = None;
+            }
+        }
+        let mut done = None;
+        if let Some(p) = &mut self.inspect {
+            p.probs.poll()?;
+            for (_, _, r) in &mut p.layers {
+                r.poll()?;
+            }
+            if let Some((_, r)) = &mut p.filters {
+                r.poll()?;
+            }
+            let ready = p.probs.is_done()
+                && p.layers.iter().all(|(_, _, r)| r.is_done())
+                && p.filters.as_ref().is_none_or(|(_, r)| r.is_done());
+            if ready {
+                let p = self.inspect.take().context("inspection vanished")?;
+                done = Some((
+                    p.tag,
+                    Inspection {
+                        probs: p.probs.into_data(),
+                        layers: p
+                            .layers
+                            .into_iter()
+                            .map(|(n, s, r)| (n, s, r.into_data()))
+                            .collect(),
+                        filters: p.filters.map(|(s, r)| (s, r.into_data())),
+                        step: p.step,
+                    },
+                ));
+            }
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,106 @@
+//! The browser entry point: check for WebGPU compute first, then start the app on the
+//! page's canvas. Without WebGPU the page shows what is missing instead of a blank canvas.
+
+use eframe::wasm_bindgen::JsCast as _;
+use nnlab::app::{Launch, NnlabApp, session::ModelKind, wgpu_configuration};
+
+/// What the page shows when the browser cannot run the kernels.
+const HELP: &str = "nnlab trains on the GPU with WebGPU compute shaders. Use a browser with \
+WebGPU: Chrome or Edge 113+ (on Linux start it with --enable-unsafe-webgpu, or enable \
+chrome://flags/#enable-unsafe-webgpu), Safari 26+, or Firefox 141+ on Windows (Nightly \
+elsewhere, dom.webgpu.enabled). WebGL2 has no compute shaders, so it cannot train.";
+
+pub fn start() {
+    console_error_panic_hook::set_once();
+    eframe::WebLogger::init(log::LevelFilter::Info).ok();
+    wasm_bindgen_futures::spawn_local(async {
+        if let Err(e) = run().await {
+            show_message(&e);
+        }
+    });
+}
+
+/// Finds a WebGPU adapter that can run compute kernels, or says why not.
+async fn check_webgpu() -> Result<(), String> {
+    let mut desc = gpu_nn::wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = gpu_nn::wgpu::Backends::BROWSER_WEBGPU;
+    let instance = gpu_nn::wgpu::util::new_instance_with_webgpu_detection(desc).await;
+    let adapter = instance
+        .request_adapter(&gpu_nn::wgpu::RequestAdapterOptions::default())
+        .await
+        .map_err(|e| format!("This browser offers no WebGPU adapter ({e})."))?;
+    gpu_nn::check_adapter(&adapter).map_err(|e| format!("The WebGPU adapter cannot train: {e}."))
+}
+
+fn launch_from_url() -> Launch {
+    let mut launch = Launch::default();
+    let search = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default();
+    if let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) {
+        launch.autostart = params.has("autostart");
+        launch.model = params.get("model").and_then(|m| ModelKind::from_name(&m));
+        launch.batch = params.get("batch").and_then(|b| b.parse().ok());
+    }
+    launch
+}
+
+async fn run() -> Result<(), String> {
+    check_webgpu().await?;
+    let document = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or("no document")?;
+    let canvas = document
+        .get_element_by_id("nnlab-canvas")
+        .ok_or("the page has no #nnlab-canvas")?
+        .dyn_into::<web_sys::HtmlCanvasElement>()
+        .map_err(|_| "#nnlab-canvas is not a canvas")?;
+    let options = eframe::WebOptions {
+        wgpu_options: wgpu_configuration(),
+        ..Default::default()
+    };
+    let launch = launch_from_url();
+    eframe::WebRunner::new()
+        .start(
+            canvas,
+            options,
+            Box::new(move |cc| Ok(Box::new(NnlabApp::new(cc, launch)))),
+        )
+        .await
+        .map_err(|e| format!("the app failed to start: {e:?}"))?;
+    if let Some(el) = document.get_element_by_id("nnlab-loading") {
+        el.remove();
+    }
+    Ok(())
+}
+
+/// Replaces the canvas by a readable message and records it in `#nnlab-state`.
+fn show_message(why: &str) {
+    log::error!("nnlab: {why}");
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
+    if let Some(el) = document.get_element_by_id("nnlab-loading") {
+        el.remove();
+    }
+    if let Some(canvas) = document.get_element_by_id("nnlab-canvas") {
+        canvas.remove();
+    }
+    if let Some(el) = document.get_element_by_id("nnlab-message") {
+        el.set_inner_html(&format!(
+            "<h1>nnlab cannot run here</h1><p><b>{}</b></p><p>{HELP}</p>",
+            escape(why)
+        ));
+        el.set_attribute("style", "display:block").ok();
+    }
+    if let Some(el) = document.get_element_by_id("nnlab-state") {
+        let state = serde_json::json!({ "status": "no-webgpu", "error": why });
+        el.set_text_content(Some(&state.to_string()));
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
