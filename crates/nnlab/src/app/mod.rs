@@ -77,8 +77,11 @@ pub fn wgpu_configuration() -> egui_wgpu::WgpuConfiguration {
     if cfg!(target_arch = "wasm32") {
         setup.instance_descriptor.backends = wgpu::Backends::BROWSER_WEBGPU;
     }
+    // The kernels want the adapter's limits (storage buffers per stage, binding sizes) and
+    // its subgroups (the fast kernels on CPU drivers), not eframe's defaults.
     setup.device_descriptor = Arc::new(|adapter: &wgpu::Adapter| wgpu::DeviceDescriptor {
         label: Some("nnlab"),
+        required_features: Gpu::wanted_features(adapter),
         required_limits: adapter.limits(),
         ..Default::default()
     });
