@@ -10,7 +10,7 @@ use gpu_nn::models::{Discriminator, Generator, LATENT};
 use gpu_nn::nn::{self, Ctx, Module};
 use gpu_nn::{Adam, AdamConfig, Gpu, Optimizer, Readback, Tensor, bce_with_logits, cat_channels};
 
-use super::session::{Data, MAX_IN_FLIGHT};
+use super::session::{Data, max_in_flight};
 
 /// Samples shown from fixed noise.
 pub const SAMPLES: usize = 16;
@@ -93,7 +93,7 @@ impl GanSession {
 
     /// Whether another iteration may be submitted now.
     pub fn can_step(&self) -> bool {
-        self.pending.len() < MAX_IN_FLIGHT
+        self.pending.len() < max_in_flight(&self.gpu)
     }
 
     /// One iteration: a discriminator step on real + fake, then a generator step; one

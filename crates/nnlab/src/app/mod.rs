@@ -2,7 +2,7 @@
 //! feature maps, classify dropped images, train a DCGAN.
 //!
 //! The engine runs on eframe's own wgpu device. Each frame submits a few training steps
-//! (within a time budget and at most [`session::MAX_IN_FLIGHT`] ahead of the GPU) and
+//! (within a time budget and at most [`session::max_in_flight`] ahead of the GPU) and
 //! collects finished readbacks with `try_take`: the UI never waits for the GPU.
 
 pub mod dropped;

@@ -19,6 +19,17 @@ use crate::data::{Bundled, Dataset};
 /// the GPU, so queued work (and memory) stays bounded.
 pub const MAX_IN_FLIGHT: usize = 3;
 
+/// Steps allowed in flight on `gpu`. A CPU driver (lavapipe, SwiftShader) runs the UI's
+/// drawing on the same cores and the same queue, behind every queued step: one step ahead
+/// keeps frames coming at about the pace of one step instead of three.
+pub fn max_in_flight(gpu: &Gpu) -> usize {
+    if gpu.adapter_info().device_type == gpu_nn::wgpu::DeviceType::Cpu {
+        1
+    } else {
+        MAX_IN_FLIGHT
+    }
+}
+
 /// The classifiers the app offers (all take 1x28x28 grey images).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelKind {
@@ -394,7 +405,7 @@ impl Session {
 
     /// Whether another step may be submitted now without running too far ahead of the GPU.
     pub fn can_step(&self) -> bool {
-        self.pending.len() < MAX_IN_FLIGHT
+        self.pending.len() < max_in_flight(&self.gpu)
     }
 
     /// The learning rate the next step uses.
