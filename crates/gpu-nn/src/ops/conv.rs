@@ -194,21 +194,13 @@ impl Geom {
     }
 }
 
-/// Checks that a tiled grid (`bm` rows per tile) fits WebGPU's per-dimension limit.
+/// Grid of the portable kernels (`bm` rows x TILE_N columns per workgroup).
 fn grid(op: &'static str, m: usize, bm: usize, n: usize, z: usize, g: &Geom) -> Result<[u32; 3]> {
-    let (gx, gy) = (n.div_ceil(TILE_N), m.div_ceil(bm));
-    ensure_shape!(
-        gx <= MAX_GRID && gy <= MAX_GRID && z <= MAX_GRID,
-        op,
-        "input {:?} with weight {:?} needs a grid of {gx} x {gy} x {z} workgroups, more than \
-         {MAX_GRID} per dimension",
-        g.x_shape(),
-        g.w_shape()
-    );
-    Ok([gx as u32, gy as u32, z as u32])
+    sg_grid(op, m, bm, n, TILE_N, z, g)
 }
 
-/// Grid of the subgroup kernels: `rows` x `cols` outputs per workgroup.
+/// Grid with `rows` x `cols` outputs per workgroup, checked against WebGPU's
+/// per-dimension limit.
 fn sg_grid(
     op: &'static str,
     m: usize,
