@@ -24,7 +24,7 @@ struct Params {
 var<workgroup> red: array<f32, 256>;
 var<workgroup> red_i: array<u32, 256>;
 
-const NEG_BIG: f32 = -3.4028235e38;
+const NEG_BIG: f32 = -0x1.fffffep+127f; // -f32::MAX, exact (Tint rejects decimals past it)
 
 fn row_of(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;

@@ -201,6 +201,13 @@ impl Gpu {
                 *s = Some(e.to_string());
             }
         }));
+        // A lost device (driver reset, browser GPU process killed) fails every later
+        // readback: record why, so the error the caller sees names the cause.
+        let slot = Arc::clone(&error);
+        device.set_device_lost_callback(move |reason, msg| {
+            log::error!("wgpu device lost ({reason:?}): {msg}");
+            *lock(&slot) = Some(format!("the GPU device was lost ({reason:?}): {msg}"));
+        });
         let limits = device.limits();
         let subgroups = uses_subgroup_kernels(&device, &info);
         Self(Arc::new(GpuInner {
@@ -290,11 +297,25 @@ impl Gpu {
         };
         let mut entries = vec![entry(0, wgpu::BufferBindingType::Uniform)];
         for (i, a) in bindings.iter().enumerate() {
-            let read_only = matches!(a, Access::Read);
-            entries.push(entry(
-                i as u32 + 1,
-                wgpu::BufferBindingType::Storage { read_only },
-            ));
+            let binding = i as u32 + 1;
+            entries.push(match a {
+                Access::Read | Access::Write => entry(
+                    binding,
+                    wgpu::BufferBindingType::Storage {
+                        read_only: matches!(a, Access::Read),
+                    },
+                ),
+                Access::Image => wgpu::BindGroupLayoutEntry {
+                    binding,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::StorageTexture {
+                        access: wgpu::StorageTextureAccess::WriteOnly,
+                        format: wgpu::TextureFormat::Rgba8Unorm,
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                    },
+                    count: None,
+                },
+            });
         }
         let bind = self
             .0
@@ -357,7 +378,19 @@ impl Gpu {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) {
-        debug_assert_eq!(buffers.len(), k.bindings.len(), "{}", k.entry);
+        let resources: Vec<_> = buffers.iter().map(|b| b.as_entire_binding()).collect();
+        self.dispatch_with(k, params, resources, groups);
+    }
+
+    /// [`Gpu::dispatch`] with any binding resources (texture views for `Image` bindings).
+    pub(crate) fn dispatch_with(
+        &self,
+        k: &Kernel,
+        params: &[u32],
+        resources: Vec<wgpu::BindingResource<'_>>,
+        groups: [u32; 3],
+    ) {
+        debug_assert_eq!(resources.len(), k.bindings.len(), "{}", k.entry);
         let layout = self.layout(k.bindings);
         let pipeline = self.pipeline(k, &layout);
         let mut rec = lock(&self.0.rec);
@@ -371,10 +404,10 @@ impl Gpu {
                 size: wgpu::BufferSize::new(PARAM_SLOT),
             }),
         }];
-        for (i, b) in buffers.iter().enumerate() {
+        for (i, resource) in resources.into_iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: b.as_entire_binding(),
+                resource,
             });
         }
         let bind = self.0.device.create_bind_group(&wgpu::BindGroupDescriptor {

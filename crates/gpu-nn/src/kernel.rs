@@ -9,6 +9,8 @@ pub(crate) enum Access {
     Read,
     /// `var<storage, read_write>`
     Write,
+    /// `texture_storage_2d<rgba8unorm, write>`: a picture for the UI.
+    Image,
 }
 
 /// One compute entry point in one WGSL file.
@@ -48,6 +50,7 @@ macro_rules! kernels {
     };
     (@acc R) => { $crate::kernel::Access::Read };
     (@acc W) => { $crate::kernel::Access::Write };
+    (@acc I) => { $crate::kernel::Access::Image };
 }
 pub(crate) use kernels;
 

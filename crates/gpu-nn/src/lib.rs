@@ -46,4 +46,5 @@ pub use ops::matmul::linear;
 pub use ops::pool::{
     AvgPool2dOpts, MaxPool2dOpts, adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d,
 };
+pub use ops::visual::{TileImage, TileLayout};
 pub use optim::{Adam, AdamConfig, CosineAnnealingLr, Optimizer, Sgd, SgdConfig, StepLr};

@@ -47,6 +47,10 @@ fn every_shader_validates() {
         if let Err(e) = v.validate(&module) {
             failures.push(format!("{}: {}", f.display(), e.emit_to_string(&src)));
         }
+        // Browsers (Tint) reject decimal literals past f32's range that naga rounds.
+        for lit in out_of_range_literals(&src) {
+            failures.push(format!("{}: literal {lit} is outside f32", f.display()));
+        }
         // An op file must expose compute entry points.
         if module.entry_points.is_empty() {
             failures.push(format!("{}: no entry points", f.display()));
@@ -59,6 +63,51 @@ fn every_shader_validates() {
         files.len(),
         failures.join("\n")
     );
+}
+
+/// Decimal float literals whose value lies beyond f32::MAX (naga rounds them to the max,
+/// Chrome's Tint refuses the shader). Skips identifiers and hex literals.
+fn out_of_range_literals(src: &str) -> Vec<String> {
+    let b = src.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let starts = b[i].is_ascii_digit()
+            && (i == 0
+                || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b'.'));
+        if !starts || b.get(i..i + 2) == Some(b"0x") || b.get(i..i + 2) == Some(b"0X") {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < b.len() && (b[j].is_ascii_digit() || b[j] == b'.') {
+            j += 1;
+        }
+        if j < b.len() && (b[j] == b'e' || b[j] == b'E') {
+            j += 1;
+            if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
+                j += 1;
+            }
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+        }
+        let lit = &src[i..j];
+        if lit
+            .parse::<f64>()
+            .is_ok_and(|v| v.abs() > f64::from(f32::MAX))
+        {
+            out.push(lit.to_string());
+        }
+        i = j.max(i + 1);
+    }
+    out
+}
+
+#[test]
+fn literal_scanner_flags_only_values_past_f32() {
+    let src = "const A = -3.4028235e38; const B = -0x1.fffffep+127f; let c = 1e38 * x2e39; 4e38f";
+    assert_eq!(out_of_range_literals(src), ["3.4028235e38", "4e38"]);
 }
 
 /// Every shader file is used by some launcher (no dead WGSL that no test reaches).

@@ -2,7 +2,8 @@
 //! page's canvas. Without WebGPU the page shows what is missing instead of a blank canvas.
 
 use eframe::wasm_bindgen::JsCast as _;
-use nnlab::app::{Launch, NnlabApp, session::ModelKind, wgpu_configuration};
+use nnlab::app::session::{ModelKind, OptKind};
+use nnlab::app::{Launch, NnlabApp, wgpu_configuration};
 
 /// What the page shows when the browser cannot run the kernels.
 const HELP: &str = "nnlab trains on the GPU with WebGPU compute shaders. Use a browser with \
@@ -41,6 +42,8 @@ fn launch_from_url() -> Launch {
         launch.autostart = params.has("autostart");
         launch.model = params.get("model").and_then(|m| ModelKind::from_name(&m));
         launch.batch = params.get("batch").and_then(|b| b.parse().ok());
+        launch.opt = params.get("opt").and_then(|o| OptKind::from_name(&o));
+        launch.lr = params.get("lr").and_then(|v| v.parse().ok());
     }
     launch
 }

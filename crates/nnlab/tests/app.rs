@@ -108,12 +108,13 @@ fn start_grows_the_curve_and_pause_stops_it() {
     h.get_by_label_contains(&format!("step {n} "));
 }
 
-/// First-layer filters as the app last read them back.
+/// First-layer filters as they are now on the GPU.
 fn filters(app: &NnlabApp) -> Vec<f32> {
-    app.features
+    app.session
         .as_ref()
-        .and_then(|f| f.filters.as_ref())
-        .map(|(_, v)| v.clone())
+        .and_then(|s| s.first_conv_weight())
+        .expect("a conv layer")
+        .to_vec_blocking()
         .expect("filters read back")
 }
 
@@ -137,6 +138,12 @@ fn step_and_inspect(h: &mut Harness<'_, NnlabApp>) -> Vec<f32> {
 fn the_learning_rate_takes_effect_at_the_next_step() {
     let mut h = harness(8);
     run_until(&mut h, 60, "first feature maps", |a| a.features.is_some());
+    // The maps and filters reach egui as the engine's own textures, one per layer.
+    h.step();
+    let f = h.state().features.as_ref().expect("features");
+    let want = f.layers.len() + usize::from(f.filters.is_some());
+    assert!(want >= 5, "only {want} pictures for the MnistCnn");
+    assert_eq!(h.state().native_pictures(), want);
     // lr 0: the weights must not move.
     h.state_mut().settings.lr = 0.0;
     h.state_mut().settings.momentum = 0.0;

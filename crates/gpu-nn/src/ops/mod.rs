@@ -10,3 +10,4 @@ pub mod loss;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
+pub mod visual;

@@ -17,3 +17,4 @@ mod parity;
 mod pool;
 mod reduce;
 mod training;
+mod visual;

@@ -10,6 +10,7 @@ pub mod gan;
 pub mod session;
 pub mod view;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use egui::{Color32, RichText};
@@ -28,6 +29,15 @@ const STEP_BUDGET_S: f64 = if cfg!(target_arch = "wasm32") {
 } else {
     0.025
 };
+/// How often a CPU adapter redraws while a step is out. In headless Chromium on SwiftShader
+/// one egui frame at 800x600 costs about 250 ms of the two cores that also train: drawing at
+/// 4 Hz left MnistCnn training at 17 img/s, at 1 Hz 41 img/s.
+const CPU_POLL: std::time::Duration = if cfg!(target_arch = "wasm32") {
+    std::time::Duration::from_millis(1000)
+} else {
+    std::time::Duration::from_millis(100)
+};
+
 /// Feature maps refresh at most this often while training (seconds).
 const INSPECT_EVERY_S: f64 = 1.0;
 /// Tags telling an inspection of the chosen sample from one of a dropped image.
@@ -45,14 +55,18 @@ pub struct Launch {
     pub batch: Option<usize>,
     /// Validation interval in steps to start with.
     pub val_every: Option<u64>,
+    /// Optimizer to start with.
+    pub opt: Option<OptKind>,
+    /// Learning rate to start with.
+    pub lr: Option<f32>,
     /// Save a screenshot here once this many steps are back and feature maps are shown,
     /// then close (native; used by scripts/app-screenshot).
     pub screenshot: Option<(std::path::PathBuf, u64)>,
 }
 
 impl Launch {
-    /// Reads `NNLAB_AUTOSTART`, `NNLAB_MODEL`, `NNLAB_BATCH`, `NNLAB_VAL_EVERY`, `NNLAB_SCREENSHOT` and
-    /// `NNLAB_SCREENSHOT_STEPS` (native).
+    /// Reads `NNLAB_AUTOSTART`, `NNLAB_MODEL`, `NNLAB_BATCH`, `NNLAB_VAL_EVERY`, `NNLAB_OPT`,
+    /// `NNLAB_LR`, `NNLAB_SCREENSHOT` and `NNLAB_SCREENSHOT_STEPS` (native).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -64,6 +78,8 @@ impl Launch {
             model: var("NNLAB_MODEL").and_then(|m| ModelKind::from_name(&m)),
             batch: var("NNLAB_BATCH").and_then(|b| b.parse().ok()),
             val_every: var("NNLAB_VAL_EVERY").and_then(|b| b.parse().ok()),
+            opt: var("NNLAB_OPT").and_then(|o| OptKind::from_name(&o)),
+            lr: var("NNLAB_LR").and_then(|v| v.parse().ok()),
             screenshot: var("NNLAB_SCREENSHOT").map(|p| (p.into(), steps)),
         }
     }
@@ -149,6 +165,10 @@ pub struct NnlabApp {
     #[cfg(target_arch = "wasm32")]
     web_drops: WebDrops,
     textures: Textures,
+    /// eframe's renderer, to register the engine's pictures as egui textures.
+    render_state: Option<egui_wgpu::RenderState>,
+    /// Engine pictures registered with the renderer, by name.
+    pictures: HashMap<String, (egui::TextureId, wgpu::Texture)>,
     gan: Option<GanSession>,
     gan_running: bool,
     gan_batch: usize,
@@ -157,6 +177,10 @@ pub struct NnlabApp {
     gan_image: Option<egui::ColorImage>,
     frame_ms: f32,
     work_ms: f32,
+    /// The engine runs on a CPU driver (lavapipe, SwiftShader): frames compete with steps.
+    cpu_adapter: bool,
+    /// Steps back at the last frame.
+    seen_step: u64,
     launch: Launch,
     screenshot_taken: bool,
     #[cfg(target_arch = "wasm32")]
@@ -183,6 +207,9 @@ impl NnlabApp {
                 Err(e) => (None, Some(e.to_string())),
             },
         };
+        let cpu_adapter = gpu
+            .as_ref()
+            .is_some_and(|g| g.adapter_info().device_type == wgpu::DeviceType::Cpu);
         let mut settings = Settings::default();
         if let Some(m) = launch.model {
             settings.model = m;
@@ -192,6 +219,12 @@ impl NnlabApp {
         }
         if let Some(v) = launch.val_every {
             settings.val_every = v;
+        }
+        if let Some(o) = launch.opt {
+            settings.opt = o;
+        }
+        if let Some(lr) = launch.lr.filter(|lr| lr.is_finite() && *lr > 0.0) {
+            settings.lr = lr;
         }
         let mut app = Self {
             gpu,
@@ -211,6 +244,8 @@ impl NnlabApp {
             #[cfg(target_arch = "wasm32")]
             web_drops: Default::default(),
             textures: Textures::default(),
+            render_state: cc.wgpu_render_state.clone(),
+            pictures: HashMap::new(),
             gan: None,
             gan_running: false,
             gan_batch: 32,
@@ -219,6 +254,8 @@ impl NnlabApp {
             gan_image: None,
             frame_ms: 0.0,
             work_ms: 0.0,
+            cpu_adapter,
+            seen_step: 0,
             launch,
             screenshot_taken: false,
             #[cfg(target_arch = "wasm32")]
@@ -240,7 +277,6 @@ impl NnlabApp {
         self.running = false;
         self.session = None;
         self.features = None;
-        self.textures.clear_prefix("feat:");
         let result = (|| -> anyhow::Result<Session> {
             let data = match &self.data {
                 Some(d) if self.data_matches(d) => Arc::clone(d),
@@ -466,7 +502,14 @@ impl eframe::App for NnlabApp {
                 .session
                 .as_ref()
                 .is_some_and(|s| s.in_flight() > 0 || s.inspecting());
-        if busy {
+        let done = self.session.as_ref().map_or(0, |s| s.last_step_done);
+        let progressed = std::mem::replace(&mut self.seen_step, done) != done;
+        if busy && self.cpu_adapter && !progressed {
+            // On a CPU adapter every frame is drawn by the cores that run the steps: draw at
+            // once when a step comes back (the next one is submitted in that frame), and
+            // otherwise only poll now and then. Input events still repaint immediately.
+            ctx.request_repaint_after(CPU_POLL);
+        } else if busy {
             ctx.request_repaint();
         } else {
             ctx.request_repaint_after(std::time::Duration::from_millis(250));
@@ -490,27 +533,57 @@ impl NnlabApp {
             self.textures
                 .set(ctx, &format!("drop:{}", self.drop.name), img);
         }
-        if let Some(f) = &self.features
-            && self.textures.get("feat:step").is_none_or(|_| true)
-        {
-            // Re-upload only when a new inspection arrived (its step is part of the key).
-            let key = format!("feat:{}:{}", f.step, self.sample);
-            if self.textures.get(&key).is_none() {
-                self.textures.clear_prefix("feat:");
-                self.textures
-                    .set(ctx, &key, egui::ColorImage::filled([1, 1], Color32::BLACK));
-                for (name, shape, v) in &f.layers {
-                    if let Some(img) = view::activation_image(shape, v) {
-                        self.textures.set(ctx, &format!("feat:layer:{name}"), img);
-                    }
-                }
-                if let Some((shape, v)) = &f.filters
-                    && let Some(img) = view::filter_image(shape, v)
-                {
-                    self.textures.set(ctx, "feat:filters", img);
-                }
+        self.register_pictures();
+    }
+
+    /// Hands the engine's feature-map textures to egui's renderer: registered once per
+    /// texture, then redrawn in place by the engine (no CPU copy, no new texture per frame).
+    fn register_pictures(&mut self) {
+        let (Some(f), Some(rs)) = (&self.features, &self.render_state) else {
+            return;
+        };
+        let wanted = f
+            .layers
+            .iter()
+            .map(|(name, _, pic)| (format!("layer:{name}"), pic))
+            .chain(
+                f.filters
+                    .iter()
+                    .map(|(_, pic)| ("filters".to_string(), pic)),
+            );
+        let mut renderer = rs.renderer.write();
+        for (key, pic) in wanted {
+            if self
+                .pictures
+                .get(&key)
+                .is_some_and(|(_, t)| t == pic.texture())
+            {
+                continue;
+            }
+            let id = renderer.register_native_texture(
+                &rs.device,
+                &pic.srgb_view(),
+                wgpu::FilterMode::Nearest,
+            );
+            if let Some((old, _)) = self.pictures.insert(key, (id, pic.texture().clone())) {
+                renderer.free_texture(&old);
             }
         }
+    }
+
+    /// Engine textures registered with egui's renderer (feature maps and filters).
+    pub fn native_pictures(&self) -> usize {
+        self.pictures.len()
+    }
+
+    /// A registered picture and its size in pixels.
+    fn picture(&self, key: &str) -> Option<egui::load::SizedTexture> {
+        let (id, t) = self.pictures.get(key)?;
+        let size = t.size();
+        Some(egui::load::SizedTexture::new(
+            *id,
+            egui::vec2(size.width as f32, size.height as f32),
+        ))
     }
 
     fn draw(&mut self, ui: &mut egui::Ui) {
@@ -779,16 +852,15 @@ impl NnlabApp {
             ));
         }
         egui::ScrollArea::vertical().show(ui, |ui| {
-            if let Some(t) = self.textures.get("feat:filters") {
+            if let Some(t) = self.picture("filters") {
                 ui.label("first-layer filters");
-                let size = t.size_vec2() * 6.0;
-                ui.add(egui::Image::new(t).fit_to_exact_size(size));
+                ui.add(egui::Image::new(t).fit_to_exact_size(t.size * 6.0));
             }
             for (name, shape, _) in &f.layers {
-                if let Some(t) = self.textures.get(&format!("feat:layer:{name}")) {
+                if let Some(t) = self.picture(&format!("layer:{name}")) {
                     ui.label(format!("{name} {shape:?}"));
-                    let scale = (320.0 / t.size_vec2().x).clamp(1.0, 8.0);
-                    ui.add(egui::Image::new(t).fit_to_exact_size(t.size_vec2() * scale));
+                    let scale = (320.0 / t.size.x).clamp(1.0, 8.0);
+                    ui.add(egui::Image::new(t).fit_to_exact_size(t.size * scale));
                 }
             }
         });

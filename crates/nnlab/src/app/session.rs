@@ -2,15 +2,15 @@
 //! every result (loss, accuracy, validation, predictions, feature maps) comes back through a
 //! [`Readback`] polled with `try_take`, a step or two after the work was submitted.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use gpu_nn::models::{GoogLeNet, MnistCnn, ResNet, ResNetConfig};
 use gpu_nn::nn::{self, Ctx, Module};
 use gpu_nn::{
-    Adam, AdamConfig, Gpu, Optimizer, Readback, Sgd, SgdConfig, Tensor, cat_channels,
-    correct_count, cross_entropy,
+    Adam, AdamConfig, Gpu, Optimizer, Readback, Sgd, SgdConfig, Tensor, TileImage, TileLayout,
+    cat_channels, correct_count, cross_entropy,
 };
 
 use crate::data::{Bundled, Dataset};
@@ -94,6 +94,17 @@ pub enum OptKind {
     Sgd,
     /// Adam.
     Adam,
+}
+
+impl OptKind {
+    /// Parses `sgd` or `adam` (any case).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "sgd" => Some(Self::Sgd),
+            "adam" => Some(Self::Adam),
+            _ => None,
+        }
+    }
 }
 
 /// What a session is built from; lr and momentum may change while it runs.
@@ -233,13 +244,15 @@ struct PendingVal {
 }
 
 /// Class probabilities and feature maps of one image, from an eval-mode forward pass.
+/// The maps are pictures on the GPU, drawn there by the engine's kernel: the UI samples
+/// those textures directly, and only the probabilities come back to the CPU.
 pub struct Inspection {
     /// Softmax over the classes.
     pub probs: Vec<f32>,
-    /// Every named layer's output for the image: (layer path, shape, values).
-    pub layers: Vec<(String, Vec<usize>, Vec<f32>)>,
-    /// The first conv layer's weights: (shape [out, in, kh, kw], values).
-    pub filters: Option<(Vec<usize>, Vec<f32>)>,
+    /// Every named layer's output for the image: (layer path, shape, picture).
+    pub layers: Vec<(String, Vec<usize>, TileImage)>,
+    /// The first conv layer's weights: (shape [out, in, kh, kw], picture).
+    pub filters: Option<(Vec<usize>, TileImage)>,
     /// Step count of the weights that produced it.
     pub step: u64,
 }
@@ -270,8 +283,8 @@ impl Slot {
 
 struct PendingInspect {
     probs: Slot,
-    layers: Vec<(String, Vec<usize>, Slot)>,
-    filters: Option<(Vec<usize>, Slot)>,
+    layers: Vec<(String, Vec<usize>, TileImage)>,
+    filters: Option<(Vec<usize>, TileImage)>,
     step: u64,
     tag: u64,
 }
@@ -311,6 +324,8 @@ pub struct Session {
     pending: VecDeque<PendingStep>,
     val: Option<PendingVal>,
     inspect: Option<PendingInspect>,
+    /// Feature-map pictures by layer, reused by every inspection with the same layout.
+    pictures: HashMap<String, TileImage>,
     /// Images whose loss came back.
     images_done: u64,
     rate: Rate,
@@ -365,6 +380,7 @@ impl Session {
             pending: VecDeque::new(),
             val: None,
             inspect: None,
+            pictures: HashMap::new(),
             images_done: 0,
             rate: Rate::default(),
             history: History::default(),
@@ -521,18 +537,27 @@ impl Session {
         let x = Tensor::from_slice(&self.gpu, image, &[1, c, h, w])?;
         let mut ctx = Ctx::eval().capturing();
         let logits = self.net.forward(&x, &mut ctx)?;
-        let probs = Slot::new(logits.softmax()?.read()?);
         let mut layers = Vec::new();
         for (name, t) in ctx.take_captures() {
-            layers.push((name, t.shape().to_vec(), Slot::new(t.read()?)));
+            if let Some(l) = TileLayout::activation(t.shape()) {
+                let pic = self.picture(&name, l)?;
+                pic.draw(&t)?;
+                layers.push((name, t.shape().to_vec(), pic));
+            }
         }
-        let first_conv = nn::named_tensors(self.net.as_ref())
-            .into_iter()
-            .find(|(_, t)| t.shape().len() == 4);
-        let filters = match first_conv {
-            Some((_, t)) => Some((t.shape().to_vec(), Slot::new(t.read()?))),
+        let filters = match self.first_conv_weight() {
+            Some(t) => match TileLayout::filters(t.shape()) {
+                Some(l) => {
+                    let pic = self.picture("filters", l)?;
+                    pic.draw(&t)?;
+                    Some((t.shape().to_vec(), pic))
+                }
+                None => None,
+            },
             None => None,
         };
+        // Submitted after the drawing: once the probabilities are back, so are the pictures.
+        let probs = Slot::new(logits.softmax()?.read()?);
         self.inspect = Some(PendingInspect {
             probs,
             layers,
@@ -541,6 +566,24 @@ impl Session {
             tag,
         });
         Ok(())
+    }
+
+    /// The picture for `name`, made anew only when its layout changed.
+    fn picture(&mut self, name: &str, layout: TileLayout) -> Result<TileImage> {
+        if let Some(p) = self.pictures.get(name).filter(|p| p.layout() == layout) {
+            return Ok(p.clone());
+        }
+        let p = TileImage::new(&self.gpu, layout)?;
+        self.pictures.insert(name.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// The first conv layer's weight (the filters the Features tab shows).
+    pub fn first_conv_weight(&self) -> Option<Tensor> {
+        nn::named_tensors(self.net.as_ref())
+            .into_iter()
+            .find(|(_, t)| t.shape().len() == 4)
+            .map(|(_, t)| t)
     }
 
     /// True while an inspection is on its way back.
@@ -593,27 +636,14 @@ impl Session {
         let mut done = None;
         if let Some(p) = &mut self.inspect {
             p.probs.poll()?;
-            for (_, _, r) in &mut p.layers {
-                r.poll()?;
-            }
-            if let Some((_, r)) = &mut p.filters {
-                r.poll()?;
-            }
-            let ready = p.probs.is_done()
-                && p.layers.iter().all(|(_, _, r)| r.is_done())
-                && p.filters.as_ref().is_none_or(|(_, r)| r.is_done());
-            if ready {
+            if p.probs.is_done() {
                 let p = self.inspect.take().context("inspection vanished")?;
                 done = Some((
                     p.tag,
                     Inspection {
                         probs: p.probs.into_data(),
-                        layers: p
-                            .layers
-                            .into_iter()
-                            .map(|(n, s, r)| (n, s, r.into_data()))
-                            .collect(),
-                        filters: p.filters.map(|(s, r)| (s, r.into_data())),
+                        layers: p.layers,
+                        filters: p.filters,
                         step: p.step,
                     },
                 ));

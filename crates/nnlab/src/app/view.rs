@@ -1,4 +1,5 @@
-//! Tensors as pictures: activation and filter grids, kept in reusable egui textures.
+//! Pictures made on the CPU (GAN samples, dropped images), kept in reusable egui textures.
+//! Feature maps and filters are drawn on the GPU instead (`gpu_nn::TileImage`).
 
 use std::collections::HashMap;
 
@@ -30,42 +31,6 @@ pub fn tile_grid(values: &[f32], n: usize, h: usize, w: usize, cols: usize) -> C
         }
     }
     ColorImage::new([gw.max(1), gh.max(1)], px)
-}
-
-/// A layer's output for one image as a picture: [1, C, H, W] as C tiles, [1, F] as a strip.
-pub fn activation_image(shape: &[usize], values: &[f32]) -> Option<ColorImage> {
-    match shape {
-        [1, c, h, w] if *h > 1 || *w > 1 => {
-            let cols = (*c as f32).sqrt().ceil() as usize;
-            Some(tile_grid(values, *c, *h, *w, cols.max(1)))
-        }
-        // 1x1 spatial maps (after global pooling) and linear layers: one value per column.
-        [1, f, ..] => {
-            let cols = (*f).min(64);
-            let rows = f.div_ceil(cols);
-            let mut padded = values.to_vec();
-            padded.resize(rows * cols, 0.0);
-            Some(tile_grid(&padded, 1, rows, cols, 1))
-        }
-        _ => None,
-    }
-}
-
-/// First-layer filters [out, in, kh, kw] as `out` tiles (input channels averaged).
-pub fn filter_image(shape: &[usize], values: &[f32]) -> Option<ColorImage> {
-    let [o, i, kh, kw] = *shape else { return None };
-    let per = kh * kw;
-    let mut tiles = vec![0.0f32; o * per];
-    for f in 0..o {
-        for c in 0..i {
-            let src = values.get((f * i + c) * per..(f * i + c + 1) * per)?;
-            for (d, s) in tiles[f * per..(f + 1) * per].iter_mut().zip(src) {
-                *d += s / i as f32;
-            }
-        }
-    }
-    let cols = (o as f32).sqrt().ceil() as usize;
-    Some(tile_grid(&tiles, o, kh, kw, cols.max(1)))
 }
 
 /// Textures by name, created once and then updated in place (no new texture per frame).
@@ -109,16 +74,5 @@ mod tests {
         assert_eq!(img.pixels[2], Color32::from_gray(40)); // the gap
         assert_eq!(img.pixels[3], Color32::from_gray(0));
         assert_eq!(img.pixels[4], Color32::from_gray(255));
-    }
-
-    #[test]
-    fn activations_and_filters_have_the_expected_sizes() {
-        let a = activation_image(&[1, 10, 24, 24], &vec![0.5; 10 * 576]).expect("conv map");
-        assert_eq!(a.size, [4 * 25 - 1, 3 * 25 - 1]);
-        let l = activation_image(&[1, 50], &[1.0; 50]).expect("linear");
-        assert_eq!(l.size, [50, 1]);
-        let f = filter_image(&[10, 1, 5, 5], &[0.1; 250]).expect("filters");
-        assert_eq!(f.size, [4 * 6 - 1, 3 * 6 - 1]);
-        assert!(filter_image(&[10, 1, 5], &[0.0; 50]).is_none());
     }
 }
