@@ -209,6 +209,26 @@ fn a_dropped_image_gets_a_top3_prediction() {
 }
 
 #[test]
+fn the_gan_tab_trains_and_shows_samples_drawn_on_the_gpu() {
+    let mut h = harness(8);
+    h.get_by_label("GAN").click();
+    h.step();
+    h.get_by_label("Start GAN").click();
+    h.step();
+    run_until(&mut h, 120, "GAN samples", |a| a.has_picture("gan:samples"));
+    run_until(&mut h, 120, "GAN losses", |a| a.gan_losses() >= 2);
+    h.get_by_label("Pause GAN").click();
+    h.step();
+    h.get_by_label("Reset GAN").click();
+    h.step();
+    assert!(
+        !h.state().has_picture("gan:samples"),
+        "samples outlived Reset"
+    );
+    assert_eq!(h.state().gan_losses(), 0);
+}
+
+#[test]
 fn a_dropped_garbage_file_shows_a_message_and_the_app_keeps_running() {
     let mut h = harness(8);
     drop_file(&mut h, "notes.txt", b"this is not an image".to_vec());

@@ -1,5 +1,6 @@
 //! The GAN tab's driver: DCGAN on the bundled images, Adam(2e-4, 0.5, 0.999), BCE with
-//! logits; losses and samples from fixed noise come back asynchronously.
+//! logits; losses come back asynchronously, samples from fixed noise are drawn on the GPU
+//! into a texture the UI shows.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,7 +9,10 @@ use anyhow::Result;
 use gpu_nn::init::SeedRng;
 use gpu_nn::models::{Discriminator, Generator, LATENT};
 use gpu_nn::nn::{self, Ctx, Module};
-use gpu_nn::{Adam, AdamConfig, Gpu, Optimizer, Readback, Tensor, bce_with_logits, cat_channels};
+use gpu_nn::{
+    Adam, AdamConfig, Gpu, Optimizer, Readback, Tensor, TileImage, TileLayout, bce_with_logits,
+    cat_channels,
+};
 
 use super::session::{Data, max_in_flight};
 
@@ -32,7 +36,9 @@ pub struct GanSession {
     zeros: Tensor,
     steps: u64,
     pending: VecDeque<(u64, Readback)>,
-    samples: Option<(u64, Readback)>,
+    /// Samples from the fixed noise, 4 per row, and the iteration they show.
+    picture: TileImage,
+    samples_step: Option<u64>,
     /// (step, D loss) points.
     pub d_loss: Vec<[f64; 2]>,
     /// (step, G loss) points.
@@ -65,7 +71,11 @@ impl GanSession {
             .collect();
         let mut rng = SeedRng::new(seed.wrapping_add(2));
         let noise: Vec<f32> = (0..SAMPLES * LATENT).map(|_| rng.normal()).collect();
+        let layout = TileLayout::batch(&[SAMPLES, 1, 28, 28], 4)
+            .ok_or_else(|| anyhow::anyhow!("no picture layout for the samples"))?;
         Ok(Self {
+            picture: TileImage::new(gpu, layout)?,
+            samples_step: None,
             fixed_noise: Tensor::from_slice(gpu, &noise, &[SAMPLES, LATENT])?,
             ones: Tensor::full(gpu, &[batch, 1], 1.0)?,
             zeros: Tensor::zeros(gpu, &[batch, 1])?,
@@ -80,7 +90,6 @@ impl GanSession {
             rng,
             steps: 0,
             pending: VecDeque::new(),
-            samples: None,
             d_loss: Vec::new(),
             g_loss: Vec::new(),
         })
@@ -127,18 +136,24 @@ impl GanSession {
         Ok(())
     }
 
-    /// Requests samples from the fixed noise (eval mode), unless some are on their way.
+    /// Draws samples from the fixed noise (eval mode) into [`GanSession::samples`] and
+    /// submits: frames drawn after this call show them.
     pub fn request_samples(&mut self) -> Result<()> {
-        if self.samples.is_none() {
-            let _g = gpu_nn::no_grad();
-            let img = self.g.forward(&self.fixed_noise, &mut Ctx::eval())?;
-            self.samples = Some((self.steps, img.read()?));
-        }
+        let _g = gpu_nn::no_grad();
+        let img = self.g.forward(&self.fixed_noise, &mut Ctx::eval())?;
+        self.picture.draw(&img)?;
+        self.gpu.flush()?;
+        self.samples_step = Some(self.steps);
         Ok(())
     }
 
-    /// Collects losses; returns samples ([SAMPLES, 28*28] in [-1, 1]) when they are back.
-    pub fn poll(&mut self) -> Result<Option<(u64, Vec<f32>)>> {
+    /// The samples picture and the iteration it shows, once drawn.
+    pub fn samples(&self) -> Option<(u64, &TileImage)> {
+        self.samples_step.map(|s| (s, &self.picture))
+    }
+
+    /// Collects the losses that came back (never waits).
+    pub fn poll(&mut self) -> Result<()> {
         self.gpu.poll();
         while let Some((step, r)) = self.pending.front_mut() {
             let Some(v) = r.try_take()? else { break };
@@ -147,13 +162,6 @@ impl GanSession {
             self.g_loss.push([s, f64::from(v[1])]);
             self.pending.pop_front();
         }
-        if let Some((step, r)) = &mut self.samples
-            && let Some(v) = r.try_take()?
-        {
-            let step = *step;
-            self.samples = None;
-            return Ok(Some((step, v)));
-        }
-        Ok(None)
+        Ok(())
     }
 }

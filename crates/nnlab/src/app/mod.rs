@@ -174,7 +174,6 @@ pub struct NnlabApp {
     gan_batch: usize,
     gan_width: f32,
     gan_samples_at: f64,
-    gan_image: Option<egui::ColorImage>,
     frame_ms: f32,
     work_ms: f32,
     /// The engine runs on a CPU driver (lavapipe, SwiftShader): frames compete with steps.
@@ -251,7 +250,6 @@ impl NnlabApp {
             gan_batch: 32,
             gan_width: 0.25,
             gan_samples_at: f64::NEG_INFINITY,
-            gan_image: None,
             frame_ms: 0.0,
             work_ms: 0.0,
             cpu_adapter,
@@ -475,10 +473,7 @@ impl NnlabApp {
                 self.gan_samples_at = now;
             }
         }
-        if let Some((_, v)) = g.poll()? {
-            let img = view::tile_grid(&v, gan::SAMPLES, 28, 28, 4);
-            self.gan_image = Some(img);
-        }
+        g.poll()?;
         Ok(())
     }
 }
@@ -519,9 +514,6 @@ impl eframe::App for NnlabApp {
 
 impl NnlabApp {
     fn upload_textures(&mut self, ctx: &egui::Context) {
-        if let Some(img) = self.gan_image.take() {
-            self.textures.set(ctx, "gan:samples", img);
-        }
         if let Some(p) = &self.drop.prepared
             && self
                 .textures
@@ -539,18 +531,25 @@ impl NnlabApp {
     /// Hands the engine's feature-map textures to egui's renderer: registered once per
     /// texture, then redrawn in place by the engine (no CPU copy, no new texture per frame).
     fn register_pictures(&mut self) {
-        let (Some(f), Some(rs)) = (&self.features, &self.render_state) else {
+        let Some(rs) = &self.render_state else {
             return;
         };
-        let wanted = f
-            .layers
+        let features = self.features.iter().flat_map(|f| {
+            f.layers
+                .iter()
+                .map(|(name, _, pic)| (format!("layer:{name}"), pic))
+                .chain(
+                    f.filters
+                        .iter()
+                        .map(|(_, pic)| ("filters".to_string(), pic)),
+                )
+        });
+        let gan = self
+            .gan
             .iter()
-            .map(|(name, _, pic)| (format!("layer:{name}"), pic))
-            .chain(
-                f.filters
-                    .iter()
-                    .map(|(_, pic)| ("filters".to_string(), pic)),
-            );
+            .filter_map(|g| g.samples())
+            .map(|(_, pic)| ("gan:samples".to_string(), pic));
+        let wanted = features.chain(gan);
         let mut renderer = rs.renderer.write();
         for (key, pic) in wanted {
             if self
@@ -571,9 +570,26 @@ impl NnlabApp {
         }
     }
 
-    /// Engine textures registered with egui's renderer (feature maps and filters).
+    /// Engine textures registered with egui's renderer (feature maps, filters, GAN samples).
     pub fn native_pictures(&self) -> usize {
         self.pictures.len()
+    }
+
+    /// Whether the engine texture `key` (`filters`, `layer:<name>`, `gan:samples`) is
+    /// registered for drawing.
+    pub fn has_picture(&self, key: &str) -> bool {
+        self.pictures.contains_key(key)
+    }
+
+    /// GAN iterations whose losses came back.
+    pub fn gan_losses(&self) -> usize {
+        self.gan.as_ref().map_or(0, |g| g.d_loss.len())
+    }
+
+    fn forget_picture(&mut self, key: &str) {
+        if let (Some((id, _)), Some(rs)) = (self.pictures.remove(key), &self.render_state) {
+            rs.renderer.write().free_texture(&id);
+        }
     }
 
     /// A registered picture and its size in pixels.
@@ -886,7 +902,7 @@ impl NnlabApp {
             if ui.button("Reset GAN").clicked() {
                 self.gan = None;
                 self.gan_running = false;
-                self.textures.clear_prefix("gan:");
+                self.forget_picture("gan:samples");
             }
             let l = ui.label("batch");
             ui.add(egui::DragValue::new(&mut self.gan_batch).range(1..=256))
@@ -904,7 +920,7 @@ impl NnlabApp {
         });
         ui.label("Samples from fixed noise (refreshed every second), discriminator and generator losses.");
         ui.horizontal(|ui| {
-            if let Some(t) = self.textures.get("gan:samples") {
+            if let Some(t) = self.picture("gan:samples") {
                 ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(300.0, 300.0)));
             }
             if let Some(g) = &self.gan {
