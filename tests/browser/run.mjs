@@ -61,7 +61,10 @@ async function withPage(extraFlags, fn) {
   }
 }
 
-const state = async (page) => JSON.parse(await page.locator('#nnlab-state').textContent());
+// The page's thread may stall for a while when SwiftShader compiles the first pipelines or
+// the machine is busy: wait for it generously (TIMEOUT_S bounds the whole run).
+const state = async (page) =>
+  JSON.parse(await page.locator('#nnlab-state').textContent({ timeout: 180000 }));
 function check(cond, msg) { if (!cond) { throw new Error(msg); } }
 
 let failed = false;

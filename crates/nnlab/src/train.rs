@@ -24,6 +24,7 @@ use crate::data::{Augment, Dataset};
 /// Classifier names `train` and `eval` accept.
 pub const MODELS: &[&str] = &[
     "mnist-cnn",
+    "resnet8",
     "resnet20",
     "resnet14",
     "resnet20-plain",
@@ -64,6 +65,7 @@ pub fn build(
             }
             Box::new(MnistCnn::new(gpu, seed)?)
         }
+        "resnet8" => Box::new(ResNet::new(gpu, ResNetConfig::cifar(8, c, classes)?, seed)?),
         "resnet20" => Box::new(ResNet::new(
             gpu,
             ResNetConfig::cifar(20, c, classes)?,
