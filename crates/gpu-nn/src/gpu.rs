@@ -10,12 +10,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::error::{Error, Result};
 use crate::kernel::{Access, Kernel};
 use crate::pool::{BufferPool, PoolStats, PooledBuffer};
+use crate::tensor::Tensor;
 
 /// Size of one parameter slot in the params arena. WebGPU's
 /// `minUniformBufferOffsetAlignment` is at most 256, so every slot is correctly aligned.
 pub(crate) const PARAM_SLOT: u64 = 256;
 /// Slots per arena chunk (64 KiB chunks).
 const SLOTS_PER_CHUNK: u64 = 256;
+
+/// Texels per row of the operand textures ([`Gpu::dispatch_texels`]): 16 KiB rows, a
+/// multiple of the 256 bytes a buffer-to-texture copy needs per row. `OPERAND_W` in WGSL.
+pub(crate) const OPERAND_W: u32 = 1024;
+
+/// Whole texels holding `floats` values (at least one).
+fn texel_count(floats: usize) -> u64 {
+    floats.div_ceil(4).max(1) as u64
+}
 
 /// Options for acquiring a device.
 #[derive(Clone, Debug)]
@@ -55,6 +65,9 @@ pub(crate) struct GpuInner {
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
     pub(crate) pool: Mutex<BufferPool>,
     rec: Mutex<Recorder>,
+    /// Operand textures by slot (see [`Gpu::dispatch_texels`]); each grows to the largest
+    /// operand it has held, so steady-state training allocates none.
+    operands: Mutex<Vec<Option<wgpu::Texture>>>,
     /// First uncaptured wgpu error since the last flush; reported by [`Gpu::flush`].
     error: Arc<Mutex<Option<String>>>,
     /// True while commands are recorded but not submitted: buffers released then must wait
@@ -220,6 +233,7 @@ impl Gpu {
             pipelines: Mutex::default(),
             pool: Mutex::new(BufferPool::default()),
             rec: Mutex::default(),
+            operands: Mutex::default(),
             error,
             recording: AtomicBool::new(false),
             submissions: AtomicU64::new(0),
@@ -305,6 +319,16 @@ impl Gpu {
                         read_only: matches!(a, Access::Read),
                     },
                 ),
+                Access::Texels => wgpu::BindGroupLayoutEntry {
+                    binding,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                    count: None,
+                },
                 Access::Image => wgpu::BindGroupLayoutEntry {
                     binding,
                     visibility: wgpu::ShaderStages::COMPUTE,
@@ -390,10 +414,21 @@ impl Gpu {
         resources: Vec<wgpu::BindingResource<'_>>,
         groups: [u32; 3],
     ) {
+        let mut rec = lock(&self.0.rec);
+        self.record(&mut rec, k, params, resources, groups);
+    }
+
+    fn record(
+        &self,
+        rec: &mut Recorder,
+        k: &Kernel,
+        params: &[u32],
+        resources: Vec<wgpu::BindingResource<'_>>,
+        groups: [u32; 3],
+    ) {
         debug_assert_eq!(resources.len(), k.bindings.len(), "{}", k.entry);
         let layout = self.layout(k.bindings);
         let pipeline = self.pipeline(k, &layout);
-        let mut rec = lock(&self.0.rec);
         self.0.recording.store(true, Ordering::Release);
         let (chunk, offset) = rec.push_params(&self.0.device, params);
         let mut entries = vec![wgpu::BindGroupEntry {
@@ -426,6 +461,136 @@ impl Gpu {
         pass.set_bind_group(0, &bind, &[]);
         pass.dispatch_workgroups(x.max(1), y.max(1), z.max(1));
         rec.dispatches += 1;
+    }
+
+    /// Whether tensors can be [`Access::Texels`] operands of [`Gpu::dispatch_texels`]: each
+    /// fits the device's texture height limit and its buffer holds whole texels.
+    pub(crate) fn texels_fit(&self, operands: &[&Tensor]) -> bool {
+        let max = u64::from(self.0.limits.max_texture_dimension_2d);
+        operands.iter().all(|t| {
+            let texels = texel_count(t.numel());
+            texels.div_ceil(u64::from(OPERAND_W)) <= max && t.buf().size() >= texels * 16
+        })
+    }
+
+    /// Records a dispatch of `k` whose first bindings are [`Access::Texels`] operands: each
+    /// tensor of `texels` is copied into an operand texture first, then `buffers` follow in
+    /// binding order. Value `e` of an operand lands in texel `t = e / 4` at
+    /// `(t % OPERAND_W, t / OPERAND_W)`, component `e % 4` (`texel` in the WGSL). Copies
+    /// and dispatch are recorded under one lock, so threads sharing the device cannot
+    /// refill a texture in between; a later op may refill it, since commands run in order.
+    /// Callers check [`Gpu::texels_fit`] first (and use a buffer kernel otherwise).
+    pub(crate) fn dispatch_texels(
+        &self,
+        k: &Kernel,
+        params: &[u32],
+        texels: &[&Tensor],
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        if !self.texels_fit(texels) {
+            return Err(Error::Gpu(format!(
+                "{}: an operand does not fit an operand texture",
+                k.entry
+            )));
+        }
+        let mut rec = lock(&self.0.rec);
+        let views: Vec<wgpu::TextureView> = texels
+            .iter()
+            .enumerate()
+            .map(|(slot, t)| self.fill_operand(&mut rec, slot, t.buf(), texel_count(t.numel())))
+            .collect();
+        let mut resources: Vec<wgpu::BindingResource<'_>> = views
+            .iter()
+            .map(wgpu::BindingResource::TextureView)
+            .collect();
+        resources.extend(buffers.iter().map(|b| b.as_entire_binding()));
+        self.record(&mut rec, k, params, resources, groups);
+        Ok(())
+    }
+
+    /// Copies `texels` whole texels of `buf` into operand texture `slot` (created or grown
+    /// as needed) and returns its view.
+    fn fill_operand(
+        &self,
+        rec: &mut Recorder,
+        slot: usize,
+        buf: &wgpu::Buffer,
+        texels: u64,
+    ) -> wgpu::TextureView {
+        let w = u64::from(OPERAND_W);
+        let height = texels.div_ceil(w);
+        let max = u64::from(self.0.limits.max_texture_dimension_2d);
+        let mut textures = lock(&self.0.operands);
+        if textures.len() <= slot {
+            textures.resize(slot + 1, None);
+        }
+        let fits = textures[slot]
+            .as_ref()
+            .is_some_and(|t| u64::from(t.height()) >= height);
+        if !fits {
+            // Doubling bounds the number of re-creations while operands grow.
+            let h = height.next_power_of_two().min(max) as u32;
+            let bytes = |height: u32| u64::from(OPERAND_W) * u64::from(height) * 16;
+            let old = textures[slot].as_ref().map_or(0, |t| bytes(t.height()));
+            lock(&self.0.pool).texture_resized(old, bytes(h));
+            textures[slot] = Some(self.0.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some("gpu-nn operand"),
+                size: wgpu::Extent3d {
+                    width: OPERAND_W,
+                    height: h,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            }));
+        }
+        let Some(texture) = textures[slot].as_ref() else {
+            unreachable!("operand texture {slot} was just created");
+        };
+        self.0.recording.store(true, Ordering::Release);
+        rec.pass = None;
+        let enc = rec.encoder(&self.0.device);
+        let full = texels / w;
+        let rest = texels % w;
+        let copy = |enc: &mut wgpu::CommandEncoder, row: u64, width: u64, rows: u64| {
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: buf,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: row * w * 16,
+                        bytes_per_row: Some(OPERAND_W * 16),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d {
+                        x: 0,
+                        y: row as u32,
+                        z: 0,
+                    },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: width as u32,
+                    height: rows as u32,
+                    depth_or_array_layers: 1,
+                },
+            );
+        };
+        if full > 0 {
+            copy(enc, 0, w, full);
+        }
+        if rest > 0 {
+            copy(enc, full, rest, 1);
+        }
+        texture.create_view(&wgpu::TextureViewDescriptor::default())
     }
 
     /// Records a buffer-to-buffer copy in order with the recorded dispatches.

@@ -11,6 +11,10 @@ pub(crate) enum Access {
     Write,
     /// `texture_storage_2d<rgba8unorm, write>`: a picture for the UI.
     Image,
+    /// `texture_2d<f32>` (rgba32float, read with `textureLoad`): a read-only operand copied
+    /// from its buffer by [`crate::Gpu`]'s operand textures (CPU drivers load texels much
+    /// faster than storage buffers).
+    Texels,
 }
 
 /// One compute entry point in one WGSL file.
@@ -51,6 +55,7 @@ macro_rules! kernels {
     (@acc R) => { $crate::kernel::Access::Read };
     (@acc W) => { $crate::kernel::Access::Write };
     (@acc I) => { $crate::kernel::Access::Image };
+    (@acc T) => { $crate::kernel::Access::Texels };
 }
 pub(crate) use kernels;
 

@@ -15,13 +15,17 @@ use crate::gpu::{Gpu, GpuInner, lock};
 /// Byte counts of the pool, for memory tests and the app's status line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
-    /// Bytes of all buffers the pool created that still exist (live + free + quarantined).
+    /// Bytes of all buffers the pool created that still exist (live + free + quarantined),
+    /// plus the operand textures.
     pub allocated_bytes: u64,
     /// Bytes currently held by tensors.
     pub live_bytes: u64,
     /// Bytes of mappable readback buffers (in flight + free), part of `allocated_bytes`;
     /// bounded by how many readbacks are in flight at once.
     pub staging_bytes: u64,
+    /// Bytes of the operand textures CPU drivers read kernels' inputs from, part of
+    /// `allocated_bytes`; they grow to the largest operand and then stay.
+    pub texture_bytes: u64,
     /// Number of buffers ever created.
     pub buffers_created: u64,
 }
@@ -67,8 +71,9 @@ impl Drop for PooledBuffer {
 
 impl BufferPool {
     pub(crate) fn take(gpu: &Gpu, bytes: u64) -> PooledBuffer {
-        // Storage bindings must be a multiple of 4 bytes and non-empty.
-        let bytes = bytes.max(4).next_multiple_of(4);
+        // Storage bindings must be a multiple of 4 bytes and non-empty; whole 16-byte texels
+        // let any tensor be copied into an operand texture (`Gpu::dispatch_texels`).
+        let bytes = bytes.max(16).next_multiple_of(16);
         let mut pool = lock(&gpu.0.pool);
         let buf = match pool.free.get_mut(&bytes).and_then(Vec::pop) {
             Some(b) => b,
@@ -91,6 +96,12 @@ impl BufferPool {
             bytes,
             gpu: Arc::clone(&gpu.0),
         }
+    }
+
+    /// Accounts for an operand texture of `old` bytes replaced by one of `new` bytes.
+    pub(crate) fn texture_resized(&mut self, old: u64, new: u64) {
+        self.stats.allocated_bytes = self.stats.allocated_bytes - old + new;
+        self.stats.texture_bytes = self.stats.texture_bytes - old + new;
     }
 
     /// A mappable buffer for a readback of `bytes` bytes, reused when one is free.

@@ -30,24 +30,24 @@ kernels!("conv.wgsl";
 mod sg {
     use crate::kernel::kernels;
     kernels!("conv_subgroup.wgsl";
-        CONV_FWD_SG8 = "conv_fwd_sg" [R, R, R, W],
-        CONV_FWD_SG16 = "conv_fwd_sg" [R, R, R, W] (NB = 2),
-        CONV_FWD_SG32 = "conv_fwd_sg" [R, R, R, W] (NB = 4),
-        CONV_FWD_SG8_ROW = "conv_fwd_sg" [R, R, R, W] (ROW = 1),
-        CONV_FWD_SG16_ROW = "conv_fwd_sg" [R, R, R, W] (NB = 2, ROW = 1),
-        CONV_FWD_SG32_ROW = "conv_fwd_sg" [R, R, R, W] (NB = 4, ROW = 1),
-        CONV_DGRAD_SG8 = "conv_dgrad_sg" [R, R, R, W],
-        CONV_DGRAD_SG16 = "conv_dgrad_sg" [R, R, R, W] (NB = 2),
-        CONV_DGRAD_SG32 = "conv_dgrad_sg" [R, R, R, W] (NB = 4),
-        CONV_DGRAD_SG8_ROW = "conv_dgrad_sg" [R, R, R, W] (ROW = 1),
-        CONV_DGRAD_SG16_ROW = "conv_dgrad_sg" [R, R, R, W] (NB = 2, ROW = 1),
-        CONV_DGRAD_SG32_ROW = "conv_dgrad_sg" [R, R, R, W] (NB = 4, ROW = 1),
-        CONV_WGRAD_SG8 = "conv_wgrad_sg" [R, R, W],
-        CONV_WGRAD_SG16 = "conv_wgrad_sg" [R, R, W] (NB = 2),
-        CONV_WGRAD_SG32 = "conv_wgrad_sg" [R, R, W] (NB = 4),
-        CONV_WGRAD_SG8_ROW = "conv_wgrad_sg_row" [R, R, W],
-        CONV_WGRAD_SG16_ROW = "conv_wgrad_sg_row" [R, R, W] (NB = 2),
-        CONV_WGRAD_SG32_ROW = "conv_wgrad_sg_row" [R, R, W] (NB = 4),
+        CONV_FWD_SG8 = "conv_fwd_sg" [T, T, R, W],
+        CONV_FWD_SG16 = "conv_fwd_sg" [T, T, R, W] (NB = 2),
+        CONV_FWD_SG32 = "conv_fwd_sg" [T, T, R, W] (NB = 4),
+        CONV_FWD_SG8_ROW = "conv_fwd_sg" [T, T, R, W] (ROW = 1),
+        CONV_FWD_SG16_ROW = "conv_fwd_sg" [T, T, R, W] (NB = 2, ROW = 1),
+        CONV_FWD_SG32_ROW = "conv_fwd_sg" [T, T, R, W] (NB = 4, ROW = 1),
+        CONV_DGRAD_SG8 = "conv_dgrad_sg" [T, T, R, W],
+        CONV_DGRAD_SG16 = "conv_dgrad_sg" [T, T, R, W] (NB = 2),
+        CONV_DGRAD_SG32 = "conv_dgrad_sg" [T, T, R, W] (NB = 4),
+        CONV_DGRAD_SG8_ROW = "conv_dgrad_sg" [T, T, R, W] (ROW = 1),
+        CONV_DGRAD_SG16_ROW = "conv_dgrad_sg" [T, T, R, W] (NB = 2, ROW = 1),
+        CONV_DGRAD_SG32_ROW = "conv_dgrad_sg" [T, T, R, W] (NB = 4, ROW = 1),
+        CONV_WGRAD_SG8 = "conv_wgrad_sg" [T, T, W],
+        CONV_WGRAD_SG16 = "conv_wgrad_sg" [T, T, W] (NB = 2),
+        CONV_WGRAD_SG32 = "conv_wgrad_sg" [T, T, W] (NB = 4),
+        CONV_WGRAD_SG8_ROW = "conv_wgrad_sg_row" [T, T, W],
+        CONV_WGRAD_SG16_ROW = "conv_wgrad_sg_row" [T, T, W] (NB = 2),
+        CONV_WGRAD_SG32_ROW = "conv_wgrad_sg_row" [T, T, W] (NB = 4),
     );
 
     /// Rows per workgroup (8, 16 or 32) for a GEMM with `m` rows, and the matching kernel.
@@ -229,7 +229,7 @@ fn fwd_raw(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Tenso
     let n = g.n * g.ho * g.wo;
     // Without a bias the kernel never reads the binding; any read-only buffer fills it.
     let bias = b.unwrap_or(w);
-    if x.gpu().uses_subgroups() {
+    if x.gpu().uses_subgroups() && x.gpu().texels_fit(&[x, w]) {
         // Neighbouring columns in one output row share inputs (see ROW in the shader).
         let row = g.stride.1 == 1 && g.dilation.1 == 1 && g.wo.is_multiple_of(4);
         let kernels = if row {
@@ -243,12 +243,13 @@ fn fwd_raw(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Tenso
         };
         let (rows, kernel) = sg::rows(m, kernels);
         let dims = sg_grid("conv2d", m, rows, n, SG_COLS, g.groups, g)?;
-        x.gpu().dispatch(
+        x.gpu().dispatch_texels(
             kernel,
             &g.params(b.is_some(), 1, 0, 0).0,
-            &[x.buf(), w.buf(), bias.buf(), y.buf()],
+            &[x, w],
+            &[bias.buf(), y.buf()],
             dims,
-        );
+        )?;
         return Ok(y);
     }
     let (bm, kernel) = tile_rows(m, [&CONV_FWD_16, &CONV_FWD_32, &CONV_FWD]);
@@ -269,7 +270,7 @@ fn dgrad_raw(gy: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Te
     let m = g.cin / g.groups;
     let n = g.n * g.h * g.w;
     let bias = b.unwrap_or(w);
-    let (kernel, dims) = if gy.gpu().uses_subgroups() {
+    if gy.gpu().uses_subgroups() && gy.gpu().texels_fit(&[gy, w]) {
         // Neighbouring columns in one input row share gy values (see ROW in the shader).
         let row = g.stride == (1, 1) && g.dilation.1 == 1 && g.w.is_multiple_of(4);
         let kernels = if row {
@@ -287,14 +288,17 @@ fn dgrad_raw(gy: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Te
         };
         let (rows, kernel) = sg::rows(m, kernels);
         let dims = sg_grid("conv2d backward (input)", m, rows, n, SG_COLS, g.groups, g)?;
-        (kernel, dims)
-    } else {
-        let (bm, kernel) = tile_rows(m, [&CONV_DGRAD_16, &CONV_DGRAD_32, &CONV_DGRAD]);
-        (
+        gy.gpu().dispatch_texels(
             kernel,
-            grid("conv2d backward (input)", m, bm, n, g.groups, g)?,
-        )
-    };
+            &g.params(b.is_some(), 1, 0, 0).0,
+            &[gy, w],
+            &[bias.buf(), dx.buf()],
+            dims,
+        )?;
+        return Ok(dx);
+    }
+    let (bm, kernel) = tile_rows(m, [&CONV_DGRAD_16, &CONV_DGRAD_32, &CONV_DGRAD]);
+    let dims = grid("conv2d backward (input)", m, bm, n, g.groups, g)?;
     gy.gpu().dispatch(
         kernel,
         &g.params(b.is_some(), 1, 0, 0).0,
@@ -315,7 +319,7 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
     // Small outputs with long sums (early layers: few channels, many pixels) leave most of
     // the GPU idle; split K into slices summed by a second kernel. Aim for ~128 workgroups
     // with at least 256 terms per slice.
-    let subgroups = x.gpu().uses_subgroups();
+    let subgroups = x.gpu().uses_subgroups() && x.gpu().texels_fit(&[x, gy]);
     // Kernels at most 4 wide with stride and dilation 1 along w slide a window along rows;
     // their grid columns are (ci, ki) pairs, 16 per workgroup.
     let row = subgroups && g.kw <= 4 && g.stride.1 == 1 && g.dilation.1 == 1;
@@ -355,13 +359,20 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
         grid(OP, m, bm, ncols, g.groups * splits, g)?
     };
     let params = g.params(false, splits, kchunk, total);
-    if splits == 1 {
-        x.gpu()
-            .dispatch(kernel, &params.0, &[x.buf(), gy.buf(), dw.buf()], dims);
+    let part = if splits == 1 {
+        None
     } else {
-        let part = Tensor::uninit(x.gpu(), OP, &[splits, total])?;
+        Some(Tensor::uninit(x.gpu(), OP, &[splits, total])?)
+    };
+    let out = part.as_ref().unwrap_or(&dw).buf();
+    if subgroups {
         x.gpu()
-            .dispatch(kernel, &params.0, &[x.buf(), gy.buf(), part.buf()], dims);
+            .dispatch_texels(kernel, &params.0, &[x, gy], &[out], dims)?;
+    } else {
+        x.gpu()
+            .dispatch(kernel, &params.0, &[x.buf(), gy.buf(), out], dims);
+    }
+    if let Some(part) = part {
         x.gpu().dispatch(
             &SUM_SPLITS,
             &params.0,

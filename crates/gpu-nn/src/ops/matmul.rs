@@ -19,7 +19,8 @@ kernels!("matmul.wgsl";
 mod sg {
     use crate::kernel::kernels;
     kernels!("matmul_subgroup.wgsl";
-        MATMUL_SG = "matmul_sg" [R, R, R, W],
+        MATMUL_SG = "matmul_sg" [T, T, R, W],
+        MATMUL_SG_LVEC = "matmul_sg" [T, T, R, W] (L_VEC = 1),
     );
 }
 
@@ -28,7 +29,8 @@ const SG_ROWS: usize = 32;
 const SG_COLS: usize = 256;
 
 /// op(A) @ op(B) (+ bias) with the subgroup kernel, putting the larger of M and N on the
-/// lanes (computing C^T = op(B)^T op(A)^T through strides when that wastes less).
+/// lanes (computing C^T = op(B)^T op(A)^T through strides when that wastes less). Both
+/// operands are read from operand textures (callers check that they fit).
 fn matmul_sg(
     a: &Tensor,
     b: &Tensor,
@@ -83,13 +85,20 @@ fn matmul_sg(
         (a, b, m * k, k * n)
     };
     let p = p.u(r_batch).u(l_batch).u(m * n);
+    let l_vec = l_s.1 == 1 && cols % 4 == 0 && l_s.0 % 4 == 0 && l_batch % 4 == 0;
+    let kernel = if l_vec {
+        &sg::MATMUL_SG_LVEC
+    } else {
+        &sg::MATMUL_SG
+    };
     let bias_buf = bias.map_or(a.buf(), Tensor::buf);
-    a.gpu().dispatch(
-        &sg::MATMUL_SG,
+    a.gpu().dispatch_texels(
+        kernel,
         &p.0,
-        &[r.buf(), l.buf(), bias_buf, c.buf()],
+        &[r, l],
+        &[bias_buf, c.buf()],
         groups.map(|g| g as u32),
-    );
+    )?;
     Ok(c)
 }
 
@@ -228,7 +237,7 @@ pub(crate) fn matmul_raw(
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
     let d = dims("matmul", a, b, trans_a, trans_b, bias)?;
-    if a.gpu().uses_subgroups() {
+    if a.gpu().uses_subgroups() && a.gpu().texels_fit(&[a, b]) {
         return matmul_sg(a, b, trans_a, trans_b, bias, d);
     }
     // The vec4 kernels read whole vec4s along each operand's contiguous dimension and write

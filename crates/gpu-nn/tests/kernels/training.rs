@@ -101,6 +101,13 @@ fn training_steps_submit_once_keep_memory_flat_and_learn() {
         tensor_bytes, allocated_after_warmup,
         "GPU memory grew after warm-up: {allocated_after_warmup} -> {tensor_bytes} bytes"
     );
+    // CPU drivers read conv and matmul operands from textures, counted in the same total.
+    assert_eq!(
+        stats.texture_bytes > 0,
+        gpu.uses_subgroups(),
+        "operand textures: {} bytes",
+        stats.texture_bytes
+    );
     assert!(
         stats.staging_bytes <= 3 * 4,
         "readback buffers grew past the pipeline depth: {} bytes",
