@@ -1,14 +1,14 @@
-// 2-D convolution kernels for adapters with subgroups of at least 8 lanes (CPU drivers such
-// as lavapipe, most GPUs). Same geometry and Params as conv.wgsl, which holds the portable
+// 2-D convolution kernels for CPU drivers with subgroups of at least 4 lanes (lavapipe: 8,
+// SwiftShader: 4). Same geometry and Params as conv.wgsl, which holds the portable
 // kernels; this file is separate because a module that uses subgroup operations does not
 // validate on devices without the feature.
 //
 // Why: on lavapipe (Mesa 22.3) a storage-buffer load whose address differs per invocation
 // runs as a loop over the SIMD lanes, a branch and a store-forwarding stall per lane, so a
-// kernel costs what it loads. Here a workgroup owns 8 NB output rows (channels) and 64
-// invocations x 4 columns (pixels); lanes 0..7 of every subgroup each load one weight per
-// 8-row block and `subgroupBroadcast` hands it to all lanes (a register shuffle), so each k
-// costs NB + 4 loads for 32 NB multiply-adds, with no workgroup memory and no barriers. The
+// kernel costs what it loads. Here a workgroup owns L NB output rows (channels, L = LANES) and
+// 64 invocations x 4 columns (pixels); lanes 0..L-1 of every subgroup each load one weight
+// per L-row block and `subgroupBroadcast` hands it to all lanes (a register shuffle), so each
+// k costs NB + 4 loads for 4 L NB multiply-adds, with no workgroup memory and no barriers. The
 // loads read rgba32float textures (see `texel`), which lavapipe fetches with branch-free
 // gathers: 1.3-2.6x faster than the same kernels reading storage buffers. The k loops run
 // over (channel, kernel row, kernel column) directly, so no index is divided inside them.
@@ -38,15 +38,18 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-// Output rows per workgroup: NB blocks of 8 (1, 2 or 4, picked per layer: more rows share
-// each loaded column, fewer rows waste less on layers with few channels). Lanes 0..7 of
-// each subgroup load one row of each block for everyone.
+// Output rows per workgroup: NB blocks of LANES (1, 2 or 4, picked per layer: more rows
+// share each loaded column, fewer rows waste less on layers with few channels). Lanes
+// 0..LANES-1 of each subgroup load one row of each block for everyone.
 override NB: u32 = 1u;
 // Set when each invocation's four columns are neighbours in one row: conv_fwd_sg with
 // stride and dilation 1 along w and wo % 4 == 0; conv_dgrad_sg with stride 1 along both
 // axes, dilation 1 along w and w % 4 == 0.
 override ROW: bool = false;
 const WG: u32 = 64u;
+// Rows per block, one per lane that loads them: 8, or 4 where subgroups have 4 lanes
+// (SwiftShader). Set per device by `Gpu`.
+override LANES: u32 = 8u;
 
 // 0 <= a < lim, per component.
 fn inside(a: vec4<i32>, lim: u32) -> vec4<bool> {
@@ -78,19 +81,21 @@ fn rank1(acc: ptr<function, Acc>, a: f32, b: vec4<f32>) {
     (*acc).r1 = fma(vec4<f32>(subgroupBroadcast(a, 1u)), b, (*acc).r1);
     (*acc).r2 = fma(vec4<f32>(subgroupBroadcast(a, 2u)), b, (*acc).r2);
     (*acc).r3 = fma(vec4<f32>(subgroupBroadcast(a, 3u)), b, (*acc).r3);
-    (*acc).r4 = fma(vec4<f32>(subgroupBroadcast(a, 4u)), b, (*acc).r4);
-    (*acc).r5 = fma(vec4<f32>(subgroupBroadcast(a, 5u)), b, (*acc).r5);
-    (*acc).r6 = fma(vec4<f32>(subgroupBroadcast(a, 6u)), b, (*acc).r6);
-    (*acc).r7 = fma(vec4<f32>(subgroupBroadcast(a, 7u)), b, (*acc).r7);
+    if (LANES > 4u) {
+        (*acc).r4 = fma(vec4<f32>(subgroupBroadcast(a, 4u)), b, (*acc).r4);
+        (*acc).r5 = fma(vec4<f32>(subgroupBroadcast(a, 5u)), b, (*acc).r5);
+        (*acc).r6 = fma(vec4<f32>(subgroupBroadcast(a, 6u)), b, (*acc).r6);
+        (*acc).r7 = fma(vec4<f32>(subgroupBroadcast(a, 7u)), b, (*acc).r7);
+    }
 }
 
-// Row i (< 8 NB) of the four accumulators.
+// Row i (< LANES NB) of the four accumulators.
 fn row_of(a0: Acc, a1: Acc, a2: Acc, a3: Acc, i: u32) -> vec4<f32> {
-    switch i / 8u {
-        case 0u: { return acc_row(a0, i % 8u); }
-        case 1u: { return acc_row(a1, i % 8u); }
-        case 2u: { return acc_row(a2, i % 8u); }
-        default: { return acc_row(a3, i % 8u); }
+    switch i / LANES {
+        case 0u: { return acc_row(a0, i % LANES); }
+        case 1u: { return acc_row(a1, i % LANES); }
+        case 2u: { return acc_row(a2, i % LANES); }
+        default: { return acc_row(a3, i % LANES); }
     }
 }
 
@@ -107,7 +112,7 @@ fn acc_row(acc: Acc, i: u32) -> vec4<f32> {
     }
 }
 
-// --- conv_fwd_sg(x, w, b, y): grid (ceil(n*ho*wo / 256), ceil(cout/groups / 8 NB), groups).
+// --- conv_fwd_sg(x, w, b, y): grid (ceil(n*ho*wo / 256), ceil(cout/groups / LANES NB), groups).
 @group(0) @binding(1) var fx: texture_2d<f32>;
 @group(0) @binding(2) var fw: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> fb: array<f32>;
@@ -140,7 +145,7 @@ fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
     let hw = p.h * p.w;
     let hwo = p.ho * p.wo;
     let nn = p.n * hwo;
-    let m0 = wid.y * 8u * NB;
+    let m0 = wid.y * LANES * NB;
 
     // This invocation's four columns (output pixels).
     let col = vec4<u32>(wid.x * WG * 4u + 4u * lid) + vec4<u32>(0u, 1u, 2u, 3u);
@@ -153,7 +158,7 @@ fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
     let xbase = vec4<i32>((bi * p.cin + g * cg) * hw);
     // The weight rows this lane loads for the subgroup, one per block (clamped in range,
     // zeroed past mg).
-    let mrow = vec4<u32>(m0 + lane % 8u) + vec4<u32>(0u, 8u, 16u, 24u);
+    let mrow = vec4<u32>(m0 + lane % LANES) + vec4<u32>(0u, 1u, 2u, 3u) * LANES;
     let aok = mrow < vec4<u32>(mg);
     let wrow = (g * mg + min(mrow, vec4<u32>(mg - 1u))) * kk;
 
@@ -194,7 +199,7 @@ fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
     }
 
     let ybase = bi * p.cout * hwo + rr;
-    for (var i = 0u; i < 8u * NB; i = i + 1u) {
+    for (var i = 0u; i < LANES * NB; i = i + 1u) {
         let m = m0 + i;
         if (m >= mg) { break; }
         let co = g * mg + m;
@@ -210,9 +215,9 @@ fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // --- conv_dgrad_sg(gy, w, b, dx): the input gradient as in conv.wgsl's conv_dgrad; rows are
-// input channels (weights broadcast from lanes 0..7), four input pixels per invocation. The
+// input channels (weights broadcast from lanes 0..LANES-1), four input pixels per invocation. The
 // loop runs over kernel taps outside and output channels inside, so the stride divisions
-// happen once per tap. Grid (ceil(n*h*w / 256), ceil(cin/groups / 8 NB), groups).
+// happen once per tap. Grid (ceil(n*h*w / 256), ceil(cin/groups / LANES NB), groups).
 @group(0) @binding(1) var dgy: texture_2d<f32>;
 @group(0) @binding(2) var dwt: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> db: array<f32>;
@@ -250,7 +255,7 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
     let hw = p.h * p.w;
     let hwo = p.ho * p.wo;
     let nn = p.n * hw;
-    let m0 = wid.y * 8u * NB;
+    let m0 = wid.y * LANES * NB;
 
     // This invocation's four columns (input pixels).
     let col = vec4<u32>(wid.x * WG * 4u + 4u * lid) + vec4<u32>(0u, 1u, 2u, 3u);
@@ -262,7 +267,7 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
     let tw0 = vec4<i32>(rr - hp * p.w) + i32(p.pw);
     let gybase = vec4<i32>((bi * p.cout + g * mg) * hwo);
     // The weight rows (input channels) this lane loads for the subgroup, one per block.
-    let mrow = vec4<u32>(m0 + lane % 8u) + vec4<u32>(0u, 8u, 16u, 24u);
+    let mrow = vec4<u32>(m0 + lane % LANES) + vec4<u32>(0u, 1u, 2u, 3u) * LANES;
     let aok = mrow < vec4<u32>(cg);
     let wbase = (g * mg * cg + min(mrow, vec4<u32>(cg - 1u))) * khw;
 
@@ -324,7 +329,7 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
     }
 
     let xbase = bi * p.cin * hw + rr;
-    for (var i = 0u; i < 8u * NB; i = i + 1u) {
+    for (var i = 0u; i < LANES * NB; i = i + 1u) {
         let m = m0 + i;
         if (m >= cg) { break; }
         let c = g * cg + m;
@@ -340,11 +345,11 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // --- conv_wgrad_sg(x, gy, part): the weight gradient as in conv.wgsl's conv_wgrad. Rows
-// are output channels (gy broadcast from lanes 0..7), four columns (ci, ki, kj) per
+// are output channels (gy broadcast from lanes 0..LANES-1), four columns (ci, ki, kj) per
 // invocation and only WGW = 16 invocations per workgroup (weights have few columns; the
 // parallelism comes from splitting the pixels k, slice s = wid.z % splits). Pixels are walked
 // with carried counters instead of divisions.
-// Grid (ceil(cin/groups*kh*kw / 64), ceil(cout/groups / 8 NB), groups * splits).
+// Grid (ceil(cin/groups*kh*kw / 64), ceil(cout/groups / LANES NB), groups * splits).
 @group(0) @binding(1) var wx: texture_2d<f32>;
 @group(0) @binding(2) var wgy: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read_write> wpart: array<f32>;
@@ -379,7 +384,7 @@ fn conv_wgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
     let hwo = p.ho * p.wo;
     let kbeg = s * p.kchunk;
     let kend = min(p.n * hwo, kbeg + p.kchunk);
-    let m0 = wid.y * 8u * NB;
+    let m0 = wid.y * LANES * NB;
 
     // This invocation's four columns: fixed offsets into every image of x.
     let col = vec4<u32>(wid.x * WGW * 4u + 4u * lid) + vec4<u32>(0u, 1u, 2u, 3u);
@@ -392,7 +397,7 @@ fn conv_wgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
     let offw = vec4<i32>((rem - ki * p.kw) * p.dw) - i32(p.pw);
     let xc = vec4<i32>((g * cg + ci) * hw);
     // The gy rows (output channels) this lane loads for the subgroup, one per block.
-    let mrow = vec4<u32>(m0 + lane % 8u) + vec4<u32>(0u, 8u, 16u, 24u);
+    let mrow = vec4<u32>(m0 + lane % LANES) + vec4<u32>(0u, 1u, 2u, 3u) * LANES;
     let aok = mrow < vec4<u32>(mg);
     let gyrow = (g * mg + min(mrow, vec4<u32>(mg - 1u))) * hwo;
 
@@ -429,7 +434,7 @@ fn conv_wgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
     }
 
     let base = s * p.total;
-    for (var i = 0u; i < 8u * NB; i = i + 1u) {
+    for (var i = 0u; i < LANES * NB; i = i + 1u) {
         let m = m0 + i;
         if (m >= mg) { break; }
         let v = row_of(acc0, acc1, acc2, acc3, i);
@@ -446,7 +451,7 @@ fn conv_wgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
 // kj = 0..3 (those >= kw are computed and dropped): at pixel (oh, ow) they read the four
 // neighbours x[.., ow - pw .. ow - pw + 3] of one row, and the next pixel of the row shifts
 // that window by one, so a pixel costs one new load instead of four.
-// Grid (ceil(cin/groups*kh / 16), ceil(cout/groups / 8 NB), groups * splits).
+// Grid (ceil(cin/groups*kh / 16), ceil(cout/groups / LANES NB), groups * splits).
 @compute @workgroup_size(WGW)
 fn conv_wgrad_sg_row(@builtin(workgroup_id) wid: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32,
@@ -461,7 +466,7 @@ fn conv_wgrad_sg_row(@builtin(workgroup_id) wid: vec3<u32>,
     let hwo = p.ho * p.wo;
     let kbeg = s * p.kchunk;
     let kend = min(p.n * hwo, kbeg + p.kchunk);
-    let m0 = wid.y * 8u * NB;
+    let m0 = wid.y * LANES * NB;
 
     // This invocation's (ci, ki) pair.
     let npairs = cg * p.kh;
@@ -474,7 +479,7 @@ fn conv_wgrad_sg_row(@builtin(workgroup_id) wid: vec3<u32>,
     let xc = i32((g * cg + ci) * hw);
     let kj4 = vec4<i32>(0, 1, 2, 3);
     // The gy rows (output channels) this lane loads for the subgroup, one per block.
-    let mrow = vec4<u32>(m0 + lane % 8u) + vec4<u32>(0u, 8u, 16u, 24u);
+    let mrow = vec4<u32>(m0 + lane % LANES) + vec4<u32>(0u, 1u, 2u, 3u) * LANES;
     let aok = mrow < vec4<u32>(mg);
     let gyrow = (g * mg + min(mrow, vec4<u32>(mg - 1u))) * hwo;
 
@@ -525,7 +530,7 @@ fn conv_wgrad_sg_row(@builtin(workgroup_id) wid: vec3<u32>,
     let base = s * p.total;
     let col = ci * khw + ki * p.kw;
     let cok = vec4<bool>(pok) & (kj4 < vec4<i32>(i32(p.kw)));
-    for (var i = 0u; i < 8u * NB; i = i + 1u) {
+    for (var i = 0u; i < LANES * NB; i = i + 1u) {
         let m = m0 + i;
         if (m >= mg) { break; }
         let v = row_of(acc0, acc1, acc2, acc3, i);

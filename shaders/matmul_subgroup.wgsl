@@ -1,12 +1,12 @@
-// Batched matrix product for CPU-like adapters with subgroups of 8+ lanes; same results as
+// Batched matrix product for CPU-like adapters with subgroups of 4+ lanes; same results as
 // matmul.wgsl, which holds the portable kernels (a module using subgroup operations does not
 // validate on devices without the feature).
 //
 // On lavapipe a storage-buffer load whose address differs per invocation runs as a loop over
-// the SIMD lanes, so a kernel costs what it loads. Here a workgroup owns 32 output "rows" and 64
-// invocations x 4 "columns"; lanes 0..7 of each subgroup load one value per 8-row block and
-// `subgroupBroadcast` hands it to every lane, so each k costs 4 + 4 loads for 128
-// multiply-adds, with no workgroup memory and no barriers.
+// the SIMD lanes, so a kernel costs what it loads. Here a workgroup owns 4 LANES output
+// "rows" and 64 invocations x 4 "columns"; lanes 0..LANES-1 of each subgroup load one value
+// per LANES-row block and `subgroupBroadcast` hands it to every lane, so each k costs 4 + 4
+// loads for 16 LANES multiply-adds, with no workgroup memory and no barriers.
 //
 // Both operands are read from rgba32float textures (`Gpu::dispatch_texels` copies them
 // from their buffers): lavapipe fetches texels with branch-free gathers, where a
@@ -47,6 +47,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
 const WG: u32 = 64u;
+// Rows per block, one per lane that loads them: 8, or 4 where subgroups have 4 lanes
+// (SwiftShader). Set per device by `Gpu`.
+override LANES: u32 = 8u;
 // Set when every lane's four columns are one aligned texel of L: l_j == 1 and cols, l_k and
 // l_batch multiples of 4.
 override L_VEC: bool = false;
@@ -70,10 +73,12 @@ fn rank1(acc: ptr<function, Acc>, a: f32, b: vec4<f32>) {
     (*acc).r1 = fma(vec4<f32>(subgroupBroadcast(a, 1u)), b, (*acc).r1);
     (*acc).r2 = fma(vec4<f32>(subgroupBroadcast(a, 2u)), b, (*acc).r2);
     (*acc).r3 = fma(vec4<f32>(subgroupBroadcast(a, 3u)), b, (*acc).r3);
-    (*acc).r4 = fma(vec4<f32>(subgroupBroadcast(a, 4u)), b, (*acc).r4);
-    (*acc).r5 = fma(vec4<f32>(subgroupBroadcast(a, 5u)), b, (*acc).r5);
-    (*acc).r6 = fma(vec4<f32>(subgroupBroadcast(a, 6u)), b, (*acc).r6);
-    (*acc).r7 = fma(vec4<f32>(subgroupBroadcast(a, 7u)), b, (*acc).r7);
+    if (LANES > 4u) {
+        (*acc).r4 = fma(vec4<f32>(subgroupBroadcast(a, 4u)), b, (*acc).r4);
+        (*acc).r5 = fma(vec4<f32>(subgroupBroadcast(a, 5u)), b, (*acc).r5);
+        (*acc).r6 = fma(vec4<f32>(subgroupBroadcast(a, 6u)), b, (*acc).r6);
+        (*acc).r7 = fma(vec4<f32>(subgroupBroadcast(a, 7u)), b, (*acc).r7);
+    }
 }
 
 fn acc_row(acc: Acc, i: u32) -> vec4<f32> {
@@ -90,11 +95,11 @@ fn acc_row(acc: Acc, i: u32) -> vec4<f32> {
 }
 
 fn row_of(a0: Acc, a1: Acc, a2: Acc, a3: Acc, i: u32) -> vec4<f32> {
-    switch i / 8u {
-        case 0u: { return acc_row(a0, i % 8u); }
-        case 1u: { return acc_row(a1, i % 8u); }
-        case 2u: { return acc_row(a2, i % 8u); }
-        default: { return acc_row(a3, i % 8u); }
+    switch i / LANES {
+        case 0u: { return acc_row(a0, i % LANES); }
+        case 1u: { return acc_row(a1, i % LANES); }
+        case 2u: { return acc_row(a2, i % LANES); }
+        default: { return acc_row(a3, i % LANES); }
     }
 }
 
@@ -119,12 +124,12 @@ fn load_l(idx: vec4<u32>, ok: vec4<bool>) -> vec4<f32> {
 fn matmul_sg(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(local_invocation_index) lid: u32,
              @builtin(subgroup_invocation_id) lane: u32) {
-    let i0 = wid.y * 32u;
+    let i0 = wid.y * 4u * LANES;
     let col = vec4<u32>(wid.x * WG * 4u + 4u * lid) + vec4<u32>(0u, 1u, 2u, 3u);
     let cok = col < vec4<u32>(p.cols);
     let lbase = wid.z * p.l_batch + col * p.l_j;
-    // The rows this lane loads for its subgroup, one per 8-row block.
-    let row = vec4<u32>(i0 + lane % 8u) + vec4<u32>(0u, 8u, 16u, 24u);
+    // The rows this lane loads for its subgroup, one per LANES-row block.
+    let row = vec4<u32>(i0 + lane % LANES) + vec4<u32>(0u, 1u, 2u, 3u) * LANES;
     let rok = row < vec4<u32>(p.rows);
     let rbase = wid.z * p.r_batch + row * p.r_i;
 
@@ -146,7 +151,7 @@ fn matmul_sg(@builtin(workgroup_id) wid: vec3<u32>,
         bj = load_l_bias(col, cok);
     }
     let cbase = wid.z * p.c_batch + col * p.c_j;
-    for (var i = 0u; i < 32u; i = i + 1u) {
+    for (var i = 0u; i < 4u * LANES; i = i + 1u) {
         let ri = i0 + i;
         if (ri >= p.rows) { break; }
         var v = row_of(acc0, acc1, acc2, acc3, i) + bj;

@@ -22,6 +22,26 @@ const SLOTS_PER_CHUNK: u64 = 256;
 /// multiple of the 256 bytes a buffer-to-texture copy needs per row. `OPERAND_W` in WGSL.
 pub(crate) const OPERAND_W: u32 = 1024;
 
+/// The WGSL a browser gets for `source`. Browsers compile WGSL themselves and want subgroup
+/// operations enabled by a directive that naga (which validates the files natively) does not
+/// parse yet; the uniformity rule is relaxed because the kernels broadcast inside loops
+/// whose bounds are uniform but which Tint's analysis cannot always prove so.
+#[cfg(target_arch = "wasm32")]
+fn wgsl_source(source: &'static str, subgroups: bool) -> std::borrow::Cow<'static, str> {
+    if subgroups {
+        format!("enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n{source}").into()
+    } else {
+        source.into()
+    }
+}
+
+/// The WGSL wgpu gets for `source` natively: the file as it is (naga enables subgroup
+/// operations from the device's features).
+#[cfg(not(target_arch = "wasm32"))]
+fn wgsl_source(source: &'static str, _subgroups: bool) -> std::borrow::Cow<'static, str> {
+    source.into()
+}
+
 /// Whole texels holding `floats` values (at least one).
 fn texel_count(floats: usize) -> u64 {
     floats.div_ceil(4).max(1) as u64
@@ -34,9 +54,13 @@ pub struct GpuOptions {
     pub power_preference: wgpu::PowerPreference,
     /// Backends to consider; `None` honours the `WGPU_BACKEND` environment variable.
     pub backends: Option<wgpu::Backends>,
-    /// Use subgroup kernels where the adapter is a CPU driver with subgroups of 8+ lanes;
+    /// Use subgroup kernels where the adapter is a CPU driver with subgroups of 4+ lanes;
     /// `false` forces the portable kernels (tests compare the two).
     pub subgroups: bool,
+    /// Rows that one lane group shares in the subgroup kernels: 8 where subgroups have 8+
+    /// lanes, else 4. `Some(4)` forces 4-lane blocks on 8-lane subgroups (tests cover the
+    /// SwiftShader layout on lavapipe that way).
+    pub subgroup_lanes: Option<u32>,
 }
 
 impl Default for GpuOptions {
@@ -45,6 +69,7 @@ impl Default for GpuOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             backends: None,
             subgroups: true,
+            subgroup_lanes: None,
         }
     }
 }
@@ -59,8 +84,8 @@ pub(crate) struct GpuInner {
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
-    /// Subgroup kernels may be used: the device has the feature, with at least 8 lanes.
-    subgroups: bool,
+    /// Lanes per row block of the subgroup kernels (4 or 8); 0 when they are not used.
+    lanes: u32,
     layouts: Mutex<HashMap<Vec<Access>, Arc<Layout>>>,
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
     pub(crate) pool: Mutex<BufferPool>,
@@ -129,14 +154,19 @@ pub fn check_adapter(adapter: &wgpu::Adapter) -> Result<()> {
     }
 }
 
-/// Whether the subgroup kernels run on this device: it has the feature with subgroups of 8+
-/// lanes, and it is a CPU driver (lavapipe, SwiftShader), where they were measured 3-10x
-/// faster than the workgroup-tiled kernels. GPUs keep the tiled kernels, which were designed
-/// for them.
-fn uses_subgroup_kernels(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> bool {
-    device.features().contains(wgpu::Features::SUBGROUP)
-        && info.subgroup_min_size >= 8
-        && info.device_type == wgpu::DeviceType::Cpu
+/// Lanes per row block when the subgroup kernels run on this device, else 0. They run where
+/// the device has the feature with subgroups of 4+ lanes and is a CPU driver (lavapipe: 8,
+/// SwiftShader: 4), where they were measured 3-10x faster than the workgroup-tiled kernels.
+/// GPUs keep the tiled kernels, which were designed for them.
+fn subgroup_lanes(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> u32 {
+    let usable = device.features().contains(wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size >= 4
+        && info.device_type == wgpu::DeviceType::Cpu;
+    match usable {
+        false => 0,
+        true if info.subgroup_min_size >= 8 => 8,
+        true => 4,
+    }
 }
 
 impl Gpu {
@@ -162,7 +192,11 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::NoAdapter(e.to_string()))?;
-        Self::from_adapter_with(&adapter, opts.subgroups).await
+        let gpu = Self::from_adapter_with(&adapter, opts.subgroups).await?;
+        Ok(match opts.subgroup_lanes {
+            Some(l) if gpu.0.lanes > 0 => gpu.with_lanes(if l >= 8 { 8 } else { 4 }),
+            _ => gpu,
+        })
     }
 
     /// Creates a device on a given adapter, requesting every limit the adapter offers so that
@@ -195,6 +229,15 @@ impl Gpu {
         Ok(Self::from_device(device, queue, info))
     }
 
+    /// This device with `lanes` (4, or 8 where subgroups have 8+ lanes) per row block of the
+    /// subgroup kernels; called before any pipeline exists.
+    fn with_lanes(mut self, lanes: u32) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.lanes = lanes.min(inner.lanes);
+        }
+        self
+    }
+
     /// Optional features the kernels use when `adapter` has them (subgroups); request them
     /// when creating a device for [`Gpu::from_device`].
     pub fn wanted_features(adapter: &wgpu::Adapter) -> wgpu::Features {
@@ -222,13 +265,17 @@ impl Gpu {
             *lock(&slot) = Some(format!("the GPU device was lost ({reason:?}): {msg}"));
         });
         let limits = device.limits();
-        let subgroups = uses_subgroup_kernels(&device, &info);
+        let lanes = subgroup_lanes(&device, &info);
+        match lanes {
+            0 => log::info!("gpu-nn on {}: portable kernels", info.name),
+            l => log::info!("gpu-nn on {}: subgroup kernels, {l}-row blocks", info.name),
+        }
         Self(Arc::new(GpuInner {
             device,
             queue,
             info,
             limits,
-            subgroups,
+            lanes,
             layouts: Mutex::default(),
             pipelines: Mutex::default(),
             pool: Mutex::new(BufferPool::default()),
@@ -255,9 +302,15 @@ impl Gpu {
         &self.0.info
     }
 
-    /// True when kernels that need subgroups of 8+ lanes run on this device.
+    /// True when the subgroup kernels (CPU drivers with subgroups of 4+ lanes) run on this
+    /// device.
     pub fn uses_subgroups(&self) -> bool {
-        self.0.subgroups
+        self.0.lanes > 0
+    }
+
+    /// Rows per lane block of the subgroup kernels (4 or 8; 0 when they do not run).
+    pub fn subgroup_lanes(&self) -> usize {
+        self.0.lanes as usize
     }
 
     /// The device's limits.
@@ -366,13 +419,19 @@ impl Gpu {
         if let Some(p) = lock(&self.0.pipelines).get(&key) {
             return Arc::clone(p);
         }
+        let subgroup_file = k.file.ends_with("_subgroup.wgsl");
         let module = self
             .0
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(k.file),
-                source: wgpu::ShaderSource::Wgsl(k.source.into()),
+                source: wgpu::ShaderSource::Wgsl(wgsl_source(k.source, subgroup_file)),
             });
+        // The subgroup kernels' row blocks follow the device's subgroup size.
+        let mut constants = k.constants.to_vec();
+        if subgroup_file {
+            constants.push(("LANES", f64::from(self.0.lanes.max(4))));
+        }
         let p = Arc::new(
             self.0
                 .device
@@ -382,7 +441,7 @@ impl Gpu {
                     module: &module,
                     entry_point: Some(k.entry),
                     compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: k.constants,
+                        constants: &constants,
                         ..Default::default()
                     },
                     cache: None,

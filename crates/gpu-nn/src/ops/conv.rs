@@ -50,12 +50,19 @@ mod sg {
         CONV_WGRAD_SG32_ROW = "conv_wgrad_sg_row" [T, T, W] (NB = 4),
     );
 
-    /// Rows per workgroup (8, 16 or 32) for a GEMM with `m` rows, and the matching kernel.
-    pub(super) fn rows(m: usize, kernels: [&'static Kernel; 3]) -> (usize, &'static Kernel) {
-        match m {
-            0..=8 => (8, kernels[0]),
-            9..=16 => (16, kernels[1]),
-            _ => (32, kernels[2]),
+    /// Rows per workgroup (1, 2 or 4 blocks of `lanes` rows) for a GEMM with `m` rows, and
+    /// the matching kernel.
+    pub(super) fn rows(
+        m: usize,
+        lanes: usize,
+        kernels: [&'static Kernel; 3],
+    ) -> (usize, &'static Kernel) {
+        if m <= lanes {
+            (lanes, kernels[0])
+        } else if m <= 2 * lanes {
+            (2 * lanes, kernels[1])
+        } else {
+            (4 * lanes, kernels[2])
         }
     }
     use crate::kernel::Kernel;
@@ -241,7 +248,7 @@ fn fwd_raw(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Tenso
         } else {
             [&sg::CONV_FWD_SG8, &sg::CONV_FWD_SG16, &sg::CONV_FWD_SG32]
         };
-        let (rows, kernel) = sg::rows(m, kernels);
+        let (rows, kernel) = sg::rows(m, x.gpu().subgroup_lanes(), kernels);
         let dims = sg_grid("conv2d", m, rows, n, SG_COLS, g.groups, g)?;
         x.gpu().dispatch_texels(
             kernel,
@@ -286,7 +293,7 @@ fn dgrad_raw(gy: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Te
                 &sg::CONV_DGRAD_SG32,
             ]
         };
-        let (rows, kernel) = sg::rows(m, kernels);
+        let (rows, kernel) = sg::rows(m, gy.gpu().subgroup_lanes(), kernels);
         let dims = sg_grid("conv2d backward (input)", m, rows, n, SG_COLS, g.groups, g)?;
         gy.gpu().dispatch_texels(
             kernel,
@@ -327,6 +334,7 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
     let (bm, gcols, bn, kernel) = if row {
         let (rows, kernel) = sg::rows(
             m,
+            x.gpu().subgroup_lanes(),
             [
                 &sg::CONV_WGRAD_SG8_ROW,
                 &sg::CONV_WGRAD_SG16_ROW,
@@ -337,6 +345,7 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
     } else if subgroups {
         let (rows, kernel) = sg::rows(
             m,
+            x.gpu().subgroup_lanes(),
             [
                 &sg::CONV_WGRAD_SG8,
                 &sg::CONV_WGRAD_SG16,

@@ -24,8 +24,9 @@ mod sg {
     );
 }
 
-/// Rows (broadcast from lanes) and columns (4 per lane) per workgroup of `matmul_sg`.
-const SG_ROWS: usize = 32;
+/// Row blocks (each broadcast from `Gpu::subgroup_lanes` lanes) and columns (4 per lane)
+/// per workgroup of `matmul_sg`.
+const SG_BLOCKS: usize = 4;
 const SG_COLS: usize = 256;
 
 /// op(A) @ op(B) (+ bias) with the subgroup kernel, putting the larger of M and N on the
@@ -44,8 +45,9 @@ fn matmul_sg(
     // op(A)[m, k] = a[m * a_m + k * a_k]; op(B)[k, n] = b[k * b_k + n * b_n].
     let (a_m, a_k) = if trans_a { (1, m) } else { (k, 1) };
     let (b_k, b_n) = if trans_b { (1, k) } else { (n, 1) };
+    let sg_rows = SG_BLOCKS * a.gpu().subgroup_lanes();
     let padded =
-        |rows: usize, cols: usize| rows.next_multiple_of(SG_ROWS) * cols.next_multiple_of(4);
+        |rows: usize, cols: usize| rows.next_multiple_of(sg_rows) * cols.next_multiple_of(4);
     let swap = padded(n, m) < padded(m, n);
     // (rows, cols, r strides (i, k), l strides (k, j), c strides (i, j), bias mode)
     let (rows, cols, r_s, l_s, c_s, bias_mode) = if swap {
@@ -54,7 +56,7 @@ fn matmul_sg(
         (m, n, (a_m, a_k), (b_k, b_n), (n, 1), 1)
     };
     let max = a.gpu().limits().max_compute_workgroups_per_dimension as usize;
-    let groups = [cols.div_ceil(SG_COLS), rows.div_ceil(SG_ROWS), batch];
+    let groups = [cols.div_ceil(SG_COLS), rows.div_ceil(sg_rows), batch];
     ensure_shape!(
         groups.iter().all(|&g| g <= max),
         OP,

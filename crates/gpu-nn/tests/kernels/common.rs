@@ -40,6 +40,23 @@ pub fn portable_gpu() -> Gpu {
     .clone()
 }
 
+/// A device whose subgroup kernels use blocks of 4 rows, as on SwiftShader (on lavapipe's
+/// 8-lane subgroups, lanes 4..7 repeat lanes 0..3 for other columns).
+pub fn four_lane_gpu() -> Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let opts = GpuOptions {
+            subgroup_lanes: Some(4),
+            ..GpuOptions::default()
+        };
+        match pollster::block_on(Gpu::with_options(opts)) {
+            Ok(g) => g,
+            Err(e) => panic!("tests need a GPU adapter (lavapipe in CI): {e}"),
+        }
+    })
+    .clone()
+}
+
 /// Runs `f` with [`gpu`] returning `g` on this thread (tests run each on their own thread).
 pub fn with_gpu(g: Gpu, f: impl FnOnce()) {
     OVERRIDE.with(|o| *o.borrow_mut() = Some(g));

@@ -137,13 +137,36 @@ fn subgroup_kernels_are_used_where_the_adapter_has_them() {
     let cpu = info.device_type == gpu_nn::wgpu::DeviceType::Cpu;
     assert_eq!(
         g.uses_subgroups(),
-        has && info.subgroup_min_size >= 8 && cpu,
+        has && info.subgroup_min_size >= 4 && cpu,
         "{} (subgroups {}..{})",
         info.name,
         info.subgroup_min_size,
         info.subgroup_max_size
     );
     assert!(!portable_gpu().uses_subgroups());
+    if g.uses_subgroups() {
+        let expected = if info.subgroup_min_size >= 8 { 8 } else { 4 };
+        assert_eq!(g.subgroup_lanes(), expected);
+        assert_eq!(four_lane_gpu().subgroup_lanes(), 4);
+    }
+}
+
+#[test]
+fn four_lane_kernels_match_cpu() {
+    // The subgroup kernels as SwiftShader (4-lane subgroups) runs them: blocks of 4 rows.
+    let g = four_lane_gpu();
+    assert!(
+        g.uses_subgroups() || !gpu().uses_subgroups(),
+        "the 4-lane device lost the subgroup kernels"
+    );
+    with_gpu(g, || {
+        channel_count_cases();
+        row_window_cases();
+        conv2d_odd_shapes_match_cpu();
+        conv2d_special_kernels_match_cpu();
+        conv2d_larger_than_one_tile_matches_cpu();
+        conv_transpose2d_matches_cpu();
+    });
 }
 
 #[test]

@@ -133,6 +133,18 @@ fn portable_kernels_match_cpu() {
     });
 }
 
+#[test]
+fn four_lane_kernel_matches_cpu() {
+    // The subgroup kernel with blocks of 4 rows, as on SwiftShader's 4-lane subgroups.
+    with_gpu(four_lane_gpu(), || {
+        odd_shapes_all_transposes_forward_and_backward();
+        batched_forward_and_backward();
+        several_tiles_with_remainders();
+        vec4_kernel_shapes_all_transposes_forward_and_backward();
+        linear_forward_and_backward_match_cpu();
+    });
+}
+
 fn linear_case(rows: usize, inp: usize, out: usize, seed: u64) {
     let mut rng = Rng::new(seed);
     let x = rng.vec(rows * inp);
