@@ -22,6 +22,13 @@ const SLOTS_PER_CHUNK: u64 = 256;
 /// multiple of the 256 bytes a buffer-to-texture copy needs per row. `OPERAND_W` in WGSL.
 pub(crate) const OPERAND_W: u32 = 1024;
 
+fn log_kernels(info: &wgpu::AdapterInfo, lanes: u32) {
+    match lanes {
+        0 => log::info!("gpu-nn on {}: portable kernels", info.name),
+        l => log::info!("gpu-nn on {}: subgroup kernels, {l}-row blocks", info.name),
+    }
+}
+
 /// The WGSL a browser gets for `source`. Browsers compile WGSL themselves and want subgroup
 /// operations enabled by a directive that naga (which validates the files natively) does not
 /// parse yet; the uniformity rule is relaxed because the kernels broadcast inside loops
@@ -41,6 +48,9 @@ fn wgsl_source(source: &'static str, subgroups: bool) -> std::borrow::Cow<'stati
 fn wgsl_source(source: &'static str, _subgroups: bool) -> std::borrow::Cow<'static, str> {
     source.into()
 }
+
+/// A callback run when readback data arrives, e.g. an egui `request_repaint`.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
 /// Whole texels holding `floats` values (at least one).
 fn texel_count(floats: usize) -> u64 {
@@ -99,6 +109,8 @@ pub(crate) struct GpuInner {
     /// for the submission before they are reused (see `pool.rs`).
     pub(crate) recording: AtomicBool,
     submissions: AtomicU64,
+    /// Called whenever a readback's data has arrived (see [`Gpu::set_readback_waker`]).
+    pub(crate) waker: Mutex<Option<Waker>>,
 }
 
 pub(crate) struct Layout {
@@ -158,10 +170,9 @@ pub fn check_adapter(adapter: &wgpu::Adapter) -> Result<()> {
 /// the device has the feature with subgroups of 4+ lanes and is a CPU driver (lavapipe: 8,
 /// SwiftShader: 4), where they were measured 3-10x faster than the workgroup-tiled kernels.
 /// GPUs keep the tiled kernels, which were designed for them.
-fn subgroup_lanes(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> u32 {
-    let usable = device.features().contains(wgpu::Features::SUBGROUP)
-        && info.subgroup_min_size >= 4
-        && info.device_type == wgpu::DeviceType::Cpu;
+fn subgroup_lanes(has_feature: bool, info: &wgpu::AdapterInfo) -> u32 {
+    let usable =
+        has_feature && info.subgroup_min_size >= 4 && info.device_type == wgpu::DeviceType::Cpu;
     match usable {
         false => 0,
         true if info.subgroup_min_size >= 8 => 8,
@@ -229,6 +240,18 @@ impl Gpu {
         Ok(Self::from_device(device, queue, info))
     }
 
+    /// For a device created with WebGPU's `subgroups` feature by means wgpu cannot see:
+    /// wgpu 30's browser backend does not forward that feature, so the web page requests it
+    /// itself (web/index.html) and the app calls this. The subgroup kernels then run where
+    /// the adapter qualifies (a CPU adapter such as SwiftShader). Call before any op.
+    pub fn with_page_subgroups(mut self) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.lanes = subgroup_lanes(true, &inner.info);
+            log_kernels(&inner.info, inner.lanes);
+        }
+        self
+    }
+
     /// This device with `lanes` (4, or 8 where subgroups have 8+ lanes) per row block of the
     /// subgroup kernels; called before any pipeline exists.
     fn with_lanes(mut self, lanes: u32) -> Self {
@@ -265,11 +288,8 @@ impl Gpu {
             *lock(&slot) = Some(format!("the GPU device was lost ({reason:?}): {msg}"));
         });
         let limits = device.limits();
-        let lanes = subgroup_lanes(&device, &info);
-        match lanes {
-            0 => log::info!("gpu-nn on {}: portable kernels", info.name),
-            l => log::info!("gpu-nn on {}: subgroup kernels, {l}-row blocks", info.name),
-        }
+        let lanes = subgroup_lanes(device.features().contains(wgpu::Features::SUBGROUP), &info);
+        log_kernels(&info, lanes);
         Self(Arc::new(GpuInner {
             device,
             queue,
@@ -284,6 +304,7 @@ impl Gpu {
             error,
             recording: AtomicBool::new(false),
             submissions: AtomicU64::new(0),
+            waker: Mutex::default(),
         }))
     }
 
@@ -329,6 +350,13 @@ impl Gpu {
     /// Buffer pool statistics (bytes allocated, live, free).
     pub fn pool_stats(&self) -> PoolStats {
         lock(&self.0.pool).stats()
+    }
+
+    /// Runs `waker` each time a readback's data arrives. In the browser that happens in a
+    /// promise callback, with no polling, so a UI can sleep until results are there instead
+    /// of redrawing to poll (natively the callbacks run inside [`Gpu::poll`]).
+    pub fn set_readback_waker(&self, waker: Waker) {
+        *lock(&self.0.waker) = Some(waker);
     }
 
     /// Number of command buffers submitted since the device was created.

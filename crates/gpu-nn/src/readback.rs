@@ -29,9 +29,13 @@ impl Readback {
         gpu.copy(t.buf(), &staging, bytes);
         gpu.flush()?;
         let (tx, rx) = oneshot::channel();
+        let waker = lock(&gpu.0.waker).clone();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             // The receiver may be gone if the caller dropped the readback; nothing to do then.
             let _ = tx.send(r);
+            if let Some(wake) = waker {
+                wake();
+            }
         });
         Ok(Self {
             gpu,

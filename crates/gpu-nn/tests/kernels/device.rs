@@ -48,3 +48,20 @@ fn readback_is_asynchronous_and_polls_without_blocking() {
     };
     assert_eq!(v, vec![500.0]);
 }
+
+#[test]
+fn arriving_readbacks_run_the_waker() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let gpu = fresh_gpu();
+    let woken = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&woken);
+    gpu.set_readback_waker(Arc::new(move || {
+        count.fetch_add(1, Ordering::SeqCst);
+    }));
+    let x = gpu_nn::Tensor::full(&gpu, &[10], 2.0).expect("full");
+    let r = x.read().expect("start");
+    let v = r.wait_blocking().expect("readback");
+    assert_eq!(v, vec![2.0; 10]);
+    assert_eq!(woken.load(Ordering::SeqCst), 1);
+}

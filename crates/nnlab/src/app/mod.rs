@@ -31,9 +31,11 @@ const STEP_BUDGET_S: f64 = if cfg!(target_arch = "wasm32") {
 };
 /// How often a CPU adapter redraws while a step is out. In headless Chromium on SwiftShader
 /// one egui frame at 800x600 costs about 250 ms of the two cores that also train: drawing at
-/// 4 Hz left MnistCnn training at 17 img/s, at 1 Hz 41 img/s.
+/// 4 Hz left MnistCnn training at 17 img/s, at 1 Hz 41 img/s. In the browser readbacks wake
+/// the UI themselves (`Gpu::set_readback_waker`), so this is only a fallback there; natively
+/// their callbacks run inside `Gpu::poll`, which these frames call.
 const CPU_POLL: std::time::Duration = if cfg!(target_arch = "wasm32") {
-    std::time::Duration::from_millis(1000)
+    std::time::Duration::from_millis(4000)
 } else {
     std::time::Duration::from_millis(100)
 };
@@ -108,6 +110,16 @@ pub fn wgpu_configuration() -> egui_wgpu::WgpuConfiguration {
 }
 
 use gpu_nn::wgpu;
+
+/// Whether the page asked WebGPU for the `subgroups` feature on the app's device (the
+/// script in web/index.html does, since wgpu does not forward that feature).
+#[cfg(target_arch = "wasm32")]
+fn page_enabled_subgroups() -> bool {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.document_element())
+        .is_some_and(|e| e.has_attribute("data-nnlab-subgroups"))
+}
 
 /// Which dataset the next Reset uses.
 #[derive(Clone, Debug, PartialEq)]
@@ -195,17 +207,28 @@ impl NnlabApp {
                 Some("eframe did not start its wgpu renderer".to_string()),
             ),
             Some(rs) => match gpu_nn::check_adapter(&rs.adapter) {
-                Ok(()) => (
-                    Some(Gpu::from_device(
+                Ok(()) => {
+                    let gpu = Gpu::from_device(
                         rs.device.clone(),
                         rs.queue.clone(),
                         rs.adapter.get_info(),
-                    )),
-                    None,
-                ),
+                    );
+                    #[cfg(target_arch = "wasm32")]
+                    let gpu = if page_enabled_subgroups() {
+                        gpu.with_page_subgroups()
+                    } else {
+                        gpu
+                    };
+                    (Some(gpu), None)
+                }
                 Err(e) => (None, Some(e.to_string())),
             },
         };
+        if let Some(g) = &gpu {
+            // Results arriving wake the UI (in the browser without any polling frame).
+            let ctx = cc.egui_ctx.clone();
+            g.set_readback_waker(Arc::new(move || ctx.request_repaint()));
+        }
         let cpu_adapter = gpu
             .as_ref()
             .is_some_and(|g| g.adapter_info().device_type == wgpu::DeviceType::Cpu);
