@@ -21,6 +21,12 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
+// Lanes per row of the row kernels (softmax_fwd, softmax_bwd, ce_rows): 256, or 1 for short
+// rows, where one invocation walks the row alone. Tree reductions over 256 lanes cost 8
+// barriers, which CPU drivers pay dearly (log_softmax of 64 x 10 took 20 ms on
+// SwiftShader); the other kernels keep 256.
+override RW: u32 = 256u;
+
 var<workgroup> red: array<f32, 256>;
 var<workgroup> red_i: array<u32, 256>;
 
@@ -46,7 +52,7 @@ fn target_index(t: f32) -> u32 {
 
 fn tree_max(lid: u32) {
     workgroupBarrier();
-    for (var w = 128u; w > 0u; w = w >> 1u) {
+    for (var w = RW / 2u; w > 0u; w = w >> 1u) {
         if (lid < w) { red[lid] = max(red[lid], red[lid + w]); }
         workgroupBarrier();
     }
@@ -54,7 +60,7 @@ fn tree_max(lid: u32) {
 
 fn tree_sum(lid: u32) {
     workgroupBarrier();
-    for (var w = 128u; w > 0u; w = w >> 1u) {
+    for (var w = RW / 2u; w > 0u; w = w >> 1u) {
         if (lid < w) { red[lid] = red[lid] + red[lid + w]; }
         workgroupBarrier();
     }
@@ -64,7 +70,7 @@ fn tree_sum(lid: u32) {
 @group(0) @binding(1) var<storage, read> sm_x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> sm_y: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(RW)
 fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let row = row_of(wid, nwg);
@@ -72,7 +78,7 @@ fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let base = row * p.c;
     var mx = NEG_BIG;
     if (valid) {
-        for (var k = lid; k < p.c; k = k + 256u) { mx = max(mx, sm_x[base + k]); }
+        for (var k = lid; k < p.c; k = k + RW) { mx = max(mx, sm_x[base + k]); }
     }
     red[lid] = mx;
     tree_max(lid);
@@ -80,13 +86,13 @@ fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     workgroupBarrier();
     var s = 0.0;
     if (valid) {
-        for (var k = lid; k < p.c; k = k + 256u) { s = s + exp(sm_x[base + k] - mx); }
+        for (var k = lid; k < p.c; k = k + RW) { s = s + exp(sm_x[base + k] - mx); }
     }
     red[lid] = s;
     tree_sum(lid);
     let lse = mx + log(red[0]);
     if (valid) {
-        for (var k = lid; k < p.c; k = k + 256u) {
+        for (var k = lid; k < p.c; k = k + RW) {
             let l = sm_x[base + k] - lse;
             sm_y[base + k] = select(exp(l), l, p.mode == 1u);
         }
@@ -100,7 +106,7 @@ fn softmax_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 @group(0) @binding(2) var<storage, read> sb_g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> sb_gx: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(RW)
 fn softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let row = row_of(wid, nwg);
@@ -109,7 +115,7 @@ fn softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let logm = p.mode == 1u;
     var s = 0.0;
     if (valid) {
-        for (var k = lid; k < p.c; k = k + 256u) {
+        for (var k = lid; k < p.c; k = k + RW) {
             let g = sb_g[base + k];
             s = s + select(g * sb_y[base + k], g, logm);
         }
@@ -118,7 +124,7 @@ fn softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     tree_sum(lid);
     let total = red[0];
     if (valid) {
-        for (var k = lid; k < p.c; k = k + 256u) {
+        for (var k = lid; k < p.c; k = k + RW) {
             let y = sb_y[base + k];
             let g = sb_g[base + k];
             sb_gx[base + k] = select(y * (g - total), g - exp(y) * total, logm);
@@ -167,7 +173,7 @@ fn nll_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @group(0) @binding(3) var<storage, read_write> cr_loss: array<f32>;
 @group(0) @binding(4) var<storage, read_write> cr_lse: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(RW)
 fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
     let row = row_of(wid, nwg);
@@ -175,7 +181,7 @@ fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let base = row * p.c;
     var mx = NEG_BIG;
     if (valid) {
-        for (var k = lid; k < p.c; k = k + 256u) { mx = max(mx, cr_x[base + k]); }
+        for (var k = lid; k < p.c; k = k + RW) { mx = max(mx, cr_x[base + k]); }
     }
     red[lid] = mx;
     tree_max(lid);
@@ -183,7 +189,7 @@ fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     workgroupBarrier();
     var s = 0.0;
     if (valid) {
-        for (var k = lid; k < p.c; k = k + 256u) { s = s + exp(cr_x[base + k] - mx); }
+        for (var k = lid; k < p.c; k = k + RW) { s = s + exp(cr_x[base + k] - mx); }
     }
     red[lid] = s;
     tree_sum(lid);

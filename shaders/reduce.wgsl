@@ -11,11 +11,15 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
+// Lanes per output of sum_mid: 256, or 1 when the summed axis is short and one invocation
+// walks it alone (a 256-lane tree costs 8 barriers, which CPU drivers pay dearly).
+override RW: u32 = 256u;
+
 var<workgroup> partial: array<f32, 256>;
 
-// One workgroup per (outer, inner) output: 256 lanes stride over r, then a tree sum.
+// One workgroup per (outer, inner) output: RW lanes stride over r, then a tree sum.
 // Deterministic order, so results do not depend on scheduling.
-@compute @workgroup_size(256)
+@compute @workgroup_size(RW)
 fn sum_mid(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
     let o = wid.y * nwg.x + wid.x;
@@ -26,13 +30,13 @@ fn sum_mid(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let ii = o % max(p.inner, 1u);
     var acc = 0.0;
     if (valid) {
-        for (var k = lid; k < p.r; k = k + 256u) {
+        for (var k = lid; k < p.r; k = k + RW) {
             acc = acc + x[(oo * p.r + k) * p.inner + ii];
         }
     }
     partial[lid] = acc;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
+    for (var s = RW / 2u; s > 0u; s = s >> 1u) {
         if (lid < s) { partial[lid] = partial[lid] + partial[lid + s]; }
         workgroupBarrier();
     }

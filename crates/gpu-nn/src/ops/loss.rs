@@ -8,15 +8,18 @@
 
 use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape};
-use crate::kernel::{Params, groups, kernels};
+use crate::kernel::{Kernel, Params, groups, kernels};
 use crate::tensor::Tensor;
 
 kernels!("loss.wgsl";
     SOFTMAX_FWD = "softmax_fwd" [R, W],
+    SOFTMAX_FWD_1 = "softmax_fwd" [R, W] (RW = 1),
     SOFTMAX_BWD = "softmax_bwd" [R, R, W],
+    SOFTMAX_BWD_1 = "softmax_bwd" [R, R, W] (RW = 1),
     NLL_FWD = "nll_fwd" [R, R, W],
     NLL_BWD = "nll_bwd" [R, R, W],
     CE_ROWS = "ce_rows" [R, R, W, W],
+    CE_ROWS_1 = "ce_rows" [R, R, W, W] (RW = 1),
     CE_BWD = "ce_bwd" [R, R, R, R, W],
     MEAN_FWD = "mean_fwd" [R, W],
     BCE_FWD = "bce_fwd" [R, R, W],
@@ -56,13 +59,26 @@ fn check_targets(x: &Tensor, targets: &Tensor, op: &'static str) -> Result<(usiz
     Ok((n, c))
 }
 
+/// Rows up to this long are walked by one invocation (RW = 1 in loss.wgsl), not 256 lanes
+/// and a barrier tree: 10 classes wasted 246 lanes and 16 barriers per row.
+const SHORT_ROW: usize = 256;
+
+/// The 256-lane kernel or its one-invocation twin, for rows of `c` values.
+fn by_row(c: usize, wide: &'static Kernel, short: &'static Kernel) -> &'static Kernel {
+    if c <= SHORT_ROW { short } else { wide }
+}
+
 fn softmax_raw(x: &Tensor, log: bool) -> Result<Tensor> {
     let name = if log { "log_softmax" } else { "softmax" };
     let (n, c) = rows(x, name)?;
     let y = Tensor::uninit(x.gpu(), name, x.shape())?;
     let p = params(n, c, usize::from(log), 1.0);
-    x.gpu()
-        .dispatch(&SOFTMAX_FWD, &p.0, &[x.buf(), y.buf()], [n as u32, 1, 1]);
+    x.gpu().dispatch(
+        by_row(c, &SOFTMAX_FWD, &SOFTMAX_FWD_1),
+        &p.0,
+        &[x.buf(), y.buf()],
+        [n as u32, 1, 1],
+    );
     Ok(y)
 }
 
@@ -102,7 +118,7 @@ impl BackwardOp for SoftmaxOp {
         let gx = Tensor::uninit(grad.gpu(), "softmax backward", out.shape())?;
         let p = params(n, c, usize::from(self.log), 1.0);
         grad.gpu().dispatch(
-            &SOFTMAX_BWD,
+            by_row(c, &SOFTMAX_BWD, &SOFTMAX_BWD_1),
             &p.0,
             &[out.buf(), grad.buf(), gx.buf()],
             [n as u32, 1, 1],
@@ -166,7 +182,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let lse = Tensor::uninit(gpu, "cross_entropy", &[n])?;
     let p = params(n, c, 0, 1.0);
     gpu.dispatch(
-        &CE_ROWS,
+        by_row(c, &CE_ROWS, &CE_ROWS_1),
         &p.0,
         &[logits.buf(), targets.buf(), row_loss.buf(), lse.buf()],
         [n as u32, 1, 1],

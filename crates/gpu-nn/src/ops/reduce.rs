@@ -7,6 +7,7 @@ use crate::tensor::Tensor;
 
 kernels!("reduce.wgsl";
     SUM_MID = "sum_mid" [R, W],
+    SUM_MID_1 = "sum_mid" [R, W] (RW = 1),
     BROADCAST_MID = "broadcast_mid" [R, W],
 );
 
@@ -21,8 +22,10 @@ fn sum_mid_raw(x: &Tensor, dim: usize, scale: f32, out_shape: &[usize]) -> Resul
     let (outer, r, inner) = split(x.shape(), dim);
     let y = Tensor::uninit(x.gpu(), "sum", out_shape)?;
     let p = Params::new().u(outer).u(r).u(inner).f(scale);
+    // Short axes are walked by one invocation per output (no 256-lane barrier tree).
+    let kernel = if r <= 256 { &SUM_MID_1 } else { &SUM_MID };
     x.gpu().dispatch(
-        &SUM_MID,
+        kernel,
         &p.0,
         &[x.buf(), y.buf()],
         [(outer * inner) as u32, 1, 1],

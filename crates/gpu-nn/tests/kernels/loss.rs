@@ -61,6 +61,46 @@ fn log_softmax_of_a_wide_row() {
     let x: Vec<f32> = rng.vec(3 * c).into_iter().map(|v| 10.0 * v).collect();
     let y = upload(&x, &[3, c]).log_softmax().expect("forward");
     assert_close(&read(&y), &cpu::log_softmax(&x, c), 1e-5, 1e-5, "wide rows");
+    // Rows past 256 values take the 256-lane kernels, shorter ones the one-invocation
+    // kernels: the backward and the fused cross-entropy on wide rows too.
+    for log in [true, false] {
+        let xt = param(&x, &[3, c]);
+        let y = if log { xt.log_softmax() } else { xt.softmax() }.expect("forward");
+        let r = rng.vec(3 * c);
+        let g = y.backward_with(&upload(&r, &[3, c])).expect("backward");
+        let want = if log {
+            cpu::log_softmax_backward(&x, c, &r)
+        } else {
+            cpu::softmax_backward(&x, c, &r)
+        };
+        assert_close(
+            read(g.get(&xt).expect("grad")).as_slice(),
+            &want,
+            1e-5,
+            1e-4,
+            "wide bwd",
+        );
+    }
+    let t = vec![999.0, 0.0, 517.0];
+    let xt = param(&x, &[3, c]);
+    let loss = cross_entropy(&xt, &upload(&t, &[3])).expect("cross_entropy");
+    let got = read(&loss)[0];
+    assert_close(
+        &[got],
+        &[cpu::cross_entropy(&x, c, &t)],
+        1e-5,
+        1e-5,
+        "wide ce",
+    );
+    let g = loss.backward_with(&upload(&[1.0], &[1])).expect("backward");
+    let want = cpu::cross_entropy_backward(&x, c, &t, 1.0);
+    assert_close(
+        read(g.get(&xt).expect("grad")).as_slice(),
+        &want,
+        1e-6,
+        1e-4,
+        "wide ce bwd",
+    );
 }
 
 #[test]

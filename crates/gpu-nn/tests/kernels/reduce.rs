@@ -35,6 +35,19 @@ fn sum_and_mean_over_each_dim_match_cpu() {
     }
 }
 
+#[test]
+fn sums_over_long_axes_match_cpu() {
+    // Axes past 256 values take the 256-lane tree; the test above covers the short ones.
+    let mut rng = Rng::new(5);
+    let shape = [2, 300, 3];
+    let x = rng.vec(shape.iter().product());
+    for dim in 0..3 {
+        let y = upload(&x, &shape).sum_dim(dim).expect("sum");
+        let want = cpu::sum_dim(&x, &shape, dim, 1.0);
+        assert_close(&read(&y), &want, 1e-5, 1e-5, &format!("sum dim {dim}"));
+    }
+}
+
 fn want_len(shape: &[usize], dim: usize) -> usize {
     shape.iter().product::<usize>() / shape[dim]
 }
