@@ -38,8 +38,8 @@ fn bar(total: usize, prefix: String) -> ProgressBar {
 /// `nnlab train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Model: mnist-cnn, resnet20, resnet14, resnet20-plain, resnet18, googlenet-small,
-    /// googlenet, vgg11-small. With --resume, taken from the checkpoint.
+    /// Model: mnist-cnn, resnet8, resnet14, resnet20, resnet20-plain, resnet18,
+    /// googlenet-small, googlenet, vgg11-small. With --resume, taken from the checkpoint.
     #[arg(long)]
     pub model: Option<String>,
     /// Data: `mnist` or `fashion-mnist` (bundled 10k test set, demo split 9000/1000), or a
@@ -65,6 +65,10 @@ pub struct TrainArgs {
     /// L2 weight decay.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f32,
+    /// Anneal the learning rate from --lr to 0 over --epochs epochs (cosine, torch's
+    /// CosineAnnealingLR stepped per epoch). With --resume, taken from the checkpoint.
+    #[arg(long)]
+    pub cosine: bool,
     /// Seed of initialisation, shuffling, dropout and augmentation.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -189,6 +193,7 @@ fn write_metrics(path: &Path, rows: &[serde_json::Value]) -> Result<()> {
         "train_acc",
         "val_loss",
         "val_acc",
+        "lr",
         "img_per_s",
         "seconds",
     ];
@@ -285,6 +290,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 lr: a.lr,
                 momentum: a.momentum,
                 weight_decay: a.weight_decay,
+                cosine_epochs: a.cosine.then_some(a.epochs),
             },
             augment: a.augment.then(|| Augment::crop_flip(&d.mean, &d.std)),
         };
@@ -358,6 +364,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             "train_acc": run.acc,
             "val_loss": if val_loss.is_finite() { json!(val_loss) } else { json!(null) },
             "val_acc": if val_acc.is_finite() { json!(val_acc) } else { json!(null) },
+            "lr": trainer.config.opt.lr_at(e),
             "img_per_s": run.img_s,
             "seconds": t0.elapsed().as_secs_f64(),
         });

@@ -13,8 +13,8 @@ use anyhow::{Context, Result, bail, ensure};
 use gpu_nn::models::{GoogLeNet, MnistCnn, ResNet, ResNetConfig, Vgg};
 use gpu_nn::nn::{self, Ctx, HostState, Module};
 use gpu_nn::{
-    Adam, AdamConfig, Gpu, Optimizer, Readback, Sgd, SgdConfig, Tensor, cat_channels,
-    correct_count, cross_entropy,
+    Adam, AdamConfig, CosineAnnealingLr, Gpu, Optimizer, Readback, Sgd, SgdConfig, Tensor,
+    cat_channels, correct_count, cross_entropy,
 };
 use serde_json::json;
 
@@ -209,13 +209,28 @@ pub struct OptSettings {
     pub momentum: f32,
     /// L2 weight decay.
     pub weight_decay: f32,
+    /// Cosine annealing of the learning rate to 0 over this many epochs (torch's
+    /// CosineAnnealingLR with `T_max` epochs, stepped per epoch); `None` keeps `lr`.
+    pub cosine_epochs: Option<usize>,
 }
 
 impl OptSettings {
+    /// The learning rate of epoch `epoch` (0-based) under this schedule.
+    pub fn lr_at(&self, epoch: usize) -> f32 {
+        match self.cosine_epochs {
+            Some(t_max) => CosineAnnealingLr {
+                t_max,
+                eta_min: 0.0,
+            }
+            .lr(self.lr, epoch),
+            None => self.lr,
+        }
+    }
+
     /// The settings as JSON (checkpoint metadata).
     pub fn to_json(&self) -> serde_json::Value {
         json!({"kind": self.kind, "lr": self.lr, "momentum": self.momentum,
-               "weight_decay": self.weight_decay})
+               "weight_decay": self.weight_decay, "cosine_epochs": self.cosine_epochs})
     }
 
     /// Reads settings from checkpoint metadata.
@@ -235,6 +250,11 @@ impl OptSettings {
             lr: f("lr")?,
             momentum: f("momentum")?,
             weight_decay: f("weight_decay")?,
+            // Absent in checkpoints written before schedules existed: constant lr.
+            cosine_epochs: v
+                .get("cosine_epochs")
+                .and_then(serde_json::Value::as_u64)
+                .map(|e| e as usize),
         })
     }
 }
@@ -571,6 +591,8 @@ impl Trainer {
             self.progress.epoch + 1,
             batches.len()
         );
+        // The schedule is a closed form of the epoch, so a resumed run gets the same rate.
+        self.opt.set_lr(self.config.opt.lr_at(self.progress.epoch));
         let t0 = Instant::now();
         let mut acc = Acc::default();
         let mut pending: VecDeque<(Readback, usize)> = VecDeque::new();

@@ -170,6 +170,40 @@ fn train_resume_eval_classify() {
 }
 
 #[test]
+fn cosine_schedule_anneals_per_epoch_and_is_in_the_metrics() {
+    let dir = tmp("cosine");
+    let metrics = dir.join("m.json");
+    let out = ok(&[
+        "train",
+        "--data",
+        "mnist",
+        "--limit",
+        "16",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.02",
+        "--cosine",
+        "--metrics",
+        s(&metrics),
+    ]);
+    assert!(out.contains("epoch 2:"), "{out}");
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metrics).expect("metrics")).expect("json");
+    let lr: Vec<f64> = (0..2)
+        .map(|i| rows[i]["lr"].as_f64().expect("lr"))
+        .collect();
+    // T_max = 2 epochs: 0.02, then 0.02 * (1 + cos(pi / 2)) / 2.
+    assert!(
+        (lr[0] - 0.02).abs() < 1e-7 && (lr[1] - 0.01).abs() < 1e-7,
+        "{lr:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn gan_trains_checkpoints_and_writes_a_grid() {
     let dir = tmp("gan");
     let ck = dir.join("ck");

@@ -59,6 +59,8 @@ fn config(kind: &str) -> TrainConfig {
             lr: if kind == "adam" { 1e-3 } else { 0.01 },
             momentum: 0.5,
             weight_decay: 0.0,
+            // A schedule must resume exactly too (the rate changes between epochs).
+            cosine_epochs: Some(3),
         },
         // Augmentation and dropout both draw from the step: resuming must reproduce them.
         augment: Some(Augment::crop_flip(&s.mean, &s.std)),
@@ -110,6 +112,35 @@ fn classifier_resume_matches_an_uninterrupted_run() {
         for (k, v) in &a {
             assert_close(&v.data, &b[k].data, k);
         }
+    }
+}
+
+#[test]
+fn cosine_schedule_reaches_the_optimizer_each_epoch() {
+    // T_max = 1 epoch: the first epoch runs at lr, the second at lr * (1 + cos(pi)) / 2 = 0,
+    // so the second epoch must leave every weight where the first left it.
+    let gpu = gpu();
+    let mut data = Bundled::Mnist.load().expect("bundled");
+    data.truncate(16);
+    for kind in ["sgd", "adam"] {
+        let mut c = config(kind);
+        c.opt.cosine_epochs = Some(1);
+        c.augment = None;
+        let mut t = Trainer::new(&gpu, spec(), c).expect("trainer");
+        let before = nn::read_state_blocking(t.net.as_ref()).expect("state");
+        t.run_epoch(&data, None, |_| {}).expect("e1");
+        let after1 = nn::read_state_blocking(t.net.as_ref()).expect("state");
+        t.run_epoch(&data, None, |_| {}).expect("e2");
+        let after2 = nn::read_state_blocking(t.net.as_ref()).expect("state");
+        let w = "conv1.weight";
+        assert_ne!(
+            before[w].data, after1[w].data,
+            "{kind}: epoch 1 did not train"
+        );
+        assert_eq!(
+            after1[w].data, after2[w].data,
+            "{kind}: lr 0 still moved the weights"
+        );
     }
 }
 
