@@ -612,33 +612,34 @@ impl Gpu {
         if textures.len() <= slot {
             textures.resize(slot + 1, None);
         }
-        let fits = textures[slot]
-            .as_ref()
-            .is_some_and(|t| u64::from(t.height()) >= height);
-        if !fits {
-            // Doubling bounds the number of re-creations while operands grow.
-            let h = height.next_power_of_two().min(max) as u32;
-            let bytes = |height: u32| u64::from(OPERAND_W) * u64::from(height) * 16;
-            let old = textures[slot].as_ref().map_or(0, |t| bytes(t.height()));
-            lock(&self.0.pool).texture_resized(old, bytes(h));
-            textures[slot] = Some(self.0.device.create_texture(&wgpu::TextureDescriptor {
-                label: Some("gpu-nn operand"),
-                size: wgpu::Extent3d {
-                    width: OPERAND_W,
-                    height: h,
-                    depth_or_array_layers: 1,
-                },
-                mip_level_count: 1,
-                sample_count: 1,
-                dimension: wgpu::TextureDimension::D2,
-                format: wgpu::TextureFormat::Rgba32Float,
-                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-                view_formats: &[],
-            }));
-        }
-        let Some(texture) = textures[slot].as_ref() else {
-            unreachable!("operand texture {slot} was just created");
+        let texture = match &textures[slot] {
+            Some(t) if u64::from(t.height()) >= height => t.clone(),
+            old => {
+                // Doubling bounds the number of re-creations while operands grow.
+                let h = height.next_power_of_two().min(max) as u32;
+                let bytes = |height: u32| u64::from(OPERAND_W) * u64::from(height) * 16;
+                let old_bytes = old.as_ref().map_or(0, |t| bytes(t.height()));
+                lock(&self.0.pool).texture_resized(old_bytes, bytes(h));
+                let t = self.0.device.create_texture(&wgpu::TextureDescriptor {
+                    label: Some("gpu-nn operand"),
+                    size: wgpu::Extent3d {
+                        width: OPERAND_W,
+                        height: h,
+                        depth_or_array_layers: 1,
+                    },
+                    mip_level_count: 1,
+                    sample_count: 1,
+                    dimension: wgpu::TextureDimension::D2,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                    view_formats: &[],
+                });
+                // Commands recorded with the old texture keep it alive until they ran.
+                textures[slot] = Some(t.clone());
+                t
+            }
         };
+        drop(textures);
         self.0.recording.store(true, Ordering::Release);
         rec.pass = None;
         let enc = rec.encoder(&self.0.device);
@@ -655,7 +656,7 @@ impl Gpu {
                     },
                 },
                 wgpu::TexelCopyTextureInfo {
-                    texture,
+                    texture: &texture,
                     mip_level: 0,
                     origin: wgpu::Origin3d {
                         x: 0,
