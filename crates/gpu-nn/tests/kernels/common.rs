@@ -28,14 +28,10 @@ pub fn gpu() -> Gpu {
 pub fn portable_gpu() -> Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
-        let opts = GpuOptions {
+        gpu_with(GpuOptions {
             subgroups: false,
             ..GpuOptions::default()
-        };
-        match pollster::block_on(Gpu::with_options(opts)) {
-            Ok(g) => g,
-            Err(e) => panic!("tests need a GPU adapter (lavapipe in CI): {e}"),
-        }
+        })
     })
     .clone()
 }
@@ -45,16 +41,19 @@ pub fn portable_gpu() -> Gpu {
 pub fn four_lane_gpu() -> Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
-        let opts = GpuOptions {
+        gpu_with(GpuOptions {
             subgroup_lanes: Some(4),
             ..GpuOptions::default()
-        };
-        match pollster::block_on(Gpu::with_options(opts)) {
-            Ok(g) => g,
-            Err(e) => panic!("tests need a GPU adapter (lavapipe in CI): {e}"),
-        }
+        })
     })
     .clone()
+}
+
+fn gpu_with(opts: GpuOptions) -> Gpu {
+    match pollster::block_on(Gpu::with_options(opts)) {
+        Ok(g) => g,
+        Err(e) => panic!("tests need a GPU adapter (lavapipe in CI): {e}"),
+    }
 }
 
 /// Runs `f` with [`gpu`] returning `g` on this thread (tests run each on their own thread).
@@ -67,10 +66,7 @@ pub fn with_gpu(g: Gpu, f: impl FnOnce()) {
 /// A new device. Panics with wgpu's reason when none is found: the tests are meant to run on
 /// a real adapter (lavapipe in CI), never to pass silently without one.
 pub fn fresh_gpu() -> Gpu {
-    match pollster::block_on(Gpu::new()) {
-        Ok(g) => g,
-        Err(e) => panic!("tests need a GPU adapter (lavapipe in CI): {e}"),
-    }
+    gpu_with(GpuOptions::default())
 }
 
 /// Deterministic xorshift RNG.

@@ -159,27 +159,23 @@ fn four_lane_kernels_match_cpu() {
         g.uses_subgroups() || !gpu().uses_subgroups(),
         "the 4-lane device lost the subgroup kernels"
     );
-    with_gpu(g, || {
-        channel_count_cases();
-        row_window_cases();
-        conv2d_odd_shapes_match_cpu();
-        conv2d_special_kernels_match_cpu();
-        conv2d_larger_than_one_tile_matches_cpu();
-        conv_transpose2d_matches_cpu();
-    });
+    with_gpu(g, every_case);
 }
 
 #[test]
 fn portable_kernels_match_cpu() {
     // The same comparisons on a device that does not use subgroup kernels.
-    with_gpu(portable_gpu(), || {
-        channel_count_cases();
-        row_window_cases();
-        conv2d_odd_shapes_match_cpu();
-        conv2d_special_kernels_match_cpu();
-        conv2d_larger_than_one_tile_matches_cpu();
-        conv_transpose2d_matches_cpu();
-    });
+    with_gpu(portable_gpu(), every_case);
+}
+
+/// Every GPU-vs-CPU comparison of this file, on whatever device `gpu()` returns.
+fn every_case() {
+    channel_count_cases();
+    row_window_cases();
+    conv2d_odd_shapes_match_cpu();
+    conv2d_special_kernels_match_cpu();
+    conv2d_larger_than_one_tile_matches_cpu();
+    conv_transpose2d_matches_cpu();
 }
 
 #[test]

@@ -124,25 +124,22 @@ fn linear_forward_and_backward_match_cpu() {
 #[test]
 fn portable_kernels_match_cpu() {
     // The same comparisons on a device that does not use the subgroup kernel.
-    with_gpu(portable_gpu(), || {
-        odd_shapes_all_transposes_forward_and_backward();
-        batched_forward_and_backward();
-        several_tiles_with_remainders();
-        vec4_kernel_shapes_all_transposes_forward_and_backward();
-        linear_forward_and_backward_match_cpu();
-    });
+    with_gpu(portable_gpu(), every_case);
+}
+
+/// Every GPU-vs-CPU comparison of this file, on whatever device `gpu()` returns.
+fn every_case() {
+    odd_shapes_all_transposes_forward_and_backward();
+    batched_forward_and_backward();
+    several_tiles_with_remainders();
+    vec4_kernel_shapes_all_transposes_forward_and_backward();
+    linear_forward_and_backward_match_cpu();
 }
 
 #[test]
 fn four_lane_kernel_matches_cpu() {
     // The subgroup kernel with blocks of 4 rows, as on SwiftShader's 4-lane subgroups.
-    with_gpu(four_lane_gpu(), || {
-        odd_shapes_all_transposes_forward_and_backward();
-        batched_forward_and_backward();
-        several_tiles_with_remainders();
-        vec4_kernel_shapes_all_transposes_forward_and_backward();
-        linear_forward_and_backward_match_cpu();
-    });
+    with_gpu(four_lane_gpu(), every_case);
 }
 
 fn linear_case(rows: usize, inp: usize, out: usize, seed: u64) {
