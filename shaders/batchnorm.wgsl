@@ -1,5 +1,8 @@
 // Batch normalization over a [N, C, S] view (S = product of the spatial dims, 1 for [N, C]).
 // Statistics are per channel over the M = N * S values of that channel.
+// Each kernel has a vec4 twin (`*4`) for S % 4 == 0, where a vec4 never straddles two
+// channels: one load instruction per four values, which CPU drivers (lavapipe) charge per
+// instruction, not per byte. Buffers are whole vec4s (the pool rounds to 16 bytes).
 // `save` holds what backward needs: save[c] = mean, save[C + c] = 1 / sqrt(var + eps)
 // (batch statistics in training, running statistics in evaluation).
 
@@ -13,9 +16,6 @@ struct Params {
     has_bias: u32,
     momentum: f32,
     eps: f32,
-    // Elements per invocation of the elementwise kernels: 4 when S is a multiple of 4 (the
-    // four then share a channel, so its statistics are loaded once), else 1.
-    per: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,8 +36,9 @@ fn udiv(a: u32, b: u32) -> u32 {
     return q;
 }
 
-// Walks the values k = lid, lid + 256, ... (k < M) of one channel as (image, offset) with
-// carried counters instead of a division per value.
+// Walks the units k = lid, lid + 256, ... (k < N * s) of one channel as (image, offset)
+// with carried counters instead of a division per value; s is the plane size in units
+// (S values, or S / 4 vec4s).
 struct Walk {
     ni: u32,
     si: u32,
@@ -45,23 +46,32 @@ struct Walk {
     ds: u32,
 }
 
-fn walk_start(lid: u32) -> Walk {
-    let ni = udiv(lid, p.s);
-    let dn = udiv(256u, p.s);
-    return Walk(ni, lid - ni * p.s, dn, 256u - dn * p.s);
+fn walk_start(lid: u32, s: u32) -> Walk {
+    let ni = udiv(lid, s);
+    let dn = udiv(256u, s);
+    return Walk(ni, lid - ni * s, dn, 256u - dn * s);
 }
 
-fn walk_index(w: Walk, c: u32) -> u32 {
-    return (w.ni * p.c + c) * p.s + w.si;
+fn walk_index(w: Walk, c: u32, s: u32) -> u32 {
+    return (w.ni * p.c + c) * s + w.si;
 }
 
-fn walk_next(w: ptr<function, Walk>) {
+fn walk_next(w: ptr<function, Walk>, s: u32) {
     (*w).ni = (*w).ni + (*w).dn;
     (*w).si = (*w).si + (*w).ds;
-    if ((*w).si >= p.s) {
-        (*w).si = (*w).si - p.s;
+    if ((*w).si >= s) {
+        (*w).si = (*w).si - s;
         (*w).ni = (*w).ni + 1u;
     }
+}
+
+fn hsum(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+// Invocation index of a 1-D dispatch, 256 per workgroup, folded into y.
+fn linear(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + lid;
 }
 
 // Channel of element i.
@@ -91,6 +101,23 @@ fn tree_sum2(lid: u32) {
 @group(0) @binding(3) var<storage, read_write> srm: array<f32>;
 @group(0) @binding(4) var<storage, read_write> srv: array<f32>;
 
+fn save_running(c: u32) {
+    ssave[c] = srm[c];
+    ssave[p.c + c] = inverseSqrt(srv[c] + p.eps);
+}
+
+// Saves the batch statistics of channel c from its mean and sum of squared deviations.
+fn save_batch(c: u32, mean: f32, ss: f32) {
+    let m = p.n * p.s;
+    let var_b = ss / f32(m);
+    ssave[c] = mean;
+    ssave[p.c + c] = inverseSqrt(var_b + p.eps);
+    // m > 1 is checked on the host, so the unbiased variance is finite.
+    let var_u = ss / f32(m - 1u);
+    srm[c] = (1.0 - p.momentum) * srm[c] + p.momentum * mean;
+    srv[c] = (1.0 - p.momentum) * srv[c] + p.momentum * var_u;
+}
+
 @compute @workgroup_size(256)
 fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
@@ -99,18 +126,15 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let valid = c < p.c;
     let m = p.n * p.s;
     if (p.training == 0u) {
-        if (valid && lid == 0u) {
-            ssave[c] = srm[c];
-            ssave[p.c + c] = inverseSqrt(srv[c] + p.eps);
-        }
+        if (valid && lid == 0u) { save_running(c); }
         return;
     }
     var acc = 0.0;
     if (valid) {
-        var w = walk_start(lid);
+        var w = walk_start(lid, p.s);
         for (var k = lid; k < m; k = k + 256u) {
-            acc = acc + sx[walk_index(w, c)];
-            walk_next(&w);
+            acc = acc + sx[walk_index(w, c, p.s)];
+            walk_next(&w, p.s);
         }
     }
     red_a[lid] = acc;
@@ -120,25 +144,56 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     workgroupBarrier();
     var dev = 0.0;
     if (valid) {
-        var w = walk_start(lid);
+        var w = walk_start(lid, p.s);
         for (var k = lid; k < m; k = k + 256u) {
-            let d = sx[walk_index(w, c)] - mean;
+            let d = sx[walk_index(w, c, p.s)] - mean;
             dev = dev + d * d;
-            walk_next(&w);
+            walk_next(&w, p.s);
         }
     }
     red_a[lid] = dev;
     tree_sum2(lid);
-    if (valid && lid == 0u) {
-        let ss = red_a[0];
-        let var_b = ss / f32(m);
-        ssave[c] = mean;
-        ssave[p.c + c] = inverseSqrt(var_b + p.eps);
-        // m > 1 is checked on the host, so the unbiased variance is finite.
-        let var_u = ss / f32(m - 1u);
-        srm[c] = (1.0 - p.momentum) * srm[c] + p.momentum * mean;
-        srv[c] = (1.0 - p.momentum) * srv[c] + p.momentum * var_u;
+    if (valid && lid == 0u) { save_batch(c, mean, red_a[0]); }
+}
+
+@group(0) @binding(1) var<storage, read> sx4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn bn_stats4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y * nwg.x + wid.x;
+    let valid = c < p.c;
+    let s4 = p.s / 4u;
+    let m4 = p.n * s4;
+    if (p.training == 0u) {
+        if (valid && lid == 0u) { save_running(c); }
+        return;
     }
+    var acc = vec4<f32>(0.0);
+    if (valid) {
+        var w = walk_start(lid, s4);
+        for (var k = lid; k < m4; k = k + 256u) {
+            acc = acc + sx4[walk_index(w, c, s4)];
+            walk_next(&w, s4);
+        }
+    }
+    red_a[lid] = hsum(acc);
+    red_b[lid] = 0.0;
+    tree_sum2(lid);
+    let mean = red_a[0] / f32(p.n * p.s);
+    workgroupBarrier();
+    var dev = vec4<f32>(0.0);
+    if (valid) {
+        var w = walk_start(lid, s4);
+        for (var k = lid; k < m4; k = k + 256u) {
+            let d = sx4[walk_index(w, c, s4)] - mean;
+            dev = dev + d * d;
+            walk_next(&w, s4);
+        }
+    }
+    red_a[lid] = hsum(dev);
+    tree_sum2(lid);
+    if (valid && lid == 0u) { save_batch(c, mean, red_a[0]); }
 }
 
 // --- bn_apply(x, save, weight, bias, y): y = (x - mean) * invstd * weight + bias, elementwise.
@@ -149,21 +204,34 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @group(0) @binding(4) var<storage, read> ab: array<f32>;
 @group(0) @binding(5) var<storage, read_write> ay: array<f32>;
 
-@compute @workgroup_size(256)
-fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) lid: u32) {
-    let i0 = ((wid.y * nwg.x + wid.x) * 256u + lid) * p.per;
-    if (i0 >= p.n * p.c * p.s) { return; }
-    let c = channel(i0);
+// (mean, scale, shift) of channel c: y = (x - mean) * scale + shift.
+fn affine(c: u32) -> vec3<f32> {
     var scale = asave[p.c + c];
     if (p.has_weight != 0u) { scale = scale * aw[c]; }
     var shift = 0.0;
     if (p.has_bias != 0u) { shift = ab[c]; }
-    let mean = asave[c];
-    for (var e = 0u; e < p.per; e = e + 1u) {
-        let i = i0 + e;
-        ay[i] = (ax[i] - mean) * scale + shift;
-    }
+    return vec3<f32>(asave[c], scale, shift);
+}
+
+@compute @workgroup_size(256)
+fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = linear(wid, nwg, lid);
+    if (i >= p.n * p.c * p.s) { return; }
+    let a = affine(channel(i));
+    ay[i] = (ax[i] - a.x) * a.y + a.z;
+}
+
+@group(0) @binding(1) var<storage, read> ax4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> ay4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn bn_apply4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = linear(wid, nwg, lid);
+    if (i >= p.n * p.c * (p.s / 4u)) { return; }
+    let a = affine(channel(4u * i));
+    ay4[i] = (ax4[i] - a.x) * a.y + a.z;
 }
 
 // --- bn_bwd_reduce(x, save, g, dbeta, dgamma): one workgroup per channel.
@@ -185,17 +253,50 @@ fn bn_bwd_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     if (valid) {
         let mean = rsave[c];
         let invstd = rsave[p.c + c];
-        var w = walk_start(lid);
+        var w = walk_start(lid, p.s);
         for (var k = lid; k < m; k = k + 256u) {
-            let j = walk_index(w, c);
+            let j = walk_index(w, c, p.s);
             let g = rg[j];
             sg = sg + g;
             sgx = sgx + g * (rx[j] - mean) * invstd;
-            walk_next(&w);
+            walk_next(&w, p.s);
         }
     }
     red_a[lid] = sg;
     red_b[lid] = sgx;
+    tree_sum2(lid);
+    if (valid && lid == 0u) {
+        rdbeta[c] = red_a[0];
+        rdgamma[c] = red_b[0];
+    }
+}
+
+@group(0) @binding(1) var<storage, read> rx4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> rg4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn bn_bwd_reduce4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y * nwg.x + wid.x;
+    let valid = c < p.c;
+    let s4 = p.s / 4u;
+    let m4 = p.n * s4;
+    var sg = vec4<f32>(0.0);
+    var sgx = vec4<f32>(0.0);
+    if (valid) {
+        let mean = rsave[c];
+        let invstd = rsave[p.c + c];
+        var w = walk_start(lid, s4);
+        for (var k = lid; k < m4; k = k + 256u) {
+            let j = walk_index(w, c, s4);
+            let g = rg4[j];
+            sg = sg + g;
+            sgx = sgx + g * (rx4[j] - mean) * invstd;
+            walk_next(&w, s4);
+        }
+    }
+    red_a[lid] = hsum(sg);
+    red_b[lid] = hsum(sgx);
     tree_sum2(lid);
     if (valid && lid == 0u) {
         rdbeta[c] = red_a[0];
@@ -214,28 +315,57 @@ fn bn_bwd_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 @group(0) @binding(6) var<storage, read> dx_dgamma: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dx_out: array<f32>;
 
-@compute @workgroup_size(256)
-fn bn_bwd_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) lid: u32) {
-    let i0 = ((wid.y * nwg.x + wid.x) * 256u + lid) * p.per;
-    if (i0 >= p.n * p.c * p.s) { return; }
-    let c = channel(i0);
+// Channel c's factors of the formulas above (mean and sums stay 0 in evaluation).
+struct DxTerms {
+    k: f32,
+    m: f32,
+    mean: f32,
+    invstd: f32,
+    sum_g: f32,
+    sum_gx: f32,
+}
+
+fn dx_terms(c: u32) -> DxTerms {
     let invstd = dx_save[p.c + c];
     var k = invstd;
     if (p.has_weight != 0u) { k = k * dx_w[c]; }
+    var t = DxTerms(k, f32(p.n * p.s), 0.0, invstd, 0.0, 0.0);
+    if (p.training != 0u) {
+        t.mean = dx_save[c];
+        t.sum_g = dx_dbeta[c];
+        t.sum_gx = dx_dgamma[c];
+    }
+    return t;
+}
+
+@compute @workgroup_size(256)
+fn bn_bwd_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = linear(wid, nwg, lid);
+    if (i >= p.n * p.c * p.s) { return; }
+    let t = dx_terms(channel(i));
     if (p.training == 0u) {
-        for (var e = 0u; e < p.per; e = e + 1u) {
-            dx_out[i0 + e] = dx_g[i0 + e] * k;
-        }
+        dx_out[i] = dx_g[i] * t.k;
         return;
     }
-    let m = f32(p.n * p.s);
-    let mean = dx_save[c];
-    let sum_g = dx_dbeta[c];
-    let sum_gx = dx_dgamma[c];
-    for (var e = 0u; e < p.per; e = e + 1u) {
-        let i = i0 + e;
-        let xhat = (dx_x[i] - mean) * invstd;
-        dx_out[i] = k / m * (m * dx_g[i] - sum_g - xhat * sum_gx);
+    let xhat = (dx_x[i] - t.mean) * t.invstd;
+    dx_out[i] = t.k / t.m * (t.m * dx_g[i] - t.sum_g - xhat * t.sum_gx);
+}
+
+@group(0) @binding(1) var<storage, read> dx_x4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> dx_g4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> dx_out4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn bn_bwd_dx4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = linear(wid, nwg, lid);
+    if (i >= p.n * p.c * (p.s / 4u)) { return; }
+    let t = dx_terms(channel(4u * i));
+    if (p.training == 0u) {
+        dx_out4[i] = dx_g4[i] * t.k;
+        return;
     }
+    let xhat = (dx_x4[i] - t.mean) * t.invstd;
+    dx_out4[i] = t.k / t.m * (t.m * dx_g4[i] - t.sum_g - xhat * t.sum_gx);
 }

@@ -374,6 +374,42 @@ fn conv_bias_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     if (valid && lid == 0u) { bdb[c] = partial[0]; }
 }
 
+// --- conv_bias_grad4(gy, db): conv_bias_grad for ho * wo % 4 == 0, a vec4 per load (CPU
+// drivers charge per load instruction); the channel's planes are then whole vec4s.
+@group(0) @binding(1) var<storage, read> bgy4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn conv_bias_grad4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y * nwg.x + wid.x;
+    let valid = c < p.cout;
+    let hwo = p.ho * p.wo / 4u;
+    let total = p.n * hwo;
+    var acc = vec4<f32>(0.0);
+    if (valid) {
+        var b = lid / hwo;
+        var q = lid - b * hwo;
+        let db_step = 256u / hwo;
+        let dq_step = 256u - db_step * hwo;
+        for (var i = lid; i < total; i = i + 256u) {
+            acc = acc + bgy4[(b * p.cout + c) * hwo + q];
+            b = b + db_step;
+            q = q + dq_step;
+            if (q >= hwo) {
+                q = q - hwo;
+                b = b + 1u;
+            }
+        }
+    }
+    partial[lid] = (acc.x + acc.y) + (acc.z + acc.w);
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s = s >> 1u) {
+        if (lid < s) { partial[lid] = partial[lid] + partial[lid + s]; }
+        workgroupBarrier();
+    }
+    if (valid && lid == 0u) { bdb[c] = partial[0]; }
+}
+
 // --- conv2d_naive(x, w, b, y): one output per invocation, direct loops. The benchmark's
 // reference for the tiled conv_fwd.
 @group(0) @binding(1) var<storage, read> nx: array<f32>;

@@ -1,9 +1,12 @@
 // Elementwise kernels: fill, unary activations (forward and backward), binary ops, axpby.
-// Dispatch: 1-D over elements, 256 per workgroup; the linear index folds in y so that more
-// than 65535 workgroups fit (see Gpu::dispatch).
+// Dispatch: 1-D over vec4s (n4 = ceil(n / 4)), 256 per workgroup; the linear index folds in
+// y so that more than 65535 workgroups fit (see Gpu::dispatch). Every tensor buffer is a
+// whole number of vec4s (the pool rounds to 16 bytes), so the last vec4 may run past n into
+// padding that nothing reads. One vec4 load per invocation: CPU drivers (lavapipe) pay per
+// load instruction, not per byte.
 
 struct Params {
-    n: u32,
+    n4: u32,
     op: u32,
     alpha: f32,
     beta: f32,
@@ -12,7 +15,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 
 // --- fill(out)
-@group(0) @binding(1) var<storage, read_write> fill_out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> fill_out: array<vec4<f32>>;
 
 fn linear(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + lid;
@@ -22,19 +25,20 @@ fn linear(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
-    if (i < p.n) { fill_out[i] = p.alpha; }
+    if (i < p.n4) { fill_out[i] = vec4<f32>(p.alpha); }
 }
 
 // Unary op codes (keep in sync with ops/elementwise.rs):
 // 0 relu, 1 leaky_relu(alpha), 2 sigmoid, 3 tanh, 4 affine alpha*x+beta, 5 exp, 6 square
-fn unary(op: u32, x: f32) -> f32 {
+fn unary(op: u32, x: vec4<f32>) -> vec4<f32> {
+    let zero = vec4<f32>(0.0);
     switch op {
-        case 0u: { return max(x, 0.0); }
-        case 1u: { return select(p.alpha * x, x, x > 0.0); }
+        case 0u: { return max(x, zero); }
+        case 1u: { return select(p.alpha * x, x, x > zero); }
         case 2u: {
             // Stable for large |x|: exp of a non-positive number only.
             let e = exp(-abs(x));
-            return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+            return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= zero);
         }
         case 3u: { return tanh(x); }
         case 4u: { return p.alpha * x + p.beta; }
@@ -45,56 +49,58 @@ fn unary(op: u32, x: f32) -> f32 {
 }
 
 // d(out)/d(in) given the input x and the output y.
-fn unary_grad(op: u32, x: f32, y: f32) -> f32 {
+fn unary_grad(op: u32, x: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
+    let zero = vec4<f32>(0.0);
+    let one = vec4<f32>(1.0);
     switch op {
-        case 0u: { return select(0.0, 1.0, x > 0.0); }
-        case 1u: { return select(p.alpha, 1.0, x > 0.0); }
+        case 0u: { return select(zero, one, x > zero); }
+        case 1u: { return select(vec4<f32>(p.alpha), one, x > zero); }
         case 2u: { return y * (1.0 - y); }
         case 3u: { return 1.0 - y * y; }
-        case 4u: { return p.alpha; }
+        case 4u: { return vec4<f32>(p.alpha); }
         case 5u: { return y; }
         case 6u: { return 2.0 * x; }
-        default: { return 1.0; }
+        default: { return one; }
     }
 }
 
 // --- unary_fwd(x, y)
-@group(0) @binding(1) var<storage, read> ux: array<f32>;
-@group(0) @binding(2) var<storage, read_write> uy: array<f32>;
+@group(0) @binding(1) var<storage, read> ux: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> uy: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
 fn unary_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
-    if (i < p.n) { uy[i] = unary(p.op, ux[i]); }
+    if (i < p.n4) { uy[i] = unary(p.op, ux[i]); }
 }
 
 // --- unary_bwd(x, y, gy, gx)
-@group(0) @binding(1) var<storage, read> bx: array<f32>;
-@group(0) @binding(2) var<storage, read> by: array<f32>;
-@group(0) @binding(3) var<storage, read> bgy: array<f32>;
-@group(0) @binding(4) var<storage, read_write> bgx: array<f32>;
+@group(0) @binding(1) var<storage, read> bx: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> by: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bgy: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> bgx: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
 fn unary_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
-    if (i < p.n) { bgx[i] = bgy[i] * unary_grad(p.op, bx[i], by[i]); }
+    if (i < p.n4) { bgx[i] = bgy[i] * unary_grad(p.op, bx[i], by[i]); }
 }
 
 // --- binary(a, b, out): 0 add, 1 sub, 2 mul, 3 alpha*a + beta*b
-@group(0) @binding(1) var<storage, read> ba: array<f32>;
-@group(0) @binding(2) var<storage, read> bb: array<f32>;
-@group(0) @binding(3) var<storage, read_write> bout: array<f32>;
+@group(0) @binding(1) var<storage, read> ba: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bb: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> bout: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
 fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
-    if (i >= p.n) { return; }
+    if (i >= p.n4) { return; }
     let a = ba[i];
     let b = bb[i];
-    var r: f32;
+    var r: vec4<f32>;
     switch p.op {
         case 0u: { r = a + b; }
         case 1u: { r = a - b; }

@@ -1,7 +1,9 @@
 // Optimizer updates, in place on the parameter buffers, following torch.optim's
 // single-tensor code paths operation by operation (same rounding points). Scalars that
 // depend only on the step (bias corrections, decay factors) are computed on the CPU in f64
-// and passed in. Dispatch: 1-D over the parameter's elements, 256 per workgroup.
+// and passed in. Dispatch: 1-D over the parameter's vec4s (n = ceil(elements / 4)), 256 per
+// workgroup; buffers are whole vec4s (see elementwise.wgsl), the padding is updated too and
+// never read.
 
 struct Params {
     n: u32,
@@ -33,8 +35,8 @@ fn linear(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 }
 
 // --- sgd(param, grad): no momentum
-@group(0) @binding(1) var<storage, read_write> s_param: array<f32>;
-@group(0) @binding(2) var<storage, read> s_grad: array<f32>;
+@group(0) @binding(1) var<storage, read_write> s_param: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> s_grad: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
 fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -48,9 +50,9 @@ fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 }
 
 // --- sgd_momentum(param, grad, momentum_buffer)
-@group(0) @binding(1) var<storage, read_write> m_param: array<f32>;
-@group(0) @binding(2) var<storage, read> m_grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> m_buf: array<f32>;
+@group(0) @binding(1) var<storage, read_write> m_param: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> m_grad: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> m_buf: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
 fn sgd_momentum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -60,7 +62,7 @@ fn sgd_momentum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let w = m_param[i];
     var d = m_grad[i];
     if (p.weight_decay != 0.0) { d = d + p.weight_decay * w; }
-    var b: f32;
+    var b: vec4<f32>;
     if (p.first != 0u) {
         // torch: buf = clone(d_p) on the first step, no dampening.
         b = d;
@@ -74,10 +76,10 @@ fn sgd_momentum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 // --- adam(param, grad, exp_avg, exp_avg_sq)
-@group(0) @binding(1) var<storage, read_write> a_param: array<f32>;
-@group(0) @binding(2) var<storage, read> a_grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> a_m: array<f32>;
-@group(0) @binding(4) var<storage, read_write> a_v: array<f32>;
+@group(0) @binding(1) var<storage, read_write> a_param: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> a_grad: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> a_m: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> a_v: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
 fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -92,9 +94,9 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         g = g + p.weight_decay * w;
     }
     // torch.lerp: start + w*(end-start) for w < 0.5, else end - (end-start)*(1-w).
-    let m0 = select(a_m[i], 0.0, p.first != 0u);
-    let v0 = select(a_v[i], 0.0, p.first != 0u);
-    var m: f32;
+    let m0 = select(a_m[i], vec4<f32>(0.0), p.first != 0u);
+    let v0 = select(a_v[i], vec4<f32>(0.0), p.first != 0u);
+    var m: vec4<f32>;
     if (p.lerp_w < 0.5) {
         m = m0 + p.lerp_w * (g - m0);
     } else {

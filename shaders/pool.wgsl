@@ -2,7 +2,8 @@
 // (count_include_pad, ceil-mode divisor clipping) and adaptive average. Forward kernels run
 // one invocation per output element, backward kernels one per input element gathering over
 // the output windows that can contain it (deterministic, no atomics; the sum runs in output
-// order, the order PyTorch's scatter adds in).
+// order, the order PyTorch's scatter adds in). Exactly tiling max windows have their own
+// pair (max_tiled_*), one invocation per output both ways.
 // Dispatch: 1-D, 256 per workgroup; the linear index folds in y (see Gpu::dispatch).
 
 struct Params {
@@ -139,6 +140,64 @@ fn max_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         }
     }
     mbgx[i] = acc;
+}
+
+// --- max_tiled_fwd(x, y, argmax) and max_tiled_bwd(gy, argmax, gx): windows that tile the
+// plane exactly (stride = kernel, no padding, no dilation, H = oh * kh, W = ow * kw, as in
+// the classic 2x2 pooling). One invocation per output in both directions: the backward
+// writes its window, since no other window reaches it. Same results as max_fwd / max_bwd.
+@group(0) @binding(1) var<storage, read> tx: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ty: array<f32>;
+@group(0) @binding(3) var<storage, read_write> tidx: array<f32>;
+
+@compute @workgroup_size(256)
+fn max_tiled_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = linear(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    // Output row r = plane * oh + oy starts input row r * kh of the same plane.
+    let q = udivmod(i, p.ow);
+    let row0 = q.x * p.kh * p.w + q.y * p.kw;
+    let plane0 = udiv(q.x, p.oh) * p.h * p.w;
+    var best = p.neg_inf;
+    var arg = -1.0;
+    var found = false;
+    for (var y = 0u; y < p.kh; y++) {
+        for (var x = 0u; x < p.kw; x++) {
+            let e = row0 + y * p.w + x;
+            let v = tx[e];
+            // Strictly greater keeps the first of ties; every NaN wins (the last one stays).
+            if (!found || v > best || is_nan(v)) {
+                best = v;
+                arg = f32(e - plane0);
+                found = true;
+            }
+        }
+    }
+    ty[i] = best;
+    tidx[i] = arg;
+}
+
+@group(0) @binding(1) var<storage, read> tbgy: array<f32>;
+@group(0) @binding(2) var<storage, read> tbidx: array<f32>;
+@group(0) @binding(3) var<storage, read_write> tbgx: array<f32>;
+
+@compute @workgroup_size(256)
+fn max_tiled_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = linear(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let q = udivmod(i, p.ow);
+    let row0 = q.x * p.kh * p.w + q.y * p.kw;
+    let plane0 = udiv(q.x, p.oh) * p.h * p.w;
+    let g = tbgy[i];
+    let arg = tbidx[i];
+    for (var y = 0u; y < p.kh; y++) {
+        for (var x = 0u; x < p.kw; x++) {
+            let e = row0 + y * p.w + x;
+            tbgx[e] = select(0.0, g, f32(e - plane0) == arg);
+        }
+    }
 }
 
 // PyTorch's avg_pool2d divisor of output (oy, ox): the window clipped to the padded input

@@ -111,6 +111,21 @@ pub(crate) struct GpuInner {
     submissions: AtomicU64,
     /// Called whenever a readback's data has arrived (see [`Gpu::set_readback_waker`]).
     pub(crate) waker: Mutex<Option<Waker>>,
+    /// Calls and seconds per kernel entry point; `Some` only on a profiling device.
+    profile: Option<Mutex<HashMap<&'static str, (u64, f64)>>>,
+}
+
+/// Where the time of a profiled device went, per kernel entry point (see
+/// [`Gpu::with_profiling`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    /// WGSL entry point.
+    pub entry: &'static str,
+    /// Dispatches recorded.
+    pub calls: u64,
+    /// Wall time from recording to completion, summed over the calls (operand copies
+    /// included).
+    pub seconds: f64,
 }
 
 pub(crate) struct Layout {
@@ -261,6 +276,68 @@ impl Gpu {
         self
     }
 
+    /// A profiling device: every dispatch is submitted and waited for on its own, and its
+    /// time is added to its kernel's total ([`Gpu::kernel_times`]). That serialises all work,
+    /// so use it to see where a step's time goes, not to measure throughput. Call before any
+    /// op. Native only: the browser must never wait for the GPU.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn with_profiling(mut self) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.profile = Some(Mutex::default());
+        }
+        self
+    }
+
+    /// Whether this device profiles its kernels (see [`Gpu::with_profiling`]).
+    pub fn is_profiling(&self) -> bool {
+        self.0.profile.is_some()
+    }
+
+    /// Time per kernel since the last [`Gpu::reset_kernel_times`], the slowest first; empty
+    /// unless profiling.
+    pub fn kernel_times(&self) -> Vec<KernelTime> {
+        let Some(p) = &self.0.profile else {
+            return Vec::new();
+        };
+        let mut v: Vec<KernelTime> = lock(p)
+            .iter()
+            .map(|(&entry, &(calls, seconds))| KernelTime {
+                entry,
+                calls,
+                seconds,
+            })
+            .collect();
+        v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then(a.entry.cmp(b.entry)));
+        v
+    }
+
+    /// Clears the totals of [`Gpu::kernel_times`].
+    pub fn reset_kernel_times(&self) {
+        if let Some(p) = &self.0.profile {
+            lock(p).clear();
+        }
+    }
+
+    /// Runs `record` (which records one dispatch of `entry`); on a profiling device, waits
+    /// for the work before it first and for the dispatch after, and books the time.
+    fn profiled<R>(&self, entry: &'static str, record: impl FnOnce() -> R) -> R {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(p) = &self.0.profile {
+            // Errors surface at the caller's next flush; the profile only loses accuracy.
+            let _ = self.sync();
+            let start = std::time::Instant::now();
+            let r = record();
+            let _ = self.sync();
+            let mut totals = lock(p);
+            let e = totals.entry(entry).or_insert((0, 0.0));
+            e.0 += 1;
+            e.1 += start.elapsed().as_secs_f64();
+            return r;
+        }
+        let _ = entry;
+        record()
+    }
+
     /// Optional features the kernels use when `adapter` has them (subgroups); request them
     /// when creating a device for [`Gpu::from_device`].
     pub fn wanted_features(adapter: &wgpu::Adapter) -> wgpu::Features {
@@ -305,6 +382,7 @@ impl Gpu {
             recording: AtomicBool::new(false),
             submissions: AtomicU64::new(0),
             waker: Mutex::default(),
+            profile: None,
         }))
     }
 
@@ -501,8 +579,10 @@ impl Gpu {
         resources: Vec<wgpu::BindingResource<'_>>,
         groups: [u32; 3],
     ) {
-        let mut rec = lock(&self.0.rec);
-        self.record(&mut rec, k, params, resources, groups);
+        self.profiled(k.entry, || {
+            let mut rec = lock(&self.0.rec);
+            self.record(&mut rec, k, params, resources, groups);
+        });
     }
 
     fn record(
@@ -581,18 +661,20 @@ impl Gpu {
                 k.entry
             )));
         }
-        let mut rec = lock(&self.0.rec);
-        let views: Vec<wgpu::TextureView> = texels
-            .iter()
-            .enumerate()
-            .map(|(slot, t)| self.fill_operand(&mut rec, slot, t.buf(), texel_count(t.numel())))
-            .collect();
-        let mut resources: Vec<wgpu::BindingResource<'_>> = views
-            .iter()
-            .map(wgpu::BindingResource::TextureView)
-            .collect();
-        resources.extend(buffers.iter().map(|b| b.as_entire_binding()));
-        self.record(&mut rec, k, params, resources, groups);
+        self.profiled(k.entry, || {
+            let mut rec = lock(&self.0.rec);
+            let views: Vec<wgpu::TextureView> = texels
+                .iter()
+                .enumerate()
+                .map(|(slot, t)| self.fill_operand(&mut rec, slot, t.buf(), texel_count(t.numel())))
+                .collect();
+            let mut resources: Vec<wgpu::BindingResource<'_>> = views
+                .iter()
+                .map(wgpu::BindingResource::TextureView)
+                .collect();
+            resources.extend(buffers.iter().map(|b| b.as_entire_binding()));
+            self.record(&mut rec, k, params, resources, groups);
+        });
         Ok(())
     }
 

@@ -31,7 +31,7 @@ pub use wgpu;
 
 pub use autograd::{Grads, NoGradGuard, is_grad_enabled, no_grad};
 pub use error::{Error, Result};
-pub use gpu::{Gpu, GpuOptions, Waker, check_adapter};
+pub use gpu::{Gpu, GpuOptions, KernelTime, Waker, check_adapter};
 pub use ops::elementwise::Unary;
 pub use pool::PoolStats;
 pub use readback::Readback;

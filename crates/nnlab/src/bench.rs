@@ -6,7 +6,9 @@ use anyhow::{Context, Result, bail};
 use gpu_nn::init::SeedRng;
 use gpu_nn::models::{Discriminator, Generator, LATENT, MnistCnn, ResNet, ResNetConfig};
 use gpu_nn::nn::{self, Ctx, Module};
-use gpu_nn::{Adam, AdamConfig, Gpu, Optimizer, Sgd, SgdConfig, Tensor, bce_with_logits};
+use gpu_nn::{
+    Adam, AdamConfig, Gpu, KernelTime, Optimizer, Sgd, SgdConfig, Tensor, bce_with_logits,
+};
 
 /// One measured model.
 #[derive(Debug)]
@@ -21,6 +23,9 @@ pub struct BenchResult {
     pub infer_batch: usize,
     /// Inference images per second (eval mode, no graph).
     pub infer_img_s: f64,
+    /// Time per kernel over the timed training steps, on a profiling device
+    /// ([`Gpu::with_profiling`]); empty otherwise.
+    pub train_kernels: Vec<KernelTime>,
 }
 
 /// Models `bench` knows.
@@ -37,7 +42,8 @@ fn labels(gpu: &Gpu, rng: &mut SeedRng, n: usize, classes: usize) -> Result<Tens
     Ok(Tensor::from_slice(gpu, &v, &[n])?)
 }
 
-/// Runs `step` `warmup` times, then `steps` times timed; returns steps per second.
+/// Runs `step` `warmup` times, then `steps` times timed; returns steps per second. A
+/// profiling device's kernel times cover the timed steps only.
 fn timed(
     gpu: &Gpu,
     warmup: usize,
@@ -48,6 +54,7 @@ fn timed(
         step(i as u64)?;
     }
     gpu.sync()?;
+    gpu.reset_kernel_times();
     let t = Instant::now();
     for i in 0..steps {
         step((warmup + i) as u64)?;
@@ -85,6 +92,7 @@ fn classifier(
         gpu.flush()?;
         Ok(())
     })?;
+    let train_kernels = gpu.kernel_times();
     shape[0] = ib;
     let xi = random(gpu, &mut rng, &shape)?;
     let infer = timed(gpu, warmup, steps, |_| {
@@ -99,6 +107,7 @@ fn classifier(
         train_img_s: train * tb as f64,
         infer_batch: ib,
         infer_img_s: infer * ib as f64,
+        train_kernels,
     })
 }
 
@@ -129,6 +138,7 @@ fn dcgan(gpu: &Gpu, batch: usize, (warmup, steps): (usize, usize)) -> Result<Ben
         gpu.flush()?;
         Ok(())
     })?;
+    let train_kernels = gpu.kernel_times();
     let infer = timed(gpu, warmup, steps, |_| {
         let _g = gpu_nn::no_grad();
         g.forward(&z, &mut Ctx::eval())?;
@@ -141,6 +151,7 @@ fn dcgan(gpu: &Gpu, batch: usize, (warmup, steps): (usize, usize)) -> Result<Ben
         train_img_s: iters * batch as f64,
         infer_batch: batch,
         infer_img_s: infer * batch as f64,
+        train_kernels,
     })
 }
 

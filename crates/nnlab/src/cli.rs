@@ -774,6 +774,29 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also show where a training step's time goes, per kernel (the slowest first). Each
+    /// kernel then runs on its own, so the img/s figures of a profiled run are lower.
+    #[arg(long)]
+    pub profile: bool,
+    /// Kernels listed per model with --profile.
+    #[arg(long, default_value_t = 12)]
+    pub top: usize,
+}
+
+/// Per-step milliseconds and share of each of the `top` slowest kernels.
+fn kernel_rows(k: &[gpu_nn::KernelTime], steps: usize, top: usize) -> Vec<(String, f64, f64, f64)> {
+    let total: f64 = k.iter().map(|t| t.seconds).sum();
+    k.iter()
+        .take(top)
+        .map(|t| {
+            (
+                t.entry.to_string(),
+                t.calls as f64 / steps as f64,
+                t.seconds * 1e3 / steps as f64,
+                if total > 0.0 { t.seconds / total } else { 0.0 },
+            )
+        })
+        .collect()
 }
 
 /// Runs `nnlab bench`.
@@ -783,6 +806,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         warmup,
         steps,
         json,
+        profile,
+        top,
     } = a;
     anyhow::ensure!(steps > 0, "--steps must be at least 1");
     if let Some(m) = models
@@ -794,11 +819,18 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             crate::bench::MODELS.join(", ")
         );
     }
-    let gpu = gpu()?;
+    let gpu = if profile {
+        gpu()?.with_profiling()
+    } else {
+        gpu()?
+    };
     let a = gpu.adapter_info();
     let adapter = format!("{} ({:?})", a.name, a.backend);
     if !json {
         println!("adapter: {adapter}");
+        if profile {
+            println!("profiling: every kernel waits for the previous one (lower img/s)");
+        }
         println!(
             "{:<10} {:>6} {:>12} {:>6} {:>12}",
             "model", "batch", "train img/s", "batch", "infer img/s"
@@ -813,13 +845,37 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 r.model, r.train_batch, r.train_img_s, r.infer_batch, r.infer_img_s
             );
         }
-        rows.push(serde_json::json!({
+        let kernels = kernel_rows(&r.train_kernels, steps, top);
+        if !json && profile {
+            println!(
+                "  {:<32} {:>9} {:>9} {:>6}",
+                "kernel", "calls/step", "ms/step", "share"
+            );
+            for (entry, calls, ms, share) in &kernels {
+                println!(
+                    "  {entry:<32} {calls:>9.1} {ms:>9.2} {:>5.1}%",
+                    100.0 * share
+                );
+            }
+        }
+        let mut row = serde_json::json!({
             "model": r.model,
             "train_batch": r.train_batch,
             "train_img_per_s": r.train_img_s,
             "infer_batch": r.infer_batch,
             "infer_img_per_s": r.infer_img_s,
-        }));
+        });
+        if profile {
+            row["train_kernels"] = kernels
+                .iter()
+                .map(|(entry, calls, ms, share)| {
+                    serde_json::json!({
+                        "entry": entry, "calls_per_step": calls, "ms_per_step": ms, "share": share,
+                    })
+                })
+                .collect();
+        }
+        rows.push(row);
     }
     if json {
         let out = serde_json::json!({ "adapter": adapter, "steps": steps, "results": rows });

@@ -317,3 +317,50 @@ fn bad_arguments_exit_non_zero_with_one_clear_line() {
     let e = fails(&["gan", "--checkpoint", "/no/such.safetensors"]);
     assert!(e.contains("--out"), "{e}");
 }
+
+#[test]
+fn bench_reports_throughput_and_with_profile_where_the_time_goes() {
+    let args = [
+        "bench",
+        "--models",
+        "mnist-cnn",
+        "--warmup",
+        "1",
+        "--steps",
+        "2",
+        "--json",
+        "--profile",
+    ];
+    let out = ok(&args);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("bench prints JSON");
+    assert!(v["adapter"].as_str().is_some_and(|a| !a.is_empty()), "{v}");
+    let r = &v["results"][0];
+    assert_eq!(r["model"], "mnist-cnn");
+    for key in ["train_img_per_s", "infer_img_per_s"] {
+        assert!(r[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {r}");
+    }
+    let kernels = r["train_kernels"].as_array().expect("kernel table");
+    // MnistCnn's step runs its convolutions forward and backward, on any device.
+    let entries: Vec<&str> = kernels.iter().filter_map(|k| k["entry"].as_str()).collect();
+    assert!(entries.iter().any(|e| e.starts_with("conv")), "{entries:?}");
+    let share: f64 = kernels.iter().filter_map(|k| k["share"].as_f64()).sum();
+    assert!(
+        share > 0.5 && share <= 1.0 + 1e-9,
+        "top kernels' share {share}"
+    );
+    // The plain table names the adapter and no kernels.
+    let table = ok(&[
+        "bench",
+        "--models",
+        "mnist-cnn",
+        "--warmup",
+        "0",
+        "--steps",
+        "1",
+    ]);
+    assert!(
+        table.contains("adapter:") && table.contains("mnist-cnn"),
+        "{table}"
+    );
+    assert!(!table.contains("ms/step"), "{table}");
+}

@@ -3,7 +3,7 @@
 
 use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape};
-use crate::kernel::{Params, groups, kernels};
+use crate::kernel::{Kernel, Params, groups, kernels};
 use crate::tensor::Tensor;
 
 kernels!("batchnorm.wgsl";
@@ -11,7 +11,20 @@ kernels!("batchnorm.wgsl";
     BN_APPLY = "bn_apply" [R, R, R, R, W],
     BN_BWD_REDUCE = "bn_bwd_reduce" [R, R, R, W, W],
     BN_BWD_DX = "bn_bwd_dx" [R, R, R, R, R, R, W],
+    BN_STATS4 = "bn_stats4" [R, W, W, W],
+    BN_APPLY4 = "bn_apply4" [R, R, R, R, W],
+    BN_BWD_REDUCE4 = "bn_bwd_reduce4" [R, R, R, W, W],
+    BN_BWD_DX4 = "bn_bwd_dx4" [R, R, R, R, R, R, W],
 );
+
+/// The kernels for one layout: the vec4 ones when S % 4 == 0 (a vec4 then stays within one
+/// channel's plane).
+struct BnKernels {
+    stats: &'static Kernel,
+    apply: &'static Kernel,
+    bwd_reduce: &'static Kernel,
+    bwd_dx: &'static Kernel,
+}
 
 /// The [N, C, S] view of an input (S = product of the spatial dims).
 #[derive(Clone, Copy, Debug)]
@@ -32,12 +45,27 @@ impl Dims {
             .u(usize::from(has_b))
             .f(momentum)
             .f(eps)
-            .u(self.per())
     }
 
-    /// Elements per invocation of the elementwise kernels (4 share a channel when S % 4 == 0).
-    fn per(self) -> usize {
-        if self.s.is_multiple_of(4) { 4 } else { 1 }
+    /// Values per invocation of the elementwise kernels, and the kernels.
+    fn kernels(self) -> (usize, BnKernels) {
+        if self.s.is_multiple_of(4) {
+            let k = BnKernels {
+                stats: &BN_STATS4,
+                apply: &BN_APPLY4,
+                bwd_reduce: &BN_BWD_REDUCE4,
+                bwd_dx: &BN_BWD_DX4,
+            };
+            (4, k)
+        } else {
+            let k = BnKernels {
+                stats: &BN_STATS,
+                apply: &BN_APPLY,
+                bwd_reduce: &BN_BWD_REDUCE,
+                bwd_dx: &BN_BWD_DX,
+            };
+            (1, k)
+        }
     }
 
     fn numel(self) -> usize {
@@ -121,8 +149,9 @@ pub fn batch_norm(
     let gpu = x.gpu();
     let save = Tensor::uninit(gpu, "batch_norm stats", &[2, d.c])?;
     let p = d.params(training, weight.is_some(), bias.is_some(), momentum, eps);
+    let (per, k) = d.kernels();
     gpu.dispatch(
-        &BN_STATS,
+        k.stats,
         &p.0,
         &[x.buf(), save.buf(), running_mean.buf(), running_var.buf()],
         [d.c as u32, 1, 1],
@@ -132,10 +161,10 @@ pub fn batch_norm(
     let wbuf = weight.map_or(save.buf(), Tensor::buf);
     let bbuf = bias.map_or(save.buf(), Tensor::buf);
     gpu.dispatch(
-        &BN_APPLY,
+        k.apply,
         &p.0,
         &[x.buf(), save.buf(), wbuf, bbuf, y.buf()],
-        groups(d.numel() / d.per(), 256),
+        groups(d.numel() / per, 256),
     );
     Ok(y.with_op(BatchNormOp {
         x: x.clone(),
@@ -179,8 +208,9 @@ impl BackwardOp for BatchNormOp {
         );
         let dbeta = Tensor::uninit(gpu, "batch_norm backward", &[d.c])?;
         let dgamma = Tensor::uninit(gpu, "batch_norm backward", &[d.c])?;
+        let (per, k) = d.kernels();
         gpu.dispatch(
-            &BN_BWD_REDUCE,
+            k.bwd_reduce,
             &p.0,
             &[
                 self.x.buf(),
@@ -195,7 +225,7 @@ impl BackwardOp for BatchNormOp {
             let gx = Tensor::uninit(gpu, "batch_norm backward", self.x.shape())?;
             let wbuf = self.weight.as_ref().map_or(self.save.buf(), Tensor::buf);
             gpu.dispatch(
-                &BN_BWD_DX,
+                k.bwd_dx,
                 &p.0,
                 &[
                     self.x.buf(),
@@ -206,7 +236,7 @@ impl BackwardOp for BatchNormOp {
                     dgamma.buf(),
                     gx.buf(),
                 ],
-                groups(d.numel() / d.per(), 256),
+                groups(d.numel() / per, 256),
             );
             Some(gx)
         } else {

@@ -24,6 +24,7 @@ kernels!("conv.wgsl";
     CONV_WGRAD = "conv_wgrad" [R, R, W],
     SUM_SPLITS = "sum_splits" [R, W],
     CONV_BIAS_GRAD = "conv_bias_grad" [R, W],
+    CONV_BIAS_GRAD4 = "conv_bias_grad4" [R, W],
     CONV2D_NAIVE = "conv2d_naive" [R, R, R, W],
 );
 
@@ -396,7 +397,11 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
 fn bias_grad_raw(gy: &Tensor, g: &Geom) -> Result<Tensor> {
     let db = Tensor::uninit(gy.gpu(), "conv2d backward (bias)", &[g.cout])?;
     gy.gpu().dispatch(
-        &CONV_BIAS_GRAD,
+        if (g.ho * g.wo).is_multiple_of(4) {
+            &CONV_BIAS_GRAD4
+        } else {
+            &CONV_BIAS_GRAD
+        },
         &g.params(false, 1, 0, 0).0,
         &[gy.buf(), db.buf()],
         [g.cout as u32, 1, 1],

@@ -48,8 +48,12 @@ impl Mask {
             .u(self.key1 as usize)
             .f(self.scale)
             .u(0);
-        x.gpu()
-            .dispatch(&DROPOUT, &p.0, &[x.buf(), y.buf()], groups(n, 256));
+        x.gpu().dispatch(
+            &DROPOUT,
+            &p.0,
+            &[x.buf(), y.buf()],
+            groups(n.div_ceil(4), 256),
+        );
         Ok(y)
     }
 }

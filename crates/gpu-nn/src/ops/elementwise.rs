@@ -68,18 +68,18 @@ enum Binary {
 }
 
 pub(crate) fn fill(t: &Tensor, value: f32) {
-    let n = t.numel();
-    let p = Params::new().u(n).u(0).f(value).f(0.0);
-    t.gpu().dispatch(&FILL, &p.0, &[t.buf()], groups(n, 256));
+    let n4 = t.numel().div_ceil(4);
+    let p = Params::new().u(n4).u(0).f(value).f(0.0);
+    t.gpu().dispatch(&FILL, &p.0, &[t.buf()], groups(n4, 256));
 }
 
 fn unary_raw(x: &Tensor, f: Unary) -> Result<Tensor> {
     let y = Tensor::uninit(x.gpu(), f.name(), x.shape())?;
     let (op, a, b) = f.code();
-    let n = x.numel();
-    let p = Params::new().u(n).u(op).f(a).f(b);
+    let n4 = x.numel().div_ceil(4);
+    let p = Params::new().u(n4).u(op).f(a).f(b);
     x.gpu()
-        .dispatch(&UNARY_FWD, &p.0, &[x.buf(), y.buf()], groups(n, 256));
+        .dispatch(&UNARY_FWD, &p.0, &[x.buf(), y.buf()], groups(n4, 256));
     Ok(y)
 }
 
@@ -104,13 +104,13 @@ fn binary_raw(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
         Binary::Mul => (2, 0.0, 0.0),
         Binary::Axpby(x, y) => (3, x, y),
     };
-    let n = a.numel();
-    let p = Params::new().u(n).u(code).f(al).f(be);
+    let n4 = a.numel().div_ceil(4);
+    let p = Params::new().u(n4).u(code).f(al).f(be);
     a.gpu().dispatch(
         &BINARY,
         &p.0,
         &[a.buf(), b.buf(), out.buf()],
-        groups(n, 256),
+        groups(n4, 256),
     );
     Ok(out)
 }
@@ -199,13 +199,13 @@ impl BackwardOp for UnaryOp {
     fn backward(&self, out: &Tensor, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let gx = Tensor::uninit(grad.gpu(), "unary backward", grad.shape())?;
         let (op, a, b) = self.f.code();
-        let n = grad.numel();
-        let p = Params::new().u(n).u(op).f(a).f(b);
+        let n4 = grad.numel().div_ceil(4);
+        let p = Params::new().u(n4).u(op).f(a).f(b);
         grad.gpu().dispatch(
             &UNARY_BWD,
             &p.0,
             &[self.x.buf(), out.buf(), grad.buf(), gx.buf()],
-            groups(n, 256),
+            groups(n4, 256),
         );
         Ok(vec![Some(gx)])
     }

@@ -11,6 +11,8 @@ use crate::tensor::Tensor;
 kernels!("pool.wgsl";
     MAX_FWD = "max_fwd" [R, W, W],
     MAX_BWD = "max_bwd" [R, R, W],
+    MAX_TILED_FWD = "max_tiled_fwd" [R, W, W],
+    MAX_TILED_BWD = "max_tiled_bwd" [R, R, W],
     AVG_FWD = "avg_fwd" [R, W],
     AVG_BWD = "avg_bwd" [R, W],
     ADAPTIVE_FWD = "adaptive_fwd" [R, W],
@@ -306,6 +308,16 @@ impl Geom {
     }
 
     /// Uniform params (layout of `Params` in pool.wgsl) for `threads` invocations.
+    /// Whether max windows tile each plane exactly (stride = kernel, no padding or
+    /// dilation, no partial window), so the `max_tiled_*` kernels apply.
+    fn tiles(&self) -> bool {
+        self.s == self.k
+            && self.p == (0, 0)
+            && self.d == (1, 1)
+            && self.h == self.oh * self.k.0
+            && self.w == self.ow * self.k.1
+    }
+
     fn params(&self, threads: usize) -> Params {
         Params::new()
             .u(threads)
@@ -349,7 +361,7 @@ fn max_fwd_raw(x: &Tensor, g: &Geom) -> Result<(Tensor, Tensor)> {
     let idx = Tensor::uninit(x.gpu(), "max_pool2d indices", &out)?;
     let n = y.numel();
     x.gpu().dispatch(
-        &MAX_FWD,
+        if g.tiles() { &MAX_TILED_FWD } else { &MAX_FWD },
         &g.params(n).0,
         &[x.buf(), y.buf(), idx.buf()],
         groups(n, 256),
@@ -431,9 +443,14 @@ impl BackwardOp for MaxPoolOp {
     }
     fn backward(&self, _out: &Tensor, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let gx = Tensor::uninit(grad.gpu(), "max_pool2d backward", &self.g.in_shape())?;
-        let n = gx.numel();
+        // Tiled: one invocation per window writes all of it; else one per input element.
+        let (k, n) = if self.g.tiles() {
+            (&MAX_TILED_BWD, grad.numel())
+        } else {
+            (&MAX_BWD, gx.numel())
+        };
         grad.gpu().dispatch(
-            &MAX_BWD,
+            k,
             &self.g.params(n).0,
             &[grad.buf(), self.idx.buf(), gx.buf()],
             groups(n, 256),

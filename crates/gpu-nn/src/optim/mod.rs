@@ -310,7 +310,8 @@ impl Optimizer for Sgd {
             .map(|(i, p, g)| (i, p.clone(), g.clone()))
             .collect();
         for (i, p, g) in updates {
-            let n = p.numel();
+            // The kernels take vec4s (see optim.wgsl).
+            let n = p.numel().div_ceil(4);
             let first = self.bufs[i].is_none();
             let params = Params::new()
                 .u(n)
@@ -537,7 +538,8 @@ impl Optimizer for Adam {
             };
             let t = t + 1;
             let s = AdamScalars::new(&c, t);
-            let n = p.numel();
+            // The kernels take vec4s (see optim.wgsl).
+            let n = p.numel().div_ceil(4);
             let params = Params::new()
                 .u(n)
                 .u(usize::from(t == 1))

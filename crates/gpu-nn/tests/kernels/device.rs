@@ -1,4 +1,4 @@
-use gpu_nn::{Error, Gpu, GpuOptions};
+use gpu_nn::{Error, Gpu, GpuOptions, Tensor};
 
 use crate::common::*;
 
@@ -64,4 +64,37 @@ fn arriving_readbacks_run_the_waker() {
     let v = r.wait_blocking().expect("readback");
     assert_eq!(v, vec![2.0; 10]);
     assert_eq!(woken.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_profiling_device_books_time_per_kernel() {
+    let gpu = fresh_gpu().with_profiling();
+    assert!(gpu.is_profiling());
+    let x = Tensor::from_slice(&gpu, &[-1.0, 2.0, -3.0, 4.0, 5.0], &[5]).expect("upload");
+    let y = x.relu().expect("relu");
+    let z = y.add(&y).expect("add");
+    let _ = z.add(&x).expect("add");
+    gpu.sync().expect("sync");
+    let times = gpu.kernel_times();
+    let calls = |entry: &str| times.iter().find(|t| t.entry == entry).map(|t| t.calls);
+    assert_eq!(calls("unary_fwd"), Some(1), "{times:?}");
+    assert_eq!(calls("binary"), Some(2), "{times:?}");
+    assert!(times.iter().all(|t| t.seconds > 0.0), "{times:?}");
+    assert!(
+        times.windows(2).all(|w| w[0].seconds >= w[1].seconds),
+        "slowest first: {times:?}"
+    );
+    // Each dispatch waited for: nothing is left recorded, so no submission is pending.
+    let before = gpu.submission_count();
+    gpu.flush().expect("flush");
+    assert_eq!(gpu.submission_count(), before);
+    gpu.reset_kernel_times();
+    assert!(gpu.kernel_times().is_empty());
+    // An ordinary device books nothing.
+    let plain = crate::common::gpu();
+    let _ = Tensor::from_slice(&plain, &[1.0], &[1])
+        .expect("upload")
+        .relu()
+        .expect("relu");
+    assert!(!plain.is_profiling() && plain.kernel_times().is_empty());
 }

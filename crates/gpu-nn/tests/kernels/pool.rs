@@ -163,6 +163,35 @@ fn max_pool_forward_and_backward_match_cpu() {
 }
 
 #[test]
+fn tiling_max_pool_matches_cpu() {
+    // Windows that tile the plane exactly take the one-invocation-per-window kernels; the
+    // 13x11 cases above take the general ones. 12x10 is tiled by 2x2 and by 3x2 windows.
+    let shape = [3, 5, 12, 10];
+    let mut rng = Rng::new(12);
+    let smooth = rng.vec(numel(shape));
+    let ties: Vec<f32> = smooth.iter().map(|v| (v * 4.0).round() / 4.0).collect();
+    for opts in [MaxPool2dOpts::new(2), MaxPool2dOpts::rect(3, 2)] {
+        for (label, x) in [("random", &smooth), ("ties", &ties)] {
+            let what = format!("{label} {opts:?}");
+            let xt = param(x, &shape);
+            let (y, idx) = max_pool2d_with_indices(&xt, opts).expect("forward");
+            let (want_y, want_idx) = cpu::max_pool2d(x, shape, opts).expect("cpu forward");
+            assert_eq!(read(&y), want_y, "{what} forward");
+            assert_eq!(read(&idx), want_idx, "{what} argmax");
+            let r = Rng::new(7).vec(y.numel());
+            let g = y.backward_with(&upload(&r, y.shape())).expect("backward");
+            let want = cpu::max_pool2d_backward(x, shape, opts, &r).expect("cpu backward");
+            // One window per input: each gradient is copied or zero, exactly.
+            assert_eq!(
+                read(g.get(&xt).expect("grad of x")),
+                want,
+                "{what} backward"
+            );
+        }
+    }
+}
+
+#[test]
 fn max_pool_ties_pick_the_first_and_shared_maxima_add_gradients() {
     // Constant 3x3 plane, 2x2 windows, stride 1, padding 1: every window is a tie, so each
     // picks its first in-bounds tap, (max(oy-1, 0), max(ox-1, 0)).
