@@ -1,11 +1,13 @@
 // Browser test of the web app: serves the built page (target/dist by default), then
 //  1. with WebGPU (--enable-unsafe-webgpu, SwiftShader): autostarts MnistCnn training and
 //     asserts that steps advance and the loss falls; prints the img/s the page reports;
-//  2. without WebGPU: asserts the page shows the clear "no WebGPU" message.
+//  2. with WebGPU, the GAN tab (?tab=gan): the DCGAN trains, its losses come back finite and
+//     samples from the fixed noise are drawn;
+//  3. without WebGPU: asserts the page shows the clear "no WebGPU" message.
 // The page exposes its state as JSON in #nnlab-state (WebGPU canvases screenshot blank in
 // headless Chromium, so we read state, not pixels).
-// Usage: node run.mjs [dist dir]  (env: STEPS=8 BATCH=256 OPT=adam LR=0.003 TIMEOUT_S=400 OUT=dir
-// VERBOSE=1 prints every console line of the page)
+// Usage: node run.mjs [dist dir]  (env: STEPS=8 BATCH=256 OPT=adam LR=0.003 TIMEOUT_S=400
+// GAN_STEPS=3 OUT=dir; VERBOSE=1 prints every console line of the page)
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
@@ -19,6 +21,7 @@ const BATCH = Number(process.env.BATCH ?? 256);
 const OPT = process.env.OPT ?? 'adam';
 const LR = process.env.LR ?? '0.003';
 const TIMEOUT_S = Number(process.env.TIMEOUT_S ?? 400);
+const GAN_STEPS = Number(process.env.GAN_STEPS ?? 3);
 const OUT = process.env.OUT;
 if (!fs.existsSync(path.join(dist, 'index.html'))) {
   console.error(`no index.html in ${dist}: build the page first (trunk build, or scripts/web-build)`);
@@ -110,6 +113,30 @@ await test(`WebGPU: MnistCnn batch ${BATCH} (${OPT}, lr ${LR}) trains, steps adv
       fs.mkdirSync(OUT, { recursive: true });
       fs.writeFileSync(path.join(OUT, 'browser.json'), JSON.stringify({ ...s, mean_img_per_s: rate }, null, 1));
     }
+  }));
+
+await test(`WebGPU: the GAN tab trains the DCGAN (${GAN_STEPS} iterations) and shows samples`, () =>
+  withPage(WEBGPU, async (page) => {
+    await page.goto(`${base}?autostart&tab=gan`);
+    const deadline = Date.now() + TIMEOUT_S * 1000;
+    let g = null, seen = -1;
+    while (Date.now() < deadline) {
+      await page.waitForTimeout(1000);
+      const s = await state(page);
+      check(!['no-webgpu', 'no-gpu', 'error'].includes(s.status), `page says ${JSON.stringify(s)}`);
+      check(!s.error, `app error: ${s.error}`);
+      g = s.gan;
+      if (g && g.losses_back !== seen) {
+        seen = g.losses_back;
+        console.log(`  GAN iteration ${g.losses_back} D loss ${g.d_loss?.toFixed?.(4)} G loss ${g.g_loss?.toFixed?.(4)} samples from ${g.samples_step}`);
+      }
+      if (g && g.losses_back >= GAN_STEPS && g.samples_shown && g.samples_step > 0) break;
+    }
+    check(g, 'the GAN did not start');
+    check(g.losses_back >= GAN_STEPS, `only ${g.losses_back} GAN iterations in ${TIMEOUT_S} s`);
+    check(Number.isFinite(g.d_loss) && Number.isFinite(g.g_loss) && g.d_loss > 0 && g.g_loss > 0,
+      `losses ${g.d_loss}, ${g.g_loss}`);
+    check(g.samples_shown && g.samples_step > 0, `no samples drawn: ${JSON.stringify(g)}`);
   }));
 
 await test('without WebGPU: the page explains what is missing', () =>

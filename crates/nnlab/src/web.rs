@@ -40,6 +40,7 @@ fn launch_from_url() -> Launch {
         .unwrap_or_default();
     if let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) {
         launch.autostart = params.has("autostart");
+        launch.gan = params.get("tab").is_some_and(|t| t == "gan");
         launch.model = params.get("model").and_then(|m| ModelKind::from_name(&m));
         launch.batch = params.get("batch").and_then(|b| b.parse().ok());
         launch.opt = params.get("opt").and_then(|o| OptKind::from_name(&o));

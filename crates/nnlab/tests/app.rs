@@ -26,11 +26,14 @@ impl egui::DroppedFile for MemFile {
 }
 
 fn harness(batch: usize) -> Harness<'static, NnlabApp> {
-    let launch = Launch {
+    harness_with(Launch {
         model: Some(ModelKind::MnistCnn),
         batch: Some(batch),
         ..Launch::default()
-    };
+    })
+}
+
+fn harness_with(launch: Launch) -> Harness<'static, NnlabApp> {
     let setup = wgpu_configuration().wgpu_setup;
     let h = Harness::builder()
         .with_size(egui::vec2(1100.0, 760.0))
@@ -226,6 +229,22 @@ fn the_gan_tab_trains_and_shows_samples_drawn_on_the_gpu() {
         "samples outlived Reset"
     );
     assert_eq!(h.state().gan_losses(), 0);
+}
+
+#[test]
+fn launching_on_the_gan_tab_with_autostart_trains_the_gan_only() {
+    // What the page's `?autostart&tab=gan` and NNLAB_AUTOSTART=1 NNLAB_TAB=gan do.
+    let mut h = harness_with(Launch {
+        autostart: true,
+        gan: true,
+        batch: Some(8),
+        ..Launch::default()
+    });
+    h.step();
+    // The GAN tab is open: its pause button is there.
+    h.get_by_label("Pause GAN");
+    run_until(&mut h, 120, "GAN losses", |a| a.gan_losses() >= 2);
+    assert_eq!(train_points(h.state()), 0, "the classifier trained too");
 }
 
 #[test]

@@ -51,6 +51,8 @@ const TAG_DROP: u64 = 1;
 pub struct Launch {
     /// Start training at once.
     pub autostart: bool,
+    /// Open the GAN tab (and, with `autostart`, train the DCGAN instead of the classifier).
+    pub gan: bool,
     /// Model to start with.
     pub model: Option<ModelKind>,
     /// Batch size to start with.
@@ -67,8 +69,9 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// Reads `NNLAB_AUTOSTART`, `NNLAB_MODEL`, `NNLAB_BATCH`, `NNLAB_VAL_EVERY`, `NNLAB_OPT`,
-    /// `NNLAB_LR`, `NNLAB_SCREENSHOT` and `NNLAB_SCREENSHOT_STEPS` (native).
+    /// Reads `NNLAB_AUTOSTART`, `NNLAB_TAB` (`gan`), `NNLAB_MODEL`, `NNLAB_BATCH`,
+    /// `NNLAB_VAL_EVERY`, `NNLAB_OPT`, `NNLAB_LR`, `NNLAB_SCREENSHOT` and
+    /// `NNLAB_SCREENSHOT_STEPS` (native).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -77,6 +80,7 @@ impl Launch {
             .unwrap_or(30);
         Self {
             autostart: var("NNLAB_AUTOSTART").is_some_and(|v| v != "0"),
+            gan: var("NNLAB_TAB").is_some_and(|v| v == "gan"),
             model: var("NNLAB_MODEL").and_then(|m| ModelKind::from_name(&m)),
             batch: var("NNLAB_BATCH").and_then(|b| b.parse().ok()),
             val_every: var("NNLAB_VAL_EVERY").and_then(|b| b.parse().ok()),
@@ -283,7 +287,15 @@ impl NnlabApp {
             published_at: f64::NEG_INFINITY,
         };
         app.reset();
-        app.running = app.launch.autostart && app.session.is_some();
+        if app.launch.gan {
+            app.tab = Tab::Gan;
+            if app.launch.autostart {
+                app.new_gan();
+                app.gan_running = app.gan.is_some();
+            }
+        } else {
+            app.running = app.launch.autostart && app.session.is_some();
+        }
         app
     }
 
@@ -1022,6 +1034,15 @@ impl NnlabApp {
                 "error": self.error,
                 "drop": self.drop.top3.as_ref().map(|t| t.iter().map(|(n, p)| format!("{n}:{p:.3}")).collect::<Vec<_>>()),
                 "drop_error": self.drop.error,
+                "gan": self.gan.as_ref().map(|g| serde_json::json!({
+                    "running": self.gan_running,
+                    "steps": g.steps(),
+                    "losses_back": g.d_loss.len(),
+                    "d_loss": g.d_loss.last().map(|p| p[1]),
+                    "g_loss": g.g_loss.last().map(|p| p[1]),
+                    "samples_step": g.samples().map(|(step, _)| step),
+                    "samples_shown": self.picture("gan:samples").is_some(),
+                })),
             }),
             (None, None) => serde_json::json!({ "status": "error", "error": self.error }),
         };
