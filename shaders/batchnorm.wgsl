@@ -23,19 +23,6 @@ struct Params {
 var<workgroup> red_a: array<f32, 256>;
 var<workgroup> red_b: array<f32, 256>;
 
-// floor(a / b) for 1 <= b < 2^22 without an integer division: lavapipe has no vector
-// integer division and runs it lane by lane. An f32 estimate, one f32 step on the exact
-// remainder and a final +-1 check keep it exact.
-fn udiv(a: u32, b: u32) -> u32 {
-    let fb = f32(b);
-    let q0 = u32(f32(a) / fb);
-    let r = i32(a - q0 * b);
-    var q = u32(i32(q0) + i32(floor(f32(r) / fb)));
-    if (q * b > a) { q = q - 1u; }
-    if ((q + 1u) * b <= a) { q = q + 1u; }
-    return q;
-}
-
 // Walks the units k = lid, lid + 256, ... (k < N * s) of one channel as (image, offset)
 // with carried counters instead of a division per value; s is the plane size in units
 // (S values, or S / 4 vec4s).
@@ -67,11 +54,6 @@ fn walk_next(w: ptr<function, Walk>, s: u32) {
 
 fn hsum(v: vec4<f32>) -> f32 {
     return (v.x + v.y) + (v.z + v.w);
-}
-
-// Invocation index of a 1-D dispatch, 256 per workgroup, folded into y.
-fn linear(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid;
 }
 
 // Channel of element i.

@@ -22,7 +22,7 @@ struct Params {
 @compute @workgroup_size(256)
 fn channel_copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 256u + lid;
+    let i = linear(wid, nwg, lid);
     let block = p.len * p.inner;
     if (i >= p.n * block) { return; }
     let s = i / block;

@@ -70,11 +70,6 @@ fn mma(acc_in: mat4x4<f32>, tx: u32, ty: u32) -> mat4x4<f32> {
     return acc;
 }
 
-// 0 <= a < lim, per component.
-fn inside(a: vec4<i32>, lim: u32) -> vec4<bool> {
-    return (a >= vec4<i32>(0)) & (a < vec4<i32>(i32(lim)));
-}
-
 // Four loads at (possibly out-of-range) indices, zero where `ok` is false. Out-of-range
 // storage reads are defined in WebGPU; their values are discarded by the select.
 fn gather_fx(idx: vec4<i32>, ok: vec4<bool>) -> vec4<f32> {
@@ -325,7 +320,7 @@ fn conv_wgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 @compute @workgroup_size(256)
 fn sum_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 256u + lid;
+    let i = linear(wid, nwg, lid);
     if (i >= p.total) { return; }
     var acc = 0.0;
     for (var s = 0u; s < p.splits; s = s + 1u) {
@@ -420,7 +415,7 @@ fn conv_bias_grad4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn conv2d_naive(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let idx = (wid.y * nwg.x + wid.x) * 256u + lid;
+    let idx = linear(wid, nwg, lid);
     let hwo = p.ho * p.wo;
     if (idx >= p.n * p.cout * hwo) { return; }
     let ow = idx % p.wo;

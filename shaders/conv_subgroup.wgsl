@@ -51,11 +51,6 @@ const WG: u32 = 64u;
 // (SwiftShader). Set per device by `Gpu`.
 override LANES: u32 = 8u;
 
-// 0 <= a < lim, per component.
-fn inside(a: vec4<i32>, lim: u32) -> vec4<bool> {
-    return (a >= vec4<i32>(0)) & (a < vec4<i32>(i32(lim)));
-}
-
 // Texels per row of an operand texture (OPERAND_W in gpu.rs).
 const OPERAND_W: u32 = 1024u;
 

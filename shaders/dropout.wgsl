@@ -33,7 +33,7 @@ fn pcg4(v: vec4<u32>) -> vec4<u32> {
 @compute @workgroup_size(256)
 fn dropout_mask_mul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 256u + lid;
+    let i = linear(wid, nwg, lid);
     if (i * 4u >= p.n) { return; }
     let e = vec4<u32>(i * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
     let h = pcg4(pcg4((e / p.group) ^ vec4<u32>(p.key0)) + p.key1);

@@ -30,10 +30,6 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-fn linear(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid;
-}
-
 // --- sgd(param, grad): no momentum
 @group(0) @binding(1) var<storage, read_write> s_param: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> s_grad: array<vec4<f32>>;

@@ -47,7 +47,7 @@ fn sum_mid(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(256)
 fn broadcast_mid(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    let idx = (wid.y * nwg.x + wid.x) * 256u + lid;
+    let idx = linear(wid, nwg, lid);
     if (idx >= p.outer * p.r * p.inner) { return; }
     let ii = idx % p.inner;
     let oo = idx / (p.r * p.inner);

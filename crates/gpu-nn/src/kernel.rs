@@ -40,7 +40,11 @@ pub(crate) struct Kernel {
 macro_rules! kernels {
     ($file:literal; $($name:ident = $entry:literal [$($acc:ident),*]
         $(($($cname:ident = $cval:literal),*))?),* $(,)?) => {
-        const SOURCE: &str = include_str!(concat!("../../../../shaders/", $file));
+        // Every file gets the shared helpers of `common.wgsl` first (WGSL has no include).
+        const SOURCE: &str = concat!(
+            include_str!(concat!("../../../../shaders/", "common.wgsl")),
+            include_str!(concat!("../../../../shaders/", $file))
+        );
         $(
             pub(crate) static $name: $crate::kernel::Kernel = $crate::kernel::Kernel {
                 file: $file,

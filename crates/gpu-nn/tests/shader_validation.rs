@@ -1,5 +1,6 @@
-//! Every `.wgsl` file in `shaders/` must parse and validate with naga. Reports all failures
-//! at once and fails if the folder is missing or empty.
+//! Every `.wgsl` file in `shaders/` must parse and validate with naga, with `common.wgsl`
+//! (the shared helpers) prepended as the crate does. Reports all failures at once and fails
+//! if the folder is missing or empty.
 
 use std::path::PathBuf;
 
@@ -11,12 +12,20 @@ fn every_shader_validates() {
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
+        .filter(|p| !p.ends_with("common.wgsl"))
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no .wgsl files in {}", dir.display());
+    let common = std::fs::read_to_string(dir.join("common.wgsl")).expect("shaders/common.wgsl");
     let mut failures = Vec::new();
+    // The prelude alone: valid, and no entry points or bindings to clash with a file's.
+    match naga::front::wgsl::parse_str(&common) {
+        Ok(m) if m.entry_points.is_empty() && m.global_variables.is_empty() => {}
+        Ok(_) => failures.push("common.wgsl: has entry points or bindings".to_string()),
+        Err(e) => failures.push(format!("common.wgsl: {}", e.emit_to_string(&common))),
+    }
     for f in &files {
-        let src = std::fs::read_to_string(f).expect("readable shader");
+        let src = common.clone() + &std::fs::read_to_string(f).expect("readable shader");
         let module = match naga::front::wgsl::parse_str(&src) {
             Ok(m) => m,
             Err(e) => {
