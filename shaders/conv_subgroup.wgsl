@@ -38,7 +38,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-// Output rows per workgroup: NB blocks of LANES (1, 2 or 4, picked per layer: more rows
+// Output rows per workgroup: NB blocks of LANES (1 to 4, picked per layer: more rows
 // share each loaded column, fewer rows waste less on layers with few channels). Lanes
 // 0..LANES-1 of each subgroup load one row of each block for everyone.
 override NB: u32 = 1u;
@@ -184,10 +184,8 @@ fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
                 }
                 rank1(&acc0, load_fw(wrow.x + k, aok.x), b);
                 if (NB > 1u) { rank1(&acc1, load_fw(wrow.y + k, aok.y), b); }
-                if (NB > 2u) {
-                    rank1(&acc2, load_fw(wrow.z + k, aok.z), b);
-                    rank1(&acc3, load_fw(wrow.w + k, aok.w), b);
-                }
+                if (NB > 2u) { rank1(&acc2, load_fw(wrow.z + k, aok.z), b); }
+                if (NB > 3u) { rank1(&acc3, load_fw(wrow.w + k, aok.w), b); }
                 k = k + 1u;
             }
         }
@@ -293,10 +291,8 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
                     let wi = wk + kj;
                     rank1(&acc0, load_dwt(wi.x, aok.x), b);
                     if (NB > 1u) { rank1(&acc1, load_dwt(wi.y, aok.y), b); }
-                    if (NB > 2u) {
-                        rank1(&acc2, load_dwt(wi.z, aok.z), b);
-                        rank1(&acc3, load_dwt(wi.w, aok.w), b);
-                    }
+                    if (NB > 2u) { rank1(&acc2, load_dwt(wi.z, aok.z), b); }
+                    if (NB > 3u) { rank1(&acc3, load_dwt(wi.w, aok.w), b); }
                 }
             }
         }
@@ -315,10 +311,8 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
                 let wi = wk + co * cg * khw;
                 rank1(&acc0, load_dwt(wi.x, aok.x), b);
                 if (NB > 1u) { rank1(&acc1, load_dwt(wi.y, aok.y), b); }
-                if (NB > 2u) {
-                    rank1(&acc2, load_dwt(wi.z, aok.z), b);
-                    rank1(&acc3, load_dwt(wi.w, aok.w), b);
-                }
+                if (NB > 2u) { rank1(&acc2, load_dwt(wi.z, aok.z), b); }
+                if (NB > 3u) { rank1(&acc3, load_dwt(wi.w, aok.w), b); }
             }
         }
     }
@@ -413,10 +407,8 @@ fn conv_wgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
         let gi = b * p.cout * hwo + gyrow + oh * p.wo + ow;
         rank1(&acc0, load_wgy(gi.x, aok.x), bv);
         if (NB > 1u) { rank1(&acc1, load_wgy(gi.y, aok.y), bv); }
-        if (NB > 2u) {
-            rank1(&acc2, load_wgy(gi.z, aok.z), bv);
-            rank1(&acc3, load_wgy(gi.w, aok.w), bv);
-        }
+        if (NB > 2u) { rank1(&acc2, load_wgy(gi.z, aok.z), bv); }
+        if (NB > 3u) { rank1(&acc3, load_wgy(gi.w, aok.w), bv); }
         ow = ow + 1u;
         if (ow == p.wo) {
             ow = 0u;
@@ -505,10 +497,8 @@ fn conv_wgrad_sg_row(@builtin(workgroup_id) wid: vec3<u32>,
         let gi = b * p.cout * hwo + gyrow + oh * p.wo + ow;
         rank1(&acc0, load_wgy(gi.x, aok.x), win);
         if (NB > 1u) { rank1(&acc1, load_wgy(gi.y, aok.y), win); }
-        if (NB > 2u) {
-            rank1(&acc2, load_wgy(gi.z, aok.z), win);
-            rank1(&acc3, load_wgy(gi.w, aok.w), win);
-        }
+        if (NB > 2u) { rank1(&acc2, load_wgy(gi.z, aok.z), win); }
+        if (NB > 3u) { rank1(&acc3, load_wgy(gi.w, aok.w), win); }
         ow = ow + 1u;
         slide = true;
         if (ow == p.wo) {

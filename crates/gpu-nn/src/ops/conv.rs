@@ -33,38 +33,40 @@ mod sg {
     kernels!("conv_subgroup.wgsl";
         CONV_FWD_SG8 = "conv_fwd_sg" [T, T, R, W],
         CONV_FWD_SG16 = "conv_fwd_sg" [T, T, R, W] (NB = 2),
+        CONV_FWD_SG24 = "conv_fwd_sg" [T, T, R, W] (NB = 3),
         CONV_FWD_SG32 = "conv_fwd_sg" [T, T, R, W] (NB = 4),
         CONV_FWD_SG8_ROW = "conv_fwd_sg" [T, T, R, W] (ROW = 1),
         CONV_FWD_SG16_ROW = "conv_fwd_sg" [T, T, R, W] (NB = 2, ROW = 1),
+        CONV_FWD_SG24_ROW = "conv_fwd_sg" [T, T, R, W] (NB = 3, ROW = 1),
         CONV_FWD_SG32_ROW = "conv_fwd_sg" [T, T, R, W] (NB = 4, ROW = 1),
         CONV_DGRAD_SG8 = "conv_dgrad_sg" [T, T, R, W],
         CONV_DGRAD_SG16 = "conv_dgrad_sg" [T, T, R, W] (NB = 2),
+        CONV_DGRAD_SG24 = "conv_dgrad_sg" [T, T, R, W] (NB = 3),
         CONV_DGRAD_SG32 = "conv_dgrad_sg" [T, T, R, W] (NB = 4),
         CONV_DGRAD_SG8_ROW = "conv_dgrad_sg" [T, T, R, W] (ROW = 1),
         CONV_DGRAD_SG16_ROW = "conv_dgrad_sg" [T, T, R, W] (NB = 2, ROW = 1),
+        CONV_DGRAD_SG24_ROW = "conv_dgrad_sg" [T, T, R, W] (NB = 3, ROW = 1),
         CONV_DGRAD_SG32_ROW = "conv_dgrad_sg" [T, T, R, W] (NB = 4, ROW = 1),
         CONV_WGRAD_SG8 = "conv_wgrad_sg" [T, T, W],
         CONV_WGRAD_SG16 = "conv_wgrad_sg" [T, T, W] (NB = 2),
+        CONV_WGRAD_SG24 = "conv_wgrad_sg" [T, T, W] (NB = 3),
         CONV_WGRAD_SG32 = "conv_wgrad_sg" [T, T, W] (NB = 4),
         CONV_WGRAD_SG8_ROW = "conv_wgrad_sg_row" [T, T, W],
         CONV_WGRAD_SG16_ROW = "conv_wgrad_sg_row" [T, T, W] (NB = 2),
+        CONV_WGRAD_SG24_ROW = "conv_wgrad_sg_row" [T, T, W] (NB = 3),
         CONV_WGRAD_SG32_ROW = "conv_wgrad_sg_row" [T, T, W] (NB = 4),
     );
 
-    /// Rows per workgroup (1, 2 or 4 blocks of `lanes` rows) for a GEMM with `m` rows, and
-    /// the matching kernel.
+    /// Rows per workgroup (1 to 4 blocks of `lanes` rows) for a GEMM with `m` rows, and
+    /// the matching kernel: the fewest blocks that hold `m`, so 20 channels on 8 lanes
+    /// compute 24 rows, not 32.
     pub(super) fn rows(
         m: usize,
         lanes: usize,
-        kernels: [&'static Kernel; 3],
+        kernels: [&'static Kernel; 4],
     ) -> (usize, &'static Kernel) {
-        if m <= lanes {
-            (lanes, kernels[0])
-        } else if m <= 2 * lanes {
-            (2 * lanes, kernels[1])
-        } else {
-            (4 * lanes, kernels[2])
-        }
+        let blocks = m.div_ceil(lanes).clamp(1, 4);
+        (blocks * lanes, kernels[blocks - 1])
     }
     use crate::kernel::Kernel;
 }
@@ -244,10 +246,16 @@ fn fwd_raw(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Tenso
             [
                 &sg::CONV_FWD_SG8_ROW,
                 &sg::CONV_FWD_SG16_ROW,
+                &sg::CONV_FWD_SG24_ROW,
                 &sg::CONV_FWD_SG32_ROW,
             ]
         } else {
-            [&sg::CONV_FWD_SG8, &sg::CONV_FWD_SG16, &sg::CONV_FWD_SG32]
+            [
+                &sg::CONV_FWD_SG8,
+                &sg::CONV_FWD_SG16,
+                &sg::CONV_FWD_SG24,
+                &sg::CONV_FWD_SG32,
+            ]
         };
         let (rows, kernel) = sg::rows(m, x.gpu().subgroup_lanes(), kernels);
         let dims = sg_grid("conv2d", m, rows, n, SG_COLS, g.groups, g)?;
@@ -285,12 +293,14 @@ fn dgrad_raw(gy: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Te
             [
                 &sg::CONV_DGRAD_SG8_ROW,
                 &sg::CONV_DGRAD_SG16_ROW,
+                &sg::CONV_DGRAD_SG24_ROW,
                 &sg::CONV_DGRAD_SG32_ROW,
             ]
         } else {
             [
                 &sg::CONV_DGRAD_SG8,
                 &sg::CONV_DGRAD_SG16,
+                &sg::CONV_DGRAD_SG24,
                 &sg::CONV_DGRAD_SG32,
             ]
         };
@@ -339,6 +349,7 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
             [
                 &sg::CONV_WGRAD_SG8_ROW,
                 &sg::CONV_WGRAD_SG16_ROW,
+                &sg::CONV_WGRAD_SG24_ROW,
                 &sg::CONV_WGRAD_SG32_ROW,
             ],
         );
@@ -350,6 +361,7 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
             [
                 &sg::CONV_WGRAD_SG8,
                 &sg::CONV_WGRAD_SG16,
+                &sg::CONV_WGRAD_SG24,
                 &sg::CONV_WGRAD_SG32,
             ],
         );
