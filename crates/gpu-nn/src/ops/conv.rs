@@ -58,14 +58,16 @@ mod sg {
     );
 
     /// Rows per workgroup (1 to 4 blocks of `lanes` rows) for a GEMM with `m` rows, and
-    /// the matching kernel: the fewest blocks that hold `m`, so 20 channels on 8 lanes
-    /// compute 24 rows, not 32.
+    /// the matching kernel: as few workgroups along m as 4 blocks allow (each loads its
+    /// columns once), then the fewest blocks that still cover m with that many. 20 channels
+    /// take 24 rows on 8 lanes (3 blocks) and on 4 lanes (2 workgroups of 3), not 32.
     pub(super) fn rows(
         m: usize,
         lanes: usize,
         kernels: [&'static Kernel; 4],
     ) -> (usize, &'static Kernel) {
-        let blocks = m.div_ceil(lanes).clamp(1, 4);
+        let groups = m.div_ceil(4 * lanes).max(1);
+        let blocks = m.div_ceil(groups * lanes).clamp(1, 4);
         (blocks * lanes, kernels[blocks - 1])
     }
     use crate::kernel::Kernel;
@@ -919,5 +921,35 @@ pub mod cpu {
             },
         );
         (to_f32(dx), to_f32(dw), bias_grad(gy, ys))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sg;
+
+    #[test]
+    fn subgroup_row_tiles_take_few_workgroups_then_few_rows() {
+        let k = [
+            &sg::CONV_FWD_SG8,
+            &sg::CONV_FWD_SG16,
+            &sg::CONV_FWD_SG24,
+            &sg::CONV_FWD_SG32,
+        ];
+        let rows = |m, lanes| sg::rows(m, lanes, k).0;
+        // (channels, lanes) -> rows per workgroup
+        for (m, lanes, want) in [
+            (1, 8, 8),
+            (10, 8, 16),
+            (16, 8, 16),
+            (20, 8, 24),
+            (64, 8, 32),
+            (10, 4, 12),
+            (20, 4, 12),
+            (32, 4, 16),
+        ] {
+            assert_eq!(rows(m, lanes), want, "{m} channels on {lanes} lanes");
+        }
+        assert_eq!(sg::rows(20, 8, k).1.name, "CONV_FWD_SG24");
     }
 }
