@@ -88,6 +88,9 @@ fn row_window_cases() {
     };
     conv2d_case("row window 3x3", [2, 3, 7, 8], [20, 3, 3, 3], p(1, 1), 13);
     conv2d_case("row window 5x5", [2, 4, 6, 12], [9, 4, 5, 5], p(1, 2), 14);
+    // Nine kernel columns: a long row window forward and backward; the weight gradient
+    // takes the general kernel (its row window holds at most four columns).
+    conv2d_case("row window 3x9", [2, 3, 7, 12], [5, 3, 3, 9], p(1, 4), 19);
     let sh2 = Conv2dOpts {
         stride: (2, 1),
         dilation: (2, 1),
