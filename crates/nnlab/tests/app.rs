@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use nnlab::app::{Launch, NnlabApp, session::ModelKind, wgpu_configuration};
+use nnlab::app::session::ModelKind;
+use nnlab::app::{Launch, NnlabApp, wgpu_configuration};
 
 /// A dropped file with bytes in memory (what the native integration reads from disk).
 #[derive(Debug)]
@@ -109,6 +110,31 @@ fn start_grows_the_curve_and_pause_stops_it() {
     assert_eq!(train_points(h.state()), n, "steps ran while paused");
     // The step counter is on screen.
     h.get_by_label_contains(&format!("step {n} "));
+    // Five steps in one burst: one readback brings back a point for each of them.
+    let s = h.state_mut().session.as_mut().expect("session");
+    assert!(s.burst() >= 1, "idle, yet no step may be submitted");
+    s.step_many(0.0, 5).expect("burst");
+    assert_eq!(s.in_flight(), 1, "a burst is one readback");
+    let cpu = h
+        .state()
+        .gpu()
+        .is_some_and(|g| g.adapter_info().device_type == gpu_nn::wgpu::DeviceType::Cpu);
+    if cpu {
+        // A CPU adapter waits for the burst before the next one.
+        assert_eq!(h.state().session.as_ref().map(|s| s.burst()), Some(0));
+    }
+    run_until(&mut h, 60, "the burst", |a| {
+        a.session.as_ref().is_some_and(|s| s.in_flight() == 0)
+    });
+    let s = h.state().session.as_ref().expect("session");
+    let tail: Vec<f64> = s.history.train_loss[n..].iter().map(|p| p[0]).collect();
+    let want: Vec<f64> = (n + 1..=n + 5).map(|i| i as f64).collect();
+    assert_eq!(tail, want);
+    assert!(
+        s.history.train_loss[n..]
+            .iter()
+            .all(|p| p[1].is_finite() && p[1] > 0.0)
+    );
 }
 
 /// First-layer filters as they are now on the GPU.

@@ -448,10 +448,16 @@ impl NnlabApp {
             s.set_momentum(self.settings.momentum)?;
         }
         if self.running {
-            while s.can_step() {
-                s.step(now)?;
-                if t0.elapsed().as_secs_f64() > STEP_BUDGET_S {
-                    break;
+            let burst = s.burst();
+            if self.cpu_adapter {
+                // One readback for the burst: the UI wakes (and draws) once for all of it.
+                s.step_many(now, burst)?;
+            } else {
+                for _ in 0..burst {
+                    s.step(now)?;
+                    if t0.elapsed().as_secs_f64() > STEP_BUDGET_S {
+                        break;
+                    }
                 }
             }
         }

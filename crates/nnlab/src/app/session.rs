@@ -18,6 +18,8 @@ use crate::data::{Bundled, Dataset};
 /// Loss readbacks allowed in flight: the host never runs more than this many steps ahead of
 /// the GPU, so queued work (and memory) stays bounded.
 pub const MAX_IN_FLIGHT: usize = 3;
+/// Training time one burst of steps aims at on a CPU adapter (see [`Session::burst`]).
+pub const CPU_BURST_S: f64 = 1.0;
 
 /// Steps allowed in flight on `gpu`. A CPU driver (lavapipe, SwiftShader) runs the UI's
 /// drawing on the same cores and the same queue, behind every queued step: one step ahead
@@ -230,10 +232,11 @@ impl Opt {
 }
 
 /// A step whose loss and correct count are on their way back.
+/// Steps submitted together, whose (loss, correct) pairs come back in one readback.
 struct PendingStep {
     read: Readback,
-    step: u64,
-    images: usize,
+    /// (step number, images) of each step, in order.
+    steps: Vec<(u64, usize)>,
 }
 
 /// A validation pass in flight: one readback of (loss sum, correct) per batch.
@@ -424,6 +427,25 @@ impl Session {
         self.pending.len() < max_in_flight(&self.gpu)
     }
 
+    /// Steps to submit in this frame. On a GPU: as many as [`Session::can_step`] allows
+    /// (the caller also bounds them by time). On a CPU adapter, where every frame is drawn
+    /// by the cores that train, a burst once the last one is back: enough steps for about
+    /// [`CPU_BURST_S`] (1 to 8), so a frame costs a fraction of the training time at small
+    /// batches (in headless Chromium a frame costs about as much as a MnistCnn step of 64).
+    pub fn burst(&self) -> usize {
+        if max_in_flight(&self.gpu) > 1 {
+            return MAX_IN_FLIGHT.saturating_sub(self.pending.len());
+        }
+        if !self.pending.is_empty() {
+            return 0;
+        }
+        let step_s = self
+            .img_per_s()
+            .filter(|r| *r > 0.0)
+            .map_or(CPU_BURST_S, |r| self.settings.batch as f64 / r);
+        ((CPU_BURST_S / step_s).floor() as usize).clamp(1, 8)
+    }
+
     /// The learning rate the next step uses.
     pub fn lr(&mut self) -> f32 {
         self.opt.as_dyn().lr()
@@ -457,6 +479,36 @@ impl Session {
 
     /// Records and submits one training step (one submission, ending in the loss readback).
     pub fn step(&mut self, now: f64) -> Result<()> {
+        self.step_many(now, 1)
+    }
+
+    /// `k` training steps whose losses come back in one readback (one wake-up of the UI
+    /// for all of them; see [`Session::burst`]). Each step is submitted on its own.
+    pub fn step_many(&mut self, now: f64, k: usize) -> Result<()> {
+        let mut parts = Vec::with_capacity(k);
+        let mut steps = Vec::with_capacity(k);
+        for i in 0..k {
+            parts.push(self.record_step()?);
+            steps.push((self.steps, self.settings.batch.min(self.order.len())));
+            if i + 1 < k {
+                self.gpu.flush()?;
+            }
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        // Loss and correct count of every step in one readback, which also submits the last.
+        let read = cat_channels(&refs)?.read()?;
+        self.pending.push_back(PendingStep { read, steps });
+        if self.rate.marks.is_empty() {
+            self.rate.mark(now, self.images_done);
+        }
+        Ok(())
+    }
+
+    /// Records one step; returns its [1, 2] (loss, correct count).
+    fn record_step(&mut self) -> Result<Tensor> {
         let n = self.settings.batch.min(self.order.len());
         if self.cursor + n > self.order.len() {
             // Next epoch: reshuffle.
@@ -480,25 +532,16 @@ impl Session {
         let loss = cross_entropy(&logits, &y)?;
         let grads = loss.backward()?;
         self.opt.as_dyn().step(&grads)?;
-        // Loss and correct count in one readback, which also submits the step.
         let count = correct_count(&logits.detach(), &y)?;
         let both = cat_channels(&[&loss.detach().reshape(&[1, 1])?, &count.reshape(&[1, 1])?])?;
         self.steps += 1;
-        self.pending.push_back(PendingStep {
-            read: both.read()?,
-            step: self.steps,
-            images: n,
-        });
-        if self.rate.marks.is_empty() {
-            self.rate.mark(now, self.images_done);
-        }
         if self.settings.val_every > 0
             && self.steps.is_multiple_of(self.settings.val_every)
             && self.val.is_none()
         {
             self.start_validation()?;
         }
-        Ok(())
+        Ok(both)
     }
 
     /// Submits a validation pass over the whole validation set (results come back later).
@@ -597,21 +640,23 @@ impl Session {
         self.gpu.poll();
         while let Some(p) = self.pending.front_mut() {
             let Some(v) = p.read.try_take()? else { break };
-            let (step, images) = (p.step, p.images);
+            let steps = std::mem::take(&mut p.steps);
             self.pending.pop_front();
-            let (loss, correct) = (v[0], v[1]);
-            if !loss.is_finite() {
-                bail!(
-                    "the loss became {loss} at step {step}: training diverged (lower the learning rate and press Reset)"
-                );
+            for (&(step, images), pair) in steps.iter().zip(v.chunks_exact(2)) {
+                let (loss, correct) = (pair[0], pair[1]);
+                if !loss.is_finite() {
+                    bail!(
+                        "the loss became {loss} at step {step}: training diverged (lower the learning rate and press Reset)"
+                    );
+                }
+                self.history.train_loss.push([step as f64, f64::from(loss)]);
+                self.history
+                    .train_acc
+                    .push([step as f64, f64::from(correct) / images as f64]);
+                self.last_loss = Some(loss);
+                self.last_step_done = step;
+                self.images_done += images as u64;
             }
-            self.history.train_loss.push([step as f64, f64::from(loss)]);
-            self.history
-                .train_acc
-                .push([step as f64, f64::from(correct) / images as f64]);
-            self.last_loss = Some(loss);
-            self.last_step_done = step;
-            self.images_done += images as u64;
             self.rate.mark(now, self.images_done);
         }
         if let Some(val) = &mut self.val {
