@@ -336,6 +336,17 @@ fn sum_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 
 var<workgroup> partial: array<f32, 256>;
 
+// Tree sum (fixed order) of every lane's `acc` into db[c]; called in uniform control flow.
+fn store_channel_sum(lid: u32, valid: bool, c: u32, acc: f32) {
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s = s >> 1u) {
+        if (lid < s) { partial[lid] = partial[lid] + partial[lid + s]; }
+        workgroupBarrier();
+    }
+    if (valid && lid == 0u) { bdb[c] = partial[0]; }
+}
+
 @compute @workgroup_size(256)
 fn conv_bias_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
@@ -360,13 +371,7 @@ fn conv_bias_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
             }
         }
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if (lid < s) { partial[lid] = partial[lid] + partial[lid + s]; }
-        workgroupBarrier();
-    }
-    if (valid && lid == 0u) { bdb[c] = partial[0]; }
+    store_channel_sum(lid, valid, c, acc);
 }
 
 // --- conv_bias_grad4(gy, db): conv_bias_grad for ho * wo % 4 == 0, a vec4 per load (CPU
@@ -396,13 +401,7 @@ fn conv_bias_grad4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
             }
         }
     }
-    partial[lid] = (acc.x + acc.y) + (acc.z + acc.w);
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if (lid < s) { partial[lid] = partial[lid] + partial[lid + s]; }
-        workgroupBarrier();
-    }
-    if (valid && lid == 0u) { bdb[c] = partial[0]; }
+    store_channel_sum(lid, valid, c, (acc.x + acc.y) + (acc.z + acc.w));
 }
 
 // --- conv2d_naive(x, w, b, y): one output per invocation, direct loops. The benchmark's

@@ -32,6 +32,12 @@ fn first_tap(s: i32, d: i32) -> i32 {
     return s + i32(udiv(u32(-s + d - 1), u32(d))) * d;
 }
 
+// Whether tap value v replaces the window's maximum so far: strictly greater keeps the
+// first of ties; every NaN wins (the last one stays).
+fn takes_max(found: bool, v: f32, best: f32) -> bool {
+    return !found || v > best || is_nan(v);
+}
+
 // --- max_fwd(x, y, argmax)
 @group(0) @binding(1) var<storage, read> mx: array<f32>;
 @group(0) @binding(2) var<storage, read_write> my: array<f32>;
@@ -63,8 +69,7 @@ fn max_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         for (var x = first_tap(ws, dw); x < we; x += dw) {
             let k = u32(y) * p.w + u32(x);
             let v = mx[base + k];
-            // Strictly greater keeps the first of ties; every NaN wins (the last one stays).
-            if (!found || v > best || is_nan(v)) {
+            if (takes_max(found, v, best)) {
                 best = v;
                 arg = f32(k);
                 found = true;
@@ -137,8 +142,7 @@ fn max_tiled_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         for (var x = 0u; x < p.kw; x++) {
             let e = row0 + y * p.w + x;
             let v = tx[e];
-            // Strictly greater keeps the first of ties; every NaN wins (the last one stays).
-            if (!found || v > best || is_nan(v)) {
+            if (takes_max(found, v, best)) {
                 best = v;
                 arg = f32(e - plane0);
                 found = true;
