@@ -7,7 +7,8 @@
 //   conv_dgrad dx = W^T * col(gy)    M = cin/g,  N = n*h*w,         K = cout/g*kh*kw
 //   conv_wgrad dw = gy * im2col(x)^T M = cout/g, N = cin/g*kh*kw,   K = n*ho*wo
 // conv_transpose2d reuses them: its forward is conv_dgrad, its input gradient conv_fwd, its
-// weight gradient conv_wgrad with x and gy swapped.
+// weight gradient conv_wgrad with x and gy swapped. Strided layers take col2im (below) for
+// the input gradient: a matmul computes W^T gy, col2im sums each input pixel's taps.
 //
 // Tiles: BM x BN outputs per workgroup with BN = 64 and BM = 16, 32 or 64 (an override
 // constant picked per layer, so layers with few channels do not compute padding rows), K step
@@ -402,6 +403,67 @@ fn conv_bias_grad4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         }
     }
     store_channel_sum(lid, valid, c, (acc.x + acc.y) + (acc.z + acc.w));
+}
+
+// --- col2im(cols, b, dx): the input gradient's second half where it goes through a GEMM
+// (`dgrad_gemm`: layers with strides, or small outputs of wide kernels, where most taps of
+// conv_dgrad's gather are empty). cols is [n, cin*kh*kw, ho*wo] = W^T gy per image;
+// dx[b, c, ih, iw] = bias[c] + the sum over taps (ki, kj) that reach an output pixel
+// (ih + ph - ki*dh = oh*sh, likewise for w) of cols[b, (c kh + ki) kw + kj, oh wo + ow].
+// One input pixel per invocation, 1-D grid.
+@group(0) @binding(1) var<storage, read> ccols: array<f32>;
+@group(0) @binding(2) var<storage, read> cb: array<f32>;
+@group(0) @binding(3) var<storage, read_write> cdx: array<f32>;
+
+// The output index t / s reached by tap offset t, or -1 where there is none (t < 0, the
+// stride does not divide t, or t / s >= lim).
+fn tap_index(t: i32, s: u32, lim: u32) -> i32 {
+    if (t < 0) { return -1; }
+    let q = udivmod(u32(t), s);
+    if (q.y != 0u || q.x >= lim) { return -1; }
+    return i32(q.x);
+}
+
+@compute @workgroup_size(256)
+fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let idx = linear(wid, nwg, lid);
+    let hw = p.h * p.w;
+    if (idx >= p.n * p.cin * hw) { return; }
+    let plane = udivmod(idx, hw); // (b * cin + c, pixel)
+    let hp = udivmod(plane.y, p.w); // (ih, iw)
+    let c = plane.x - udiv(plane.x, p.cin) * p.cin;
+    let hwo = p.ho * p.wo;
+    let base = plane.x * p.kh * p.kw * hwo;
+    var acc = 0.0;
+    if (p.has_bias != 0u) { acc = cb[c]; }
+    let th = i32(hp.x + p.ph);
+    let tw = i32(hp.y + p.pw);
+    // Only every stride-th tap can reach an output pixel; with dilation 1 those are the
+    // taps from th % sh on (a 4x shorter loop at stride 2).
+    var ki0 = 0u;
+    var kis = 1u;
+    if (p.dh == 1u) {
+        ki0 = udivmod(u32(th), p.sh).y;
+        kis = p.sh;
+    }
+    var kj0 = 0u;
+    var kjs = 1u;
+    if (p.dw == 1u) {
+        kj0 = udivmod(u32(tw), p.sw).y;
+        kjs = p.sw;
+    }
+    for (var ki = ki0; ki < p.kh; ki = ki + kis) {
+        let oh = tap_index(th - i32(ki * p.dh), p.sh, p.ho);
+        if (oh < 0) { continue; }
+        let rowb = base + ki * p.kw * hwo + u32(oh) * p.wo;
+        for (var kj = kj0; kj < p.kw; kj = kj + kjs) {
+            let ow = tap_index(tw - i32(kj * p.dw), p.sw, p.wo);
+            if (ow < 0) { continue; }
+            acc = acc + ccols[rowb + kj * hwo + u32(ow)];
+        }
+    }
+    cdx[idx] = acc;
 }
 
 // --- conv2d_naive(x, w, b, y): one output per invocation, direct loops. The benchmark's

@@ -3,7 +3,9 @@
 //!
 //! Three tiled implicit-GEMM kernels do all the work (see `shaders/conv.wgsl`): conv2d's
 //! forward, its input gradient (a gather, no atomics) and its weight gradient (split over K
-//! when the output is small). `conv_transpose2d` is composed from the same three: its forward
+//! when the output is small). Where the output has a third of the input's pixels or fewer
+//! (strides), the input gradient is a matmul of W^T with gy instead, folded back onto the
+//! input by `col2im`. `conv_transpose2d` is composed from the same three: its forward
 //! is conv2d's input gradient, its input gradient is conv2d's forward and its weight gradient
 //! is conv2d's weight gradient with input and output gradient swapped.
 
@@ -23,6 +25,7 @@ kernels!("conv.wgsl";
     CONV_WGRAD_32 = "conv_wgrad" [R, R, W] (BM = 32),
     CONV_WGRAD = "conv_wgrad" [R, R, W],
     SUM_SPLITS = "sum_splits" [R, W],
+    COL2IM = "col2im" [R, R, W],
     CONV_BIAS_GRAD = "conv_bias_grad" [R, W],
     CONV_BIAS_GRAD4 = "conv_bias_grad4" [R, W],
     CONV2D_NAIVE = "conv2d_naive" [R, R, R, W],
@@ -281,9 +284,47 @@ fn fwd_raw(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Tenso
     Ok(y)
 }
 
+/// Largest column matrix of the GEMM route of the input gradient (bytes).
+const COLS_MAX_BYTES: u64 = 128 << 20;
+
+/// Whether conv2d's input gradient for `g` goes through a GEMM and `col2im` rather than the
+/// direct gather. The gather visits every tap of every input pixel, the GEMM every tap of
+/// every output pixel, so where the output has far fewer pixels than the input (4x with
+/// stride 2) most of the gather's taps are empty. The GEMM stores its whole column matrix
+/// and `col2im` reads it back, which costs as much as it saves below a 3x ratio (measured
+/// on lavapipe and SwiftShader with MnistCnn's conv2: 12x12 from 8x8, 2.25x, no gain).
+/// Single-group layers whose column matrix fits one binding.
+/// `max_binding` is the device's largest binding in bytes.
+fn dgrad_by_gemm(g: &Geom, max_binding: u64) -> bool {
+    let cols = (g.n * g.cin * g.kh * g.kw * g.ho * g.wo) as u64 * 4;
+    g.groups == 1 && g.h * g.w >= 3 * g.ho * g.wo && cols <= max_binding.min(COLS_MAX_BYTES)
+}
+
+/// The input gradient as a GEMM and a gather: cols[b] = W^T gy[b] ([cin kh kw, ho wo] per
+/// image, every entry a useful product), then `col2im` sums each input pixel's taps.
+fn dgrad_gemm(gy: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
+    const OP: &str = "conv2d backward (input)";
+    let khw = g.kh * g.kw;
+    let w2 = w.detach().reshape(&[g.cout, g.cin * khw])?;
+    let gy3 = gy.detach().reshape(&[g.n, g.cout, g.ho * g.wo])?;
+    let cols = super::matmul::matmul_shared_a(&w2, &gy3, true)?;
+    let dx = Tensor::uninit(gy.gpu(), OP, &g.x_shape())?;
+    let bias = b.unwrap_or(w);
+    gy.gpu().dispatch(
+        &COL2IM,
+        &g.params(b.is_some(), 1, 0, 0).0,
+        &[cols.buf(), bias.buf(), dx.buf()],
+        groups(dx.numel(), 256),
+    );
+    Ok(dx)
+}
+
 /// dx = conv2d input gradient of `gy` (shape y) for geometry `g`, plus an optional bias per
 /// input channel (conv_transpose2d's forward).
 fn dgrad_raw(gy: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Tensor> {
+    if dgrad_by_gemm(g, gy.gpu().max_binding_bytes()) {
+        return dgrad_gemm(gy, w, b, g);
+    }
     let dx = Tensor::uninit(gy.gpu(), "conv2d backward (input)", &g.x_shape())?;
     let m = g.cin / g.groups;
     let n = g.n * g.h * g.w;
@@ -926,7 +967,56 @@ pub mod cpu {
 
 #[cfg(test)]
 mod tests {
-    use super::sg;
+    use super::{Geom, dgrad_by_gemm, sg};
+
+    #[test]
+    fn input_gradient_takes_the_gemm_where_the_gather_would_hit_empty_taps() {
+        let geom = |n, c, hw: (usize, usize), k, s, p, ohw: (usize, usize), groups| Geom {
+            n,
+            cin: c,
+            h: hw.0,
+            w: hw.1,
+            cout: 8,
+            ho: ohw.0,
+            wo: ohw.1,
+            kh: k,
+            kw: k,
+            stride: (s, s),
+            padding: (p, p),
+            dilation: (1, 1),
+            groups,
+        };
+        let big = 1 << 30;
+        // MnistCnn's conv2: 144 input pixels, 64 outputs, not enough to pay for the GEMM.
+        assert!(!dgrad_by_gemm(
+            &geom(64, 10, (12, 12), 5, 1, 0, (8, 8), 1),
+            big
+        ));
+        // A 7x7 kernel on 12x12: 144 from 36.
+        assert!(dgrad_by_gemm(
+            &geom(64, 10, (12, 12), 7, 1, 0, (6, 6), 1),
+            big
+        ));
+        // Stride 2 (DCGAN, ResNet's downsampling).
+        assert!(dgrad_by_gemm(
+            &geom(32, 16, (14, 14), 4, 2, 1, (7, 7), 1),
+            big
+        ));
+        // Same-size 3x3: every tap of the gather is useful.
+        assert!(!dgrad_by_gemm(
+            &geom(32, 16, (14, 14), 3, 1, 1, (14, 14), 1),
+            big
+        ));
+        // Grouped layers keep the gather.
+        assert!(!dgrad_by_gemm(
+            &geom(32, 16, (14, 14), 4, 2, 1, (7, 7), 2),
+            big
+        ));
+        // A column matrix past the binding limit keeps the gather: 64*10*49*36*4 bytes.
+        let wide = geom(64, 10, (12, 12), 7, 1, 0, (6, 6), 1);
+        assert!(!dgrad_by_gemm(&wide, 64 * 10 * 49 * 36 * 4 - 4));
+        assert!(dgrad_by_gemm(&wide, 64 * 10 * 49 * 36 * 4));
+    }
 
     #[test]
     fn subgroup_row_tiles_take_few_workgroups_then_few_rows() {

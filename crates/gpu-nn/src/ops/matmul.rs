@@ -41,13 +41,22 @@ fn matmul_sg(
     d: Dims,
 ) -> Result<Tensor> {
     const OP: &str = "matmul";
-    let Dims { batch, m, k, n } = d;
+    let Dims {
+        batch,
+        m,
+        k,
+        n,
+        a_batch,
+        rank3,
+    } = d;
     // op(A)[m, k] = a[m * a_m + k * a_k]; op(B)[k, n] = b[k * b_k + n * b_n].
     let (a_m, a_k) = if trans_a { (1, m) } else { (k, 1) };
     let (b_k, b_n) = if trans_b { (1, k) } else { (n, 1) };
     let sg_rows = SG_BLOCKS * a.gpu().subgroup_lanes();
+    // Work done, padding included: whole row blocks by whole workgroups of columns (the
+    // lanes past the last column of a workgroup run all the same).
     let padded =
-        |rows: usize, cols: usize| rows.next_multiple_of(sg_rows) * cols.next_multiple_of(4);
+        |rows: usize, cols: usize| rows.next_multiple_of(sg_rows) * cols.next_multiple_of(SG_COLS);
     let swap = padded(n, m) < padded(m, n);
     // (rows, cols, r strides (i, k), l strides (k, j), c strides (i, j), bias mode)
     let (rows, cols, r_s, l_s, c_s, bias_mode) = if swap {
@@ -64,11 +73,7 @@ fn matmul_sg(
         a.shape(),
         b.shape()
     );
-    let out_shape: Vec<usize> = if a.shape().len() == 3 {
-        vec![batch, m, n]
-    } else {
-        vec![m, n]
-    };
+    let out_shape: Vec<usize> = if rank3 { vec![batch, m, n] } else { vec![m, n] };
     let c = Tensor::uninit(a.gpu(), OP, &out_shape)?;
     let p = Params::new()
         .u(rows)
@@ -82,9 +87,9 @@ fn matmul_sg(
         .u(c_s.0)
         .u(c_s.1);
     let (r, l, r_batch, l_batch) = if swap {
-        (b, a, k * n, m * k)
+        (b, a, k * n, a_batch)
     } else {
-        (a, b, m * k, k * n)
+        (a, b, a_batch, k * n)
     };
     let p = p.u(r_batch).u(l_batch).u(m * n);
     let l_vec = l_s.1 == 1 && cols % 4 == 0 && l_s.0 % 4 == 0 && l_batch % 4 == 0;
@@ -117,6 +122,10 @@ struct Dims {
     m: usize,
     k: usize,
     n: usize,
+    /// Elements between A's batches: m * k, or 0 when one A serves every batch of B.
+    a_batch: usize,
+    /// Whether the product is [batch, m, n] rather than [m, n].
+    rank3: bool,
 }
 
 /// Splits a rank-2 or rank-3 shape into (batch, rows, cols).
@@ -168,7 +177,14 @@ fn dims(
             bias.shape()
         );
     }
-    Ok(Dims { batch: ba, m, k, n })
+    Ok(Dims {
+        batch: ba,
+        m,
+        k,
+        n,
+        a_batch: m * k,
+        rank3: a.shape().len() == 3,
+    })
 }
 
 /// A kernel with the outputs each workgroup covers (columns, rows, batches) and the op name
@@ -186,9 +202,9 @@ fn launch(
     trans_a: bool,
     trans_b: bool,
     bias: Option<&Tensor>,
+    d: Dims,
 ) -> Result<Tensor> {
-    let d = dims(op, a, b, trans_a, trans_b, bias)?;
-    let out_shape: Vec<usize> = if a.shape().len() == 3 {
+    let out_shape: Vec<usize> = if d.rank3 {
         vec![d.batch, d.m, d.n]
     } else {
         vec![d.m, d.n]
@@ -213,7 +229,7 @@ fn launch(
         .u(d.n)
         .u(d.k)
         .u(flags)
-        .u(d.m * d.k)
+        .u(d.a_batch)
         .u(d.k * d.n)
         .u(d.m * d.n)
         .u(0);
@@ -239,12 +255,68 @@ pub(crate) fn matmul_raw(
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
     let d = dims("matmul", a, b, trans_a, trans_b, bias)?;
+    product(a, b, trans_a, trans_b, bias, d)
+}
+
+/// op(A) @ B[i] for every batch i of `b` ([B, K, N]), one `a` ([M, K], or [K, M] when
+/// `trans_a`) shared by all: [B, M, N], untracked. The GEMM half of the scatter-free
+/// convolution input gradient.
+pub(crate) fn matmul_shared_a(a: &Tensor, b: &Tensor, trans_a: bool) -> Result<Tensor> {
+    const OP: &str = "matmul";
+    let [ar, ac] = *a.shape() else {
+        return Err(crate::error::shape_err(
+            OP,
+            format!(
+                "shared left operand must be [rows, cols], got {:?}",
+                a.shape()
+            ),
+        ));
+    };
+    let [batch, k, n] = *b.shape() else {
+        return Err(crate::error::shape_err(
+            OP,
+            format!(
+                "right operand must be [batch, rows, cols], got {:?}",
+                b.shape()
+            ),
+        ));
+    };
+    let (m, ka) = if trans_a { (ac, ar) } else { (ar, ac) };
+    ensure_shape!(
+        ka == k,
+        OP,
+        "inner dimensions differ: {:?}{} @ {:?}",
+        a.shape(),
+        if trans_a { "^T" } else { "" },
+        b.shape()
+    );
+    let d = Dims {
+        batch,
+        m,
+        k,
+        n,
+        a_batch: 0,
+        rank3: true,
+    };
+    product(a, b, trans_a, false, None, d)
+}
+
+/// Dispatches the product `d` of checked operands with the best kernel for the device.
+fn product(
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    bias: Option<&Tensor>,
+    d: Dims,
+) -> Result<Tensor> {
     if a.gpu().uses_subgroups() && a.gpu().texels_fit(&[a, b]) {
         return matmul_sg(a, b, trans_a, trans_b, bias, d);
     }
     // The vec4 kernels read whole vec4s along each operand's contiguous dimension and write
     // C by vec4 rows; small products waste most of their 128x128 tile.
-    let vec4_ok = d.k % 4 == 0 && d.n % 4 == 0 && (!trans_a || d.m % 4 == 0);
+    let vec4_ok =
+        d.k.is_multiple_of(4) && d.n.is_multiple_of(4) && (!trans_a || d.m.is_multiple_of(4));
     let big = d.m * d.n >= 64 * 128;
     let l = if vec4_ok && big {
         let kernel = match (trans_a, trans_b) {
@@ -265,7 +337,7 @@ pub(crate) fn matmul_raw(
             op: "matmul",
         }
     };
-    launch(l, a, b, trans_a, trans_b, bias)
+    launch(l, a, b, trans_a, trans_b, bias, d)
 }
 
 /// A @ B with the one-output-per-invocation kernel, untracked: the benchmark's reference.
@@ -276,7 +348,8 @@ pub fn matmul_naive(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         grid: [16, 16, 1],
         op: "matmul_naive",
     };
-    launch(l, a, b, false, false, None)
+    let d = dims(l.op, a, b, false, false, None)?;
+    launch(l, a, b, false, false, None, d)
 }
 
 impl Tensor {

@@ -197,6 +197,21 @@ fn conv2d_odd_shapes_match_cpu() {
         groups: 1,
     };
     conv2d_case("mixed pairs", [3, 6, 13, 11], [5, 6, 2, 3], o, 2);
+    // One group, strides and dilation: the input gradient goes through the GEMM and
+    // col2im, whose tap loop walks every tap where the dilation is not 1.
+    let o = Conv2dOpts {
+        stride: (2, 3),
+        padding: (1, 2),
+        dilation: (2, 1),
+        groups: 1,
+    };
+    conv2d_case(
+        "strided and dilated, one group",
+        [2, 3, 13, 11],
+        [5, 3, 3, 2],
+        o,
+        7,
+    );
 }
 
 #[test]
