@@ -335,7 +335,7 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
 
 // --- conv_wgrad_sg(x, gy, part): the weight gradient as in conv.wgsl's conv_wgrad. Rows
 // are output channels (gy broadcast from lanes 0..LANES-1), four columns (ci, ki, kj) per
-// invocation and only WGW = 16 invocations per workgroup (weights have few columns; the
+// invocation and only WGW (16 or 8) invocations per workgroup (weights have few columns; the
 // parallelism comes from splitting the pixels k, slice s = wid.z % splits). Pixels are walked
 // with carried counters instead of divisions.
 // Grid (ceil(cin/groups*kh*kw / 64), ceil(cout/groups / LANES NB), groups * splits).
@@ -357,7 +357,9 @@ fn load_wgy(i: u32, ok: bool) -> f32 {
     return v;
 }
 
-const WGW: u32 = 16u;
+// Invocations per workgroup: 16, or 8 for weights of at most 32 columns (MnistCnn's conv1:
+// 25), where the second half would be whole subgroups with no column to compute.
+override WGW: u32 = 16u;
 
 @compute @workgroup_size(WGW)
 fn conv_wgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,

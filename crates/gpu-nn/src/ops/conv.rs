@@ -54,6 +54,10 @@ mod sg {
         CONV_WGRAD_SG16 = "conv_wgrad_sg" [T, T, W] (NB = 2),
         CONV_WGRAD_SG24 = "conv_wgrad_sg" [T, T, W] (NB = 3),
         CONV_WGRAD_SG32 = "conv_wgrad_sg" [T, T, W] (NB = 4),
+        CONV_WGRAD_SG8_NARROW = "conv_wgrad_sg" [T, T, W] (WGW = 8),
+        CONV_WGRAD_SG16_NARROW = "conv_wgrad_sg" [T, T, W] (NB = 2, WGW = 8),
+        CONV_WGRAD_SG24_NARROW = "conv_wgrad_sg" [T, T, W] (NB = 3, WGW = 8),
+        CONV_WGRAD_SG32_NARROW = "conv_wgrad_sg" [T, T, W] (NB = 4, WGW = 8),
         CONV_WGRAD_SG8_ROW = "conv_wgrad_sg_row" [T, T, W],
         CONV_WGRAD_SG16_ROW = "conv_wgrad_sg_row" [T, T, W] (NB = 2),
         CONV_WGRAD_SG24_ROW = "conv_wgrad_sg_row" [T, T, W] (NB = 3),
@@ -80,6 +84,8 @@ mod sg {
 /// fewer invocations).
 const SG_COLS: usize = 256;
 const SG_WGRAD_COLS: usize = 64; // 16 invocations x 4
+/// Columns per workgroup of its narrow twin, for weights of at most that many columns.
+const SG_WGRAD_NARROW_COLS: usize = 32; // 8 invocations x 4
 /// (ci, ki) pairs per workgroup of the row-window weight gradient (one per invocation).
 const SG_WGRAD_PAIRS: usize = 16;
 
@@ -397,6 +403,18 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
             ],
         );
         (rows, g.cin / g.groups * g.kh, SG_WGRAD_PAIRS, kernel)
+    } else if subgroups && ncols <= SG_WGRAD_NARROW_COLS {
+        let (rows, kernel) = sg::rows(
+            m,
+            x.gpu().subgroup_lanes(),
+            [
+                &sg::CONV_WGRAD_SG8_NARROW,
+                &sg::CONV_WGRAD_SG16_NARROW,
+                &sg::CONV_WGRAD_SG24_NARROW,
+                &sg::CONV_WGRAD_SG32_NARROW,
+            ],
+        );
+        (rows, ncols, SG_WGRAD_NARROW_COLS, kernel)
     } else if subgroups {
         let (rows, kernel) = sg::rows(
             m,
