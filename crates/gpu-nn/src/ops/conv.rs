@@ -391,42 +391,44 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
     // their grid columns are (ci, ki) pairs, 16 per workgroup.
     let row = subgroups && g.kw <= 4 && g.stride.1 == 1 && g.dilation.1 == 1;
     // (tile rows, grid columns to cover, columns per workgroup, kernel)
-    let (bm, gcols, bn, kernel) = if row {
-        let (rows, kernel) = sg::rows(
-            m,
-            x.gpu().subgroup_lanes(),
-            [
-                &sg::CONV_WGRAD_SG8_ROW,
-                &sg::CONV_WGRAD_SG16_ROW,
-                &sg::CONV_WGRAD_SG24_ROW,
-                &sg::CONV_WGRAD_SG32_ROW,
-            ],
-        );
-        (rows, g.cin / g.groups * g.kh, SG_WGRAD_PAIRS, kernel)
-    } else if subgroups && ncols <= SG_WGRAD_NARROW_COLS {
-        let (rows, kernel) = sg::rows(
-            m,
-            x.gpu().subgroup_lanes(),
-            [
-                &sg::CONV_WGRAD_SG8_NARROW,
-                &sg::CONV_WGRAD_SG16_NARROW,
-                &sg::CONV_WGRAD_SG24_NARROW,
-                &sg::CONV_WGRAD_SG32_NARROW,
-            ],
-        );
-        (rows, ncols, SG_WGRAD_NARROW_COLS, kernel)
-    } else if subgroups {
-        let (rows, kernel) = sg::rows(
-            m,
-            x.gpu().subgroup_lanes(),
-            [
-                &sg::CONV_WGRAD_SG8,
-                &sg::CONV_WGRAD_SG16,
-                &sg::CONV_WGRAD_SG24,
-                &sg::CONV_WGRAD_SG32,
-            ],
-        );
-        (rows, ncols, SG_WGRAD_COLS, kernel)
+    let (bm, gcols, bn, kernel) = if subgroups {
+        // (kernels by row blocks, grid columns to cover, columns per workgroup)
+        let (kernels, gcols, bn) = if row {
+            (
+                [
+                    &sg::CONV_WGRAD_SG8_ROW,
+                    &sg::CONV_WGRAD_SG16_ROW,
+                    &sg::CONV_WGRAD_SG24_ROW,
+                    &sg::CONV_WGRAD_SG32_ROW,
+                ],
+                g.cin / g.groups * g.kh,
+                SG_WGRAD_PAIRS,
+            )
+        } else if ncols <= SG_WGRAD_NARROW_COLS {
+            (
+                [
+                    &sg::CONV_WGRAD_SG8_NARROW,
+                    &sg::CONV_WGRAD_SG16_NARROW,
+                    &sg::CONV_WGRAD_SG24_NARROW,
+                    &sg::CONV_WGRAD_SG32_NARROW,
+                ],
+                ncols,
+                SG_WGRAD_NARROW_COLS,
+            )
+        } else {
+            (
+                [
+                    &sg::CONV_WGRAD_SG8,
+                    &sg::CONV_WGRAD_SG16,
+                    &sg::CONV_WGRAD_SG24,
+                    &sg::CONV_WGRAD_SG32,
+                ],
+                ncols,
+                SG_WGRAD_COLS,
+            )
+        };
+        let (rows, kernel) = sg::rows(m, x.gpu().subgroup_lanes(), kernels);
+        (rows, gcols, bn, kernel)
     } else {
         let (bm, kernel) = tile_rows(m, [&CONV_WGRAD_16, &CONV_WGRAD_32, &CONV_WGRAD]);
         (bm, ncols, TILE_N, kernel)

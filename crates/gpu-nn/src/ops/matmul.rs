@@ -32,14 +32,7 @@ const SG_COLS: usize = 256;
 /// op(A) @ op(B) (+ bias) with the subgroup kernel, putting the larger of M and N on the
 /// lanes (computing C^T = op(B)^T op(A)^T through strides when that wastes less). Both
 /// operands are read from operand textures (callers check that they fit).
-fn matmul_sg(
-    a: &Tensor,
-    b: &Tensor,
-    trans_a: bool,
-    trans_b: bool,
-    bias: Option<&Tensor>,
-    d: Dims,
-) -> Result<Tensor> {
+fn matmul_sg(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, d: Dims) -> Result<Tensor> {
     const OP: &str = "matmul";
     let Dims {
         batch,
@@ -48,6 +41,8 @@ fn matmul_sg(
         n,
         a_batch,
         rank3,
+        trans_a,
+        trans_b,
     } = d;
     // op(A)[m, k] = a[m * a_m + k * a_k]; op(B)[k, n] = b[k * b_k + n * b_n].
     let (a_m, a_k) = if trans_a { (1, m) } else { (k, 1) };
@@ -126,6 +121,9 @@ struct Dims {
     a_batch: usize,
     /// Whether the product is [batch, m, n] rather than [m, n].
     rank3: bool,
+    /// Whether A is stored [k, m] and B [n, k].
+    trans_a: bool,
+    trans_b: bool,
 }
 
 /// Splits a rank-2 or rank-3 shape into (batch, rows, cols).
@@ -184,6 +182,8 @@ fn dims(
         n,
         a_batch: m * k,
         rank3: a.shape().len() == 3,
+        trans_a,
+        trans_b,
     })
 }
 
@@ -199,8 +199,6 @@ fn launch(
     Launch { kernel, grid, op }: Launch,
     a: &Tensor,
     b: &Tensor,
-    trans_a: bool,
-    trans_b: bool,
     bias: Option<&Tensor>,
     d: Dims,
 ) -> Result<Tensor> {
@@ -223,7 +221,8 @@ fn launch(
         b.shape()
     );
     let c = Tensor::uninit(a.gpu(), op, &out_shape)?;
-    let flags = usize::from(trans_a) | usize::from(trans_b) << 1 | usize::from(bias.is_some()) << 2;
+    let flags =
+        usize::from(d.trans_a) | usize::from(d.trans_b) << 1 | usize::from(bias.is_some()) << 2;
     let p = Params::new()
         .u(d.m)
         .u(d.n)
@@ -255,7 +254,7 @@ pub(crate) fn matmul_raw(
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
     let d = dims("matmul", a, b, trans_a, trans_b, bias)?;
-    product(a, b, trans_a, trans_b, bias, d)
+    product(a, b, bias, d)
 }
 
 /// op(A) @ B[i] for every batch i of `b` ([B, K, N]), one `a` ([M, K], or [K, M] when
@@ -297,29 +296,24 @@ pub(crate) fn matmul_shared_a(a: &Tensor, b: &Tensor, trans_a: bool) -> Result<T
         n,
         a_batch: 0,
         rank3: true,
+        trans_a,
+        trans_b: false,
     };
-    product(a, b, trans_a, false, None, d)
+    product(a, b, None, d)
 }
 
 /// Dispatches the product `d` of checked operands with the best kernel for the device.
-fn product(
-    a: &Tensor,
-    b: &Tensor,
-    trans_a: bool,
-    trans_b: bool,
-    bias: Option<&Tensor>,
-    d: Dims,
-) -> Result<Tensor> {
+fn product(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, d: Dims) -> Result<Tensor> {
     if a.gpu().uses_subgroups() && a.gpu().texels_fit(&[a, b]) {
-        return matmul_sg(a, b, trans_a, trans_b, bias, d);
+        return matmul_sg(a, b, bias, d);
     }
     // The vec4 kernels read whole vec4s along each operand's contiguous dimension and write
     // C by vec4 rows; small products waste most of their 128x128 tile.
     let vec4_ok =
-        d.k.is_multiple_of(4) && d.n.is_multiple_of(4) && (!trans_a || d.m.is_multiple_of(4));
+        d.k.is_multiple_of(4) && d.n.is_multiple_of(4) && (!d.trans_a || d.m.is_multiple_of(4));
     let big = d.m * d.n >= 64 * 128;
     let l = if vec4_ok && big {
-        let kernel = match (trans_a, trans_b) {
+        let kernel = match (d.trans_a, d.trans_b) {
             (false, false) => &MATMUL_V4_NN,
             (true, false) => &MATMUL_V4_TN,
             (false, true) => &MATMUL_V4_NT,
@@ -337,7 +331,7 @@ fn product(
             op: "matmul",
         }
     };
-    launch(l, a, b, trans_a, trans_b, bias, d)
+    launch(l, a, b, bias, d)
 }
 
 /// A @ B with the one-output-per-invocation kernel, untracked: the benchmark's reference.
@@ -349,7 +343,7 @@ pub fn matmul_naive(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         op: "matmul_naive",
     };
     let d = dims(l.op, a, b, false, false, None)?;
-    launch(l, a, b, false, false, None, d)
+    launch(l, a, b, None, d)
 }
 
 impl Tensor {
