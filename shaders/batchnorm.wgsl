@@ -1,8 +1,10 @@
 // Batch normalization over a [N, C, S] view (S = product of the spatial dims, 1 for [N, C]).
 // Statistics are per channel over the M = N * S values of that channel.
-// Each kernel has a vec4 twin (`*4`) for S % 4 == 0, where a vec4 never straddles two
-// channels: one load instruction per four values, which CPU drivers (lavapipe) charge per
-// instruction, not per byte. Buffers are whole vec4s (the pool rounds to 16 bytes).
+// Each kernel has a vec4 twin for S % 4 == 0, where a vec4 never straddles two channels: one
+// load per four values, which CPU drivers (lavapipe) charge per instruction, not per byte.
+// Buffers are whole vec4s (the pool rounds to 16 bytes). The elementwise twins (`*4`) read
+// storage buffers; the two per-channel reductions (`*_t`) read operand textures and serve
+// CPU drivers only, where a texel gather beats a storage load (GPUs take the scalar ones).
 // `save` holds what backward needs: save[c] = mean, save[C + c] = 1 / sqrt(var + eps)
 // (batch statistics in training, running statistics in evaluation).
 
@@ -138,24 +140,23 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (valid && lid == 0u) { save_batch(c, mean, red_a[0]); }
 }
 
-@group(0) @binding(1) var<storage, read> sx4: array<vec4<f32>>;
+// bn_stats_t: bn_stats reading x from an operand texture (`Gpu::dispatch_texels`), a vec4
+// per load, for CPU drivers in training where S % 4 == 0 (a texel then stays in one
+// channel's plane). Lavapipe: 1.5-1.8x bn_stats' vec4 storage loads.
+@group(0) @binding(1) var tx: texture_2d<f32>;
 
 @compute @workgroup_size(256)
-fn bn_stats4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) lid: u32) {
+fn bn_stats_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
     let c = wid.y * nwg.x + wid.x;
     let valid = c < p.c;
     let s4 = p.s / 4u;
     let m4 = p.n * s4;
-    if (p.training == 0u) {
-        if (valid && lid == 0u) { save_running(c); }
-        return;
-    }
     var acc = vec4<f32>(0.0);
     if (valid) {
         var w = walk_start(lid, s4);
         for (var k = lid; k < m4; k = k + 256u) {
-            acc = acc + sx4[walk_index(w, c, s4)];
+            acc = acc + texel4(tx, walk_index(w, c, s4));
             walk_next(&w, s4);
         }
     }
@@ -168,7 +169,7 @@ fn bn_stats4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     if (valid) {
         var w = walk_start(lid, s4);
         for (var k = lid; k < m4; k = k + 256u) {
-            let d = sx4[walk_index(w, c, s4)] - mean;
+            let d = texel4(tx, walk_index(w, c, s4)) - mean;
             dev = dev + d * d;
             walk_next(&w, s4);
         }
@@ -253,12 +254,18 @@ fn bn_bwd_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
 }
 
-@group(0) @binding(1) var<storage, read> rx4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> rg4: array<vec4<f32>>;
+// bn_bwd_reduce_t(x, g, save, dbeta, dgamma): bn_bwd_reduce reading x and g from operand
+// textures (both first: `Gpu::dispatch_texels` binds its textures before the buffers), for
+// CPU drivers where S % 4 == 0.
+@group(0) @binding(1) var rtx: texture_2d<f32>;
+@group(0) @binding(2) var rtg: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read> rtsave: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rtdbeta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> rtdgamma: array<f32>;
 
 @compute @workgroup_size(256)
-fn bn_bwd_reduce4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
+fn bn_bwd_reduce_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
     let c = wid.y * nwg.x + wid.x;
     let valid = c < p.c;
     let s4 = p.s / 4u;
@@ -266,14 +273,14 @@ fn bn_bwd_reduce4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     var sg = vec4<f32>(0.0);
     var sgx = vec4<f32>(0.0);
     if (valid) {
-        let mean = rsave[c];
-        let invstd = rsave[p.c + c];
+        let mean = rtsave[c];
+        let invstd = rtsave[p.c + c];
         var w = walk_start(lid, s4);
         for (var k = lid; k < m4; k = k + 256u) {
             let j = walk_index(w, c, s4);
-            let g = rg4[j];
+            let g = texel4(rtg, j);
             sg = sg + g;
-            sgx = sgx + g * (rx4[j] - mean) * invstd;
+            sgx = sgx + g * (texel4(rtx, j) - mean) * invstd;
             walk_next(&w, s4);
         }
     }
@@ -281,8 +288,8 @@ fn bn_bwd_reduce4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     red_b[lid] = hsum(sgx);
     tree_sum2(lid);
     if (valid && lid == 0u) {
-        rdbeta[c] = red_a[0];
-        rdgamma[c] = red_b[0];
+        rtdbeta[c] = red_a[0];
+        rtdgamma[c] = red_b[0];
     }
 }
 

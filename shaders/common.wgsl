@@ -37,3 +37,26 @@ fn is_nan(v: f32) -> bool {
 fn inside(a: vec4<i32>, lim: u32) -> vec4<bool> {
     return (a >= vec4<i32>(0)) & (a < vec4<i32>(i32(lim)));
 }
+
+// Texels per row of an operand texture (OPERAND_W in gpu.rs). `Gpu::dispatch_texels` copies
+// an operand's buffer into an rgba32float texture, flat element e in texel e / 4, component
+// e % 4: lavapipe fetches texels with branch-free gathers, where a storage-buffer load with
+// a per-lane address is a loop over the lanes (2-3x the cost of a conv kernel's arithmetic).
+const OPERAND_W: u32 = 1024u;
+
+// Where flat element e of an operand texture lives.
+fn texel_at(e: u32) -> vec2<u32> {
+    let t = e / 4u;
+    return vec2<u32>(t % OPERAND_W, t / OPERAND_W);
+}
+
+// Flat element e of an operand texture. An index out of range reads a texel the caller
+// discards.
+fn texel(t: texture_2d<f32>, e: u32) -> f32 {
+    return textureLoad(t, texel_at(e), 0)[e % 4u];
+}
+
+// Elements 4 i .. 4 i + 3 of an operand texture.
+fn texel4(t: texture_2d<f32>, i: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(i % OPERAND_W, i / OPERAND_W), 0);
+}

@@ -9,8 +9,9 @@
 // 64 invocations x 4 columns (pixels); lanes 0..L-1 of every subgroup each load one weight
 // per L-row block and `subgroupBroadcast` hands it to all lanes (a register shuffle), so each
 // k costs NB + 4 loads for 4 L NB multiply-adds, with no workgroup memory and no barriers. The
-// loads read rgba32float textures (see `texel`), which lavapipe fetches with branch-free
-// gathers: 1.3-2.6x faster than the same kernels reading storage buffers. The k loops run
+// loads read rgba32float textures (`texel` in common.wgsl), which lavapipe fetches with
+// branch-free gathers: 1.3-2.6x faster than the same kernels reading storage buffers. The k
+// loops run
 // over (channel, kernel row, kernel column) directly, so no index is divided inside them.
 
 struct Params {
@@ -50,19 +51,6 @@ const WG: u32 = 64u;
 // Rows per block, one per lane that loads them: 8, or 4 where subgroups have 4 lanes
 // (SwiftShader). Set per device by `Gpu`.
 override LANES: u32 = 8u;
-
-// Texels per row of an operand texture (OPERAND_W in gpu.rs).
-const OPERAND_W: u32 = 1024u;
-
-// Flat element e of an operand texture: texel e / 4, component e % 4. Operands (inputs,
-// weights, output gradients) are read from rgba32float textures that `Gpu::dispatch_texels`
-// fills from their buffers: lavapipe fetches texels with branch-free gathers, where a
-// storage-buffer load with a per-lane address is a loop over the lanes (2-3x the cost of
-// the whole kernel's arithmetic). An index out of range reads a texel the caller discards.
-fn texel(t: texture_2d<f32>, e: u32) -> f32 {
-    let i = e / 4u;
-    return textureLoad(t, vec2<u32>(i % OPERAND_W, i / OPERAND_W), 0)[e % 4u];
-}
 
 // Eight accumulator rows of four columns each.
 struct Acc {

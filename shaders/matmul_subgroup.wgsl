@@ -53,15 +53,6 @@ override LANES: u32 = 8u;
 // Set when every lane's four columns are one aligned texel of L: l_j == 1 and cols, l_k and
 // l_batch multiples of 4.
 override L_VEC: bool = false;
-// Texels per row of an operand texture (OPERAND_W in gpu.rs).
-const OPERAND_W: u32 = 1024u;
-
-// Where flat element e of an operand lives: texel e / 4, component e % 4.
-fn texel_at(e: u32) -> vec2<u32> {
-    let t = e / 4u;
-    return vec2<u32>(t % OPERAND_W, t / OPERAND_W);
-}
-
 struct Acc {
     r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>,
     r4: vec4<f32>, r5: vec4<f32>, r6: vec4<f32>, r7: vec4<f32>,

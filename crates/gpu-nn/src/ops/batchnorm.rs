@@ -3,6 +3,7 @@
 
 use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape};
+use crate::gpu::Gpu;
 use crate::kernel::{Kernel, Params, groups, kernels};
 use crate::tensor::Tensor;
 
@@ -11,18 +12,16 @@ kernels!("batchnorm.wgsl";
     BN_APPLY = "bn_apply" [R, R, R, R, W],
     BN_BWD_REDUCE = "bn_bwd_reduce" [R, R, R, W, W],
     BN_BWD_DX = "bn_bwd_dx" [R, R, R, R, R, R, W],
-    BN_STATS4 = "bn_stats4" [R, W, W, W],
+    BN_STATS_T = "bn_stats_t" [T, W, W, W],
     BN_APPLY4 = "bn_apply4" [R, R, R, R, W],
-    BN_BWD_REDUCE4 = "bn_bwd_reduce4" [R, R, R, W, W],
+    BN_BWD_REDUCE_T = "bn_bwd_reduce_t" [T, T, R, W, W],
     BN_BWD_DX4 = "bn_bwd_dx4" [R, R, R, R, R, R, W],
 );
 
-/// The kernels for one layout: the vec4 ones when S % 4 == 0 (a vec4 then stays within one
-/// channel's plane).
+/// The elementwise kernels for one layout: the vec4 ones when S % 4 == 0 (a vec4 then stays
+/// within one channel's plane).
 struct BnKernels {
-    stats: &'static Kernel,
     apply: &'static Kernel,
-    bwd_reduce: &'static Kernel,
     bwd_dx: &'static Kernel,
 }
 
@@ -51,21 +50,24 @@ impl Dims {
     fn kernels(self) -> (usize, BnKernels) {
         if self.s.is_multiple_of(4) {
             let k = BnKernels {
-                stats: &BN_STATS4,
                 apply: &BN_APPLY4,
-                bwd_reduce: &BN_BWD_REDUCE4,
                 bwd_dx: &BN_BWD_DX4,
             };
             (4, k)
         } else {
             let k = BnKernels {
-                stats: &BN_STATS,
                 apply: &BN_APPLY,
-                bwd_reduce: &BN_BWD_REDUCE,
                 bwd_dx: &BN_BWD_DX,
             };
             (1, k)
         }
+    }
+
+    /// Whether the per-channel reductions over `operands` read them from operand textures:
+    /// on CPU drivers (the devices the subgroup kernels serve), where a texel gather costs
+    /// less than a storage load, when a texel stays in one channel (S % 4 == 0).
+    fn texel_reductions(self, gpu: &Gpu, operands: &[&Tensor]) -> bool {
+        self.s.is_multiple_of(4) && gpu.uses_subgroups() && gpu.texels_fit(operands)
     }
 
     fn numel(self) -> usize {
@@ -150,12 +152,19 @@ pub fn batch_norm(
     let save = Tensor::uninit(gpu, "batch_norm stats", &[2, d.c])?;
     let p = d.params(training, weight.is_some(), bias.is_some(), momentum, eps);
     let (per, k) = d.kernels();
-    gpu.dispatch(
-        k.stats,
-        &p.0,
-        &[x.buf(), save.buf(), running_mean.buf(), running_var.buf()],
-        [d.c as u32, 1, 1],
-    );
+    let stats_out = [save.buf(), running_mean.buf(), running_var.buf()];
+    // Evaluation only copies the running statistics: no texture copy of x for that.
+    if training && d.texel_reductions(gpu, &[x]) {
+        gpu.dispatch_texels(&BN_STATS_T, &p.0, &[x], &stats_out, [d.c as u32, 1, 1])?;
+    } else {
+        let [save, rm, rv] = stats_out;
+        gpu.dispatch(
+            &BN_STATS,
+            &p.0,
+            &[x.buf(), save, rm, rv],
+            [d.c as u32, 1, 1],
+        );
+    }
     let y = Tensor::uninit(gpu, "batch_norm", shape)?;
     // Absent affine parameters: bind `save` as a dummy the kernel ignores.
     let wbuf = weight.map_or(save.buf(), Tensor::buf);
@@ -209,18 +218,28 @@ impl BackwardOp for BatchNormOp {
         let dbeta = Tensor::uninit(gpu, "batch_norm backward", &[d.c])?;
         let dgamma = Tensor::uninit(gpu, "batch_norm backward", &[d.c])?;
         let (per, k) = d.kernels();
-        gpu.dispatch(
-            k.bwd_reduce,
-            &p.0,
-            &[
-                self.x.buf(),
-                self.save.buf(),
-                grad.buf(),
-                dbeta.buf(),
-                dgamma.buf(),
-            ],
-            [d.c as u32, 1, 1],
-        );
+        if d.texel_reductions(gpu, &[&self.x, grad]) {
+            gpu.dispatch_texels(
+                &BN_BWD_REDUCE_T,
+                &p.0,
+                &[&self.x, grad],
+                &[self.save.buf(), dbeta.buf(), dgamma.buf()],
+                [d.c as u32, 1, 1],
+            )?;
+        } else {
+            gpu.dispatch(
+                &BN_BWD_REDUCE,
+                &p.0,
+                &[
+                    self.x.buf(),
+                    self.save.buf(),
+                    grad.buf(),
+                    dbeta.buf(),
+                    dgamma.buf(),
+                ],
+                [d.c as u32, 1, 1],
+            );
+        }
         let gx = if self.x.is_tracked() {
             let gx = Tensor::uninit(gpu, "batch_norm backward", self.x.shape())?;
             let wbuf = self.weight.as_ref().map_or(self.save.buf(), Tensor::buf);
