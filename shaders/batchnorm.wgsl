@@ -1,10 +1,10 @@
 // Batch normalization over a [N, C, S] view (S = product of the spatial dims, 1 for [N, C]).
 // Statistics are per channel over the M = N * S values of that channel.
-// Each kernel has a vec4 twin for S % 4 == 0, where a vec4 never straddles two channels: one
-// load per four values, which CPU drivers (lavapipe) charge per instruction, not per byte.
-// Buffers are whole vec4s (the pool rounds to 16 bytes). The elementwise twins (`*4`) read
-// storage buffers; the two per-channel reductions (`*_t`) read operand textures and serve
-// CPU drivers only, where a texel gather beats a storage load (GPUs take the scalar ones).
+// On CPU drivers, where S % 4 == 0, each kernel has a twin (`*_t`) that reads its big
+// operands from operand textures (`Gpu::dispatch_texels`), a vec4 texel per load: lavapipe
+// charges a storage load with a per-lane address per lane, a texel gather not (1.5-2x per
+// kernel on ResNet-14). S % 4 == 0 keeps a texel in one channel's plane. GPUs take the
+// scalar kernels. Buffers are whole vec4s (the pool rounds to 16 bytes).
 // `save` holds what backward needs: save[c] = mean, save[C + c] = 1 / sqrt(var + eps)
 // (batch statistics in training, running statistics in evaluation).
 
@@ -205,16 +205,18 @@ fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     ay[i] = (ax[i] - a.x) * a.y + a.z;
 }
 
-@group(0) @binding(1) var<storage, read> ax4: array<vec4<f32>>;
+// bn_apply_t: bn_apply reading x from an operand texture, a vec4 per invocation (CPU
+// drivers, S % 4 == 0).
+@group(0) @binding(1) var atx: texture_2d<f32>;
 @group(0) @binding(5) var<storage, read_write> ay4: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
-fn bn_apply4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) lid: u32) {
+fn bn_apply_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
     if (i >= p.n * p.c * (p.s / 4u)) { return; }
     let a = affine(channel(4u * i));
-    ay4[i] = (ax4[i] - a.x) * a.y + a.z;
+    ay4[i] = (texel4(atx, i) - a.x) * a.y + a.z;
 }
 
 // --- bn_bwd_reduce(x, save, g, dbeta, dgamma): one workgroup per channel.
@@ -293,13 +295,14 @@ fn bn_bwd_reduce_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     }
 }
 
-// --- bn_bwd_dx(x, save, weight, dbeta, dgamma, gx), elementwise.
+// --- bn_bwd_dx(x, g, save, weight, dbeta, dgamma, gx), elementwise.
 // Training: gx = gamma * invstd / M * (M * g - sum(g) - xhat * sum(g * xhat)).
 // Evaluation (statistics are constants): gx = g * gamma * invstd.
+// x and g come first, so that bn_bwd_dx_t can take them as textures and share the rest.
 @group(0) @binding(1) var<storage, read> dx_x: array<f32>;
-@group(0) @binding(2) var<storage, read> dx_save: array<f32>;
-@group(0) @binding(3) var<storage, read> dx_w: array<f32>;
-@group(0) @binding(4) var<storage, read> dx_g: array<f32>;
+@group(0) @binding(2) var<storage, read> dx_g: array<f32>;
+@group(0) @binding(3) var<storage, read> dx_save: array<f32>;
+@group(0) @binding(4) var<storage, read> dx_w: array<f32>;
 @group(0) @binding(5) var<storage, read> dx_dbeta: array<f32>;
 @group(0) @binding(6) var<storage, read> dx_dgamma: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dx_out: array<f32>;
@@ -341,20 +344,23 @@ fn bn_bwd_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     dx_out[i] = t.k / t.m * (t.m * dx_g[i] - t.sum_g - xhat * t.sum_gx);
 }
 
-@group(0) @binding(1) var<storage, read> dx_x4: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> dx_g4: array<vec4<f32>>;
+// bn_bwd_dx_t: bn_bwd_dx reading x and g from operand textures, a vec4 per invocation (CPU
+// drivers, S % 4 == 0).
+@group(0) @binding(1) var dx_tx: texture_2d<f32>;
+@group(0) @binding(2) var dx_tg: texture_2d<f32>;
 @group(0) @binding(7) var<storage, read_write> dx_out4: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
-fn bn_bwd_dx4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) lid: u32) {
+fn bn_bwd_dx_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
     if (i >= p.n * p.c * (p.s / 4u)) { return; }
     let t = dx_terms(channel(4u * i));
+    let g = texel4(dx_tg, i);
     if (p.training == 0u) {
-        dx_out4[i] = dx_g4[i] * t.k;
+        dx_out4[i] = g * t.k;
         return;
     }
-    let xhat = (dx_x4[i] - t.mean) * t.invstd;
-    dx_out4[i] = t.k / t.m * (t.m * dx_g4[i] - t.sum_g - xhat * t.sum_gx);
+    let xhat = (texel4(dx_tx, i) - t.mean) * t.invstd;
+    dx_out4[i] = t.k / t.m * (t.m * g - t.sum_g - xhat * t.sum_gx);
 }

@@ -4,7 +4,7 @@
 use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape};
 use crate::gpu::Gpu;
-use crate::kernel::{Kernel, Params, groups, kernels};
+use crate::kernel::{Params, groups, kernels};
 use crate::tensor::Tensor;
 
 kernels!("batchnorm.wgsl";
@@ -13,17 +13,10 @@ kernels!("batchnorm.wgsl";
     BN_BWD_REDUCE = "bn_bwd_reduce" [R, R, R, W, W],
     BN_BWD_DX = "bn_bwd_dx" [R, R, R, R, R, R, W],
     BN_STATS_T = "bn_stats_t" [T, W, W, W],
-    BN_APPLY4 = "bn_apply4" [R, R, R, R, W],
+    BN_APPLY_T = "bn_apply_t" [T, R, R, R, W],
     BN_BWD_REDUCE_T = "bn_bwd_reduce_t" [T, T, R, W, W],
-    BN_BWD_DX4 = "bn_bwd_dx4" [R, R, R, R, R, R, W],
+    BN_BWD_DX_T = "bn_bwd_dx_t" [T, T, R, R, R, R, W],
 );
-
-/// The elementwise kernels for one layout: the vec4 ones when S % 4 == 0 (a vec4 then stays
-/// within one channel's plane).
-struct BnKernels {
-    apply: &'static Kernel,
-    bwd_dx: &'static Kernel,
-}
 
 /// The [N, C, S] view of an input (S = product of the spatial dims).
 #[derive(Clone, Copy, Debug)]
@@ -46,27 +39,10 @@ impl Dims {
             .f(eps)
     }
 
-    /// Values per invocation of the elementwise kernels, and the kernels.
-    fn kernels(self) -> (usize, BnKernels) {
-        if self.s.is_multiple_of(4) {
-            let k = BnKernels {
-                apply: &BN_APPLY4,
-                bwd_dx: &BN_BWD_DX4,
-            };
-            (4, k)
-        } else {
-            let k = BnKernels {
-                apply: &BN_APPLY,
-                bwd_dx: &BN_BWD_DX,
-            };
-            (1, k)
-        }
-    }
-
-    /// Whether the per-channel reductions over `operands` read them from operand textures:
-    /// on CPU drivers (the devices the subgroup kernels serve), where a texel gather costs
-    /// less than a storage load, when a texel stays in one channel (S % 4 == 0).
-    fn texel_reductions(self, gpu: &Gpu, operands: &[&Tensor]) -> bool {
+    /// Whether the kernels read `operands` from operand textures (the `*_t` kernels): on
+    /// CPU drivers (the devices the subgroup kernels serve), where a texel gather costs less
+    /// than a storage load, when a texel stays in one channel (S % 4 == 0).
+    fn texels(self, gpu: &Gpu, operands: &[&Tensor]) -> bool {
         self.s.is_multiple_of(4) && gpu.uses_subgroups() && gpu.texels_fit(operands)
     }
 
@@ -151,10 +127,10 @@ pub fn batch_norm(
     let gpu = x.gpu();
     let save = Tensor::uninit(gpu, "batch_norm stats", &[2, d.c])?;
     let p = d.params(training, weight.is_some(), bias.is_some(), momentum, eps);
-    let (per, k) = d.kernels();
+    let texels = d.texels(gpu, &[x]);
     let stats_out = [save.buf(), running_mean.buf(), running_var.buf()];
     // Evaluation only copies the running statistics: no texture copy of x for that.
-    if training && d.texel_reductions(gpu, &[x]) {
+    if training && texels {
         gpu.dispatch_texels(&BN_STATS_T, &p.0, &[x], &stats_out, [d.c as u32, 1, 1])?;
     } else {
         let [save, rm, rv] = stats_out;
@@ -169,12 +145,22 @@ pub fn batch_norm(
     // Absent affine parameters: bind `save` as a dummy the kernel ignores.
     let wbuf = weight.map_or(save.buf(), Tensor::buf);
     let bbuf = bias.map_or(save.buf(), Tensor::buf);
-    gpu.dispatch(
-        k.apply,
-        &p.0,
-        &[x.buf(), save.buf(), wbuf, bbuf, y.buf()],
-        groups(d.numel() / per, 256),
-    );
+    if texels {
+        gpu.dispatch_texels(
+            &BN_APPLY_T,
+            &p.0,
+            &[x],
+            &[save.buf(), wbuf, bbuf, y.buf()],
+            groups(d.numel() / 4, 256),
+        )?;
+    } else {
+        gpu.dispatch(
+            &BN_APPLY,
+            &p.0,
+            &[x.buf(), save.buf(), wbuf, bbuf, y.buf()],
+            groups(d.numel(), 256),
+        );
+    }
     Ok(y.with_op(BatchNormOp {
         x: x.clone(),
         weight: weight.cloned(),
@@ -217,46 +203,46 @@ impl BackwardOp for BatchNormOp {
         );
         let dbeta = Tensor::uninit(gpu, "batch_norm backward", &[d.c])?;
         let dgamma = Tensor::uninit(gpu, "batch_norm backward", &[d.c])?;
-        let (per, k) = d.kernels();
-        if d.texel_reductions(gpu, &[&self.x, grad]) {
+        let texels = d.texels(gpu, &[&self.x, grad]);
+        let reduced = [self.save.buf(), dbeta.buf(), dgamma.buf()];
+        if texels {
             gpu.dispatch_texels(
                 &BN_BWD_REDUCE_T,
                 &p.0,
                 &[&self.x, grad],
-                &[self.save.buf(), dbeta.buf(), dgamma.buf()],
+                &reduced,
                 [d.c as u32, 1, 1],
             )?;
         } else {
+            let [save, dbeta, dgamma] = reduced;
             gpu.dispatch(
                 &BN_BWD_REDUCE,
                 &p.0,
-                &[
-                    self.x.buf(),
-                    self.save.buf(),
-                    grad.buf(),
-                    dbeta.buf(),
-                    dgamma.buf(),
-                ],
+                &[self.x.buf(), save, grad.buf(), dbeta, dgamma],
                 [d.c as u32, 1, 1],
             );
         }
         let gx = if self.x.is_tracked() {
             let gx = Tensor::uninit(gpu, "batch_norm backward", self.x.shape())?;
             let wbuf = self.weight.as_ref().map_or(self.save.buf(), Tensor::buf);
-            gpu.dispatch(
-                k.bwd_dx,
-                &p.0,
-                &[
-                    self.x.buf(),
-                    self.save.buf(),
-                    wbuf,
-                    grad.buf(),
-                    dbeta.buf(),
-                    dgamma.buf(),
-                    gx.buf(),
-                ],
-                groups(d.numel() / per, 256),
-            );
+            let rest = [self.save.buf(), wbuf, dbeta.buf(), dgamma.buf(), gx.buf()];
+            if texels {
+                gpu.dispatch_texels(
+                    &BN_BWD_DX_T,
+                    &p.0,
+                    &[&self.x, grad],
+                    &rest,
+                    groups(d.numel() / 4, 256),
+                )?;
+            } else {
+                let [save, w, dbeta, dgamma, gx] = rest;
+                gpu.dispatch(
+                    &BN_BWD_DX,
+                    &p.0,
+                    &[self.x.buf(), grad.buf(), save, w, dbeta, dgamma, gx],
+                    groups(d.numel(), 256),
+                );
+            }
             Some(gx)
         } else {
             None
