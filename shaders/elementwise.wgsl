@@ -93,15 +93,44 @@ fn unary_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
-    if (i >= p.n4) { return; }
-    let a = ba[i];
-    let b = bb[i];
-    var r: vec4<f32>;
-    switch p.op {
-        case 0u: { r = a + b; }
-        case 1u: { r = a - b; }
-        case 2u: { r = a * b; }
-        default: { r = p.alpha * a + p.beta * b; }
+    if (i < p.n4) { bout[i] = binary_op(p.op, ba[i], bb[i]); }
+}
+
+fn binary_op(op: u32, a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
+    switch op {
+        case 0u: { return a + b; }
+        case 1u: { return a - b; }
+        case 2u: { return a * b; }
+        default: { return p.alpha * a + p.beta * b; }
     }
-    bout[i] = r;
+}
+
+// --- Twins that read their inputs from operand textures (`Gpu::dispatch_texels`), for CPU
+// drivers: lavapipe charges a storage load with a per-lane address per lane, a texel gather
+// not (ResNet-14's relu backward: 1.4x). Same bindings, inputs as textures.
+@group(0) @binding(1) var t1: texture_2d<f32>;
+@group(0) @binding(2) var t2: texture_2d<f32>;
+@group(0) @binding(3) var t3: texture_2d<f32>;
+
+@compute @workgroup_size(256)
+fn unary_fwd_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = linear(wid, nwg, lid);
+    if (i < p.n4) { uy[i] = unary(p.op, texel4(t1, i)); }
+}
+
+@compute @workgroup_size(256)
+fn unary_bwd_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = linear(wid, nwg, lid);
+    if (i < p.n4) {
+        bgx[i] = texel4(t3, i) * unary_grad(p.op, texel4(t1, i), texel4(t2, i));
+    }
+}
+
+@compute @workgroup_size(256)
+fn binary_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = linear(wid, nwg, lid);
+    if (i < p.n4) { bout[i] = binary_op(p.op, texel4(t1, i), texel4(t2, i)); }
 }

@@ -412,6 +412,13 @@ impl Gpu {
         self.0.lanes as usize
     }
 
+    /// Whether memory-bound kernels should read their operands from operand textures
+    /// ([`Gpu::dispatch_texels`]): on the CPU drivers the subgroup kernels serve, where a
+    /// texel gather costs less than a storage load with a per-lane address.
+    pub(crate) fn texel_operands(&self) -> bool {
+        self.uses_subgroups()
+    }
+
     /// The device's limits.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.0.limits

@@ -43,7 +43,7 @@ impl Dims {
     /// CPU drivers (the devices the subgroup kernels serve), where a texel gather costs less
     /// than a storage load, when a texel stays in one channel (S % 4 == 0).
     fn texels(self, gpu: &Gpu, operands: &[&Tensor]) -> bool {
-        self.s.is_multiple_of(4) && gpu.uses_subgroups() && gpu.texels_fit(operands)
+        self.s.is_multiple_of(4) && gpu.texel_operands() && gpu.texels_fit(operands)
     }
 
     fn numel(self) -> usize {

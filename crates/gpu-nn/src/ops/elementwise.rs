@@ -3,7 +3,7 @@
 
 use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape};
-use crate::kernel::{Params, groups, kernels};
+use crate::kernel::{Kernel, Params, groups, kernels};
 use crate::tensor::Tensor;
 
 kernels!("elementwise.wgsl";
@@ -11,6 +11,9 @@ kernels!("elementwise.wgsl";
     UNARY_FWD = "unary_fwd" [R, W],
     UNARY_BWD = "unary_bwd" [R, R, R, W],
     BINARY = "binary" [R, R, W],
+    UNARY_FWD_T = "unary_fwd_t" [T, W],
+    UNARY_BWD_T = "unary_bwd_t" [T, T, T, W],
+    BINARY_T = "binary_t" [T, T, W],
 );
 
 /// A unary elementwise function.
@@ -73,13 +76,32 @@ pub(crate) fn fill(t: &Tensor, value: f32) {
     t.gpu().dispatch(&FILL, &p.0, &[t.buf()], groups(n4, 256));
 }
 
+/// Runs an elementwise kernel over the vec4s of `out`: on devices that want texel operands
+/// its twin (`kernels.1`), which reads `inputs` from operand textures, else the storage-buffer
+/// kernel (`kernels.0`).
+fn elementwise(
+    kernels: (&Kernel, &Kernel),
+    p: &Params,
+    inputs: &[&Tensor],
+    out: &Tensor,
+) -> Result<()> {
+    let gpu = out.gpu();
+    let grid = groups(out.numel().div_ceil(4), 256);
+    if gpu.texel_operands() && gpu.texels_fit(inputs) {
+        return gpu.dispatch_texels(kernels.1, &p.0, inputs, &[out.buf()], grid);
+    }
+    let mut bufs: Vec<&wgpu::Buffer> = inputs.iter().map(|t| t.buf()).collect();
+    bufs.push(out.buf());
+    gpu.dispatch(kernels.0, &p.0, &bufs, grid);
+    Ok(())
+}
+
 fn unary_raw(x: &Tensor, f: Unary) -> Result<Tensor> {
     let y = Tensor::uninit(x.gpu(), f.name(), x.shape())?;
     let (op, a, b) = f.code();
     let n4 = x.numel().div_ceil(4);
     let p = Params::new().u(n4).u(op).f(a).f(b);
-    x.gpu()
-        .dispatch(&UNARY_FWD, &p.0, &[x.buf(), y.buf()], groups(n4, 256));
+    elementwise((&UNARY_FWD, &UNARY_FWD_T), &p, &[x], &y)?;
     Ok(y)
 }
 
@@ -106,12 +128,7 @@ fn binary_raw(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
     };
     let n4 = a.numel().div_ceil(4);
     let p = Params::new().u(n4).u(code).f(al).f(be);
-    a.gpu().dispatch(
-        &BINARY,
-        &p.0,
-        &[a.buf(), b.buf(), out.buf()],
-        groups(n4, 256),
-    );
+    elementwise((&BINARY, &BINARY_T), &p, &[a, b], &out)?;
     Ok(out)
 }
 
@@ -201,12 +218,7 @@ impl BackwardOp for UnaryOp {
         let (op, a, b) = self.f.code();
         let n4 = grad.numel().div_ceil(4);
         let p = Params::new().u(n4).u(op).f(a).f(b);
-        grad.gpu().dispatch(
-            &UNARY_BWD,
-            &p.0,
-            &[self.x.buf(), out.buf(), grad.buf(), gx.buf()],
-            groups(n4, 256),
-        );
+        elementwise((&UNARY_BWD, &UNARY_BWD_T), &p, &[&self.x, out, grad], &gx)?;
         Ok(vec![Some(gx)])
     }
 }

@@ -253,3 +253,10 @@ fn shape_errors() {
     let want = -0.5 / EPS.sqrt();
     assert_close(&read(&y), &[want; 5], 0.0, 1e-5, "eval with one value");
 }
+
+#[test]
+fn storage_buffer_kernels_match_cpu() {
+    // CPU drivers read x and the gradient from operand textures where H * W % 4 == 0; GPUs
+    // take the storage-buffer kernels for every shape: the same comparisons on such a device.
+    with_gpu(portable_gpu(), forward_backward_and_running_stats_match_cpu);
+}

@@ -143,3 +143,13 @@ fn large_tensor_spills_dispatch_into_y() {
     assert_eq!(y.len(), n);
     assert!(y.iter().all(|&v| v == 3.0), "every element must be written");
 }
+
+#[test]
+fn storage_buffer_kernels_match_cpu() {
+    // CPU drivers take the twins that read operand textures; the storage-buffer kernels
+    // (what GPUs run) get the same comparisons on a device without them.
+    with_gpu(portable_gpu(), || {
+        unary_forward_and_backward_match_cpu();
+        binary_ops_and_their_gradients();
+    });
+}
