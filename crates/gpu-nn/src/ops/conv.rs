@@ -27,7 +27,7 @@ kernels!("conv.wgsl";
     SUM_SPLITS = "sum_splits" [R, W],
     COL2IM = "col2im" [R, R, W],
     CONV_BIAS_GRAD = "conv_bias_grad" [R, W],
-    CONV_BIAS_GRAD4 = "conv_bias_grad4" [R, W],
+    CONV_BIAS_GRAD4 = "conv_bias_grad4" [T, W],
     CONV2D_NAIVE = "conv2d_naive" [R, R, R, W],
 );
 
@@ -471,16 +471,15 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
 /// db[c] = sum of gy over batch and pixels; `gy` has shape y of `g`.
 fn bias_grad_raw(gy: &Tensor, g: &Geom) -> Result<Tensor> {
     let db = Tensor::uninit(gy.gpu(), "conv2d backward (bias)", &[g.cout])?;
-    gy.gpu().dispatch(
-        if (g.ho * g.wo).is_multiple_of(4) {
-            &CONV_BIAS_GRAD4
-        } else {
-            &CONV_BIAS_GRAD
-        },
-        &g.params(false, 1, 0, 0).0,
-        &[gy.buf(), db.buf()],
-        [g.cout as u32, 1, 1],
-    );
+    let p = g.params(false, 1, 0, 0);
+    let grid = [g.cout as u32, 1, 1];
+    if (g.ho * g.wo).is_multiple_of(4) && gy.gpu().texels_fit(&[gy]) {
+        gy.gpu()
+            .dispatch_texels(&CONV_BIAS_GRAD4, &p.0, &[gy], &[db.buf()], grid)?;
+    } else {
+        gy.gpu()
+            .dispatch(&CONV_BIAS_GRAD, &p.0, &[gy.buf(), db.buf()], grid);
+    }
     Ok(db)
 }
 
