@@ -198,7 +198,8 @@ fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
 // --- conv_dgrad_sg(gy, w, b, dx): the input gradient as in conv.wgsl's conv_dgrad; rows are
 // input channels (weights broadcast from lanes 0..LANES-1), four input pixels per invocation. The
 // loop runs over kernel taps outside and output channels inside, so the stride divisions
-// happen once per tap. Grid (ceil(n*h*w / 256), ceil(cin/groups / LANES NB), groups).
+// happen once per tap. Grid (ceil(n*h*w / 256), ceil(cin/groups / LANES NB), groups); with
+// ROW, (ceil(n*w / 256), ceil(cin/groups / LANES NB), groups * h), one input row per z.
 @group(0) @binding(1) var dgy: texture_2d<f32>;
 @group(0) @binding(2) var dwt: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> db: array<f32>;
@@ -229,21 +230,35 @@ fn tap(t: vec4<i32>, s: u32) -> vec4<i32> {
 fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32,
                  @builtin(subgroup_invocation_id) lane: u32) {
-    let g = wid.z;
     let mg = p.cout / p.groups;
     let cg = p.cin / p.groups;
     let khw = p.kh * p.kw;
     let hw = p.h * p.w;
     let hwo = p.ho * p.wo;
-    let nn = p.n * hw;
     let m0 = wid.y * LANES * NB;
 
-    // This invocation's four columns (input pixels).
-    let col = vec4<u32>(wid.x * WG * 4u + 4u * lid) + vec4<u32>(0u, 1u, 2u, 3u);
+    // This invocation's four columns (input pixels): ROW walks one input row (wid.z / groups)
+    // of every image, so which kernel rows reach an output row is the same for the whole
+    // workgroup; otherwise the columns run over all pixels of all images.
+    var g = wid.z;
+    var col = vec4<u32>(wid.x * WG * 4u + 4u * lid) + vec4<u32>(0u, 1u, 2u, 3u);
+    var nn = p.n * hw;
+    var bi: vec4<u32>;
+    var rr: vec4<u32>;
+    var hp: vec4<u32>;
+    if (ROW) {
+        g = wid.z % p.groups;
+        let hrow = wid.z / p.groups;
+        nn = p.n * p.w;
+        bi = col / p.w;
+        hp = vec4<u32>(hrow);
+        rr = col - bi * p.w + hrow * p.w;
+    } else {
+        bi = col / hw;
+        rr = col - bi * hw;
+        hp = rr / p.w;
+    }
     let cok = col < vec4<u32>(nn);
-    let bi = col / hw;
-    let rr = col - bi * hw;
-    let hp = rr / p.w;
     let th0 = vec4<i32>(hp) + i32(p.ph);
     let tw0 = vec4<i32>(rr - hp * p.w) + i32(p.pw);
     let gybase = vec4<i32>((bi * p.cout + g * mg) * hwo);
@@ -259,10 +274,17 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
     if (ROW) {
         // Stride 1 along both axes, dilation 1 along w, w % 4 == 0: the four columns are
         // neighbours in one input row, so tap kj + 1 sees three of tap kj's gy values again
-        // (shifted right); slide the window by one new load per tap.
+        // (shifted right); slide the window by one new load per tap. Only kernel rows
+        // ki_lo..ki_hi reach an output row (0 <= th0 - ki dh < ho), for the whole
+        // workgroup: MnistCnn's conv2 (12 rows from 8) skips a third of them.
+        let t = th0.x;
+        let past = t - i32(p.ho) + 1;
+        var ki_lo = 0u;
+        if (past > 0) { ki_lo = (u32(past) + p.dh - 1u) / p.dh; }
+        let ki_end = min(p.kh, u32(t) / p.dh + 1u);
         for (var co = 0u; co < mg; co = co + 1u) {
             let cobase = gybase.x + i32(co * hwo);
-            for (var ki = 0u; ki < p.kh; ki = ki + 1u) {
+            for (var ki = ki_lo; ki < ki_end; ki = ki + 1u) {
                 let oh = th0.x - i32(ki * p.dh);
                 let hok = cok.x && oh >= 0 && oh < i32(p.ho);
                 let rowb = cobase + oh * i32(p.wo);

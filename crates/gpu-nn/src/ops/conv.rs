@@ -354,7 +354,13 @@ fn dgrad_raw(gy: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Te
             ]
         };
         let (rows, kernel) = sg::rows(m, gy.gpu().subgroup_lanes(), kernels);
-        let dims = sg_grid("conv2d backward (input)", m, rows, n, SG_COLS, g.groups, g)?;
+        // ROW: one input row of every image per z slice (see the shader).
+        let (cols, z) = if row {
+            (g.n * g.w, g.groups * g.h)
+        } else {
+            (n, g.groups)
+        };
+        let dims = sg_grid("conv2d backward (input)", m, rows, cols, SG_COLS, z, g)?;
         gy.gpu().dispatch_texels(
             kernel,
             &g.params(b.is_some(), 1, 0, 0).0,
