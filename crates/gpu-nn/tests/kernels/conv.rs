@@ -197,8 +197,9 @@ fn conv2d_odd_shapes_match_cpu() {
         groups: 1,
     };
     conv2d_case("mixed pairs", [3, 6, 13, 11], [5, 6, 2, 3], o, 2);
-    // One group, strides and dilation: the input gradient goes through the GEMM and
-    // col2im, whose tap loop walks every tap where the dilation is not 1.
+    // One group and strides: the input gradient goes through the GEMM and col2im (128
+    // output channels, as in the DCGAN). With dilation col2im walks every tap; without,
+    // every stride-th.
     let o = Conv2dOpts {
         stride: (2, 3),
         padding: (1, 2),
@@ -206,12 +207,18 @@ fn conv2d_odd_shapes_match_cpu() {
         groups: 1,
     };
     conv2d_case(
-        "strided and dilated, one group",
+        "strided and dilated, GEMM route",
         [2, 3, 13, 11],
-        [5, 3, 3, 2],
+        [128, 3, 3, 2],
         o,
         7,
     );
+    let o = Conv2dOpts {
+        stride: (2, 2),
+        padding: (1, 1),
+        ..Conv2dOpts::default()
+    };
+    conv2d_case("stride 2, GEMM route", [2, 5, 9, 8], [128, 5, 3, 3], o, 8);
 }
 
 #[test]
@@ -294,6 +301,14 @@ fn conv_transpose2d_matches_cpu() {
     };
     // output_padding 1 >= stride 1 is allowed because it is below dilation 2.
     transpose_case("mixed pairs", [3, 5, 6, 7], [5, 2, 2, 3], o, 8);
+    // 128 input channels and stride 2, as the DCGAN's generator: the forward (conv2d's input
+    // gradient) goes through the GEMM and col2im, with the bias.
+    let o = ConvTranspose2dOpts {
+        stride: (2, 2),
+        padding: (1, 1),
+        ..ConvTranspose2dOpts::default()
+    };
+    transpose_case("GEMM route s2 p1", [2, 128, 4, 3], [128, 3, 4, 4], o, 9);
 }
 
 #[test]
