@@ -433,7 +433,8 @@ impl Session {
     /// by the cores that train, a burst once the last one is back: enough steps for about
     /// [`CPU_BURST_S`] (1 to 8). In headless Chromium on SwiftShader each wake-up (frame,
     /// readback) costs about 0.9 s besides the steps, so MnistCnn at batch 64 trained at 48
-    /// img/s one step at a time and at 100-108 img/s in bursts of 5-6.
+    /// img/s one step at a time and at 100-108 img/s in bursts of 5-6 (130-144 in bursts of
+    /// 8 once its kernels got faster).
     pub fn burst(&self) -> usize {
         if max_in_flight(&self.gpu) > 1 {
             return MAX_IN_FLIGHT.saturating_sub(self.pending.len());
