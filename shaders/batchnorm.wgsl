@@ -219,11 +219,12 @@ fn bn_apply_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     ay4[i] = (texel4(atx, i) - a.x) * a.y + a.z;
 }
 
-// --- bn_bwd_reduce(x, save, g, dbeta, dgamma): one workgroup per channel.
+// --- bn_bwd_reduce(x, g, save, dbeta, dgamma): one workgroup per channel (x and g first,
+// as bn_bwd_reduce_t takes them as textures).
 // dbeta[c] = sum(g), dgamma[c] = sum(g * xhat) over the channel's M values.
 @group(0) @binding(1) var<storage, read> rx: array<f32>;
-@group(0) @binding(2) var<storage, read> rsave: array<f32>;
-@group(0) @binding(3) var<storage, read> rg: array<f32>;
+@group(0) @binding(2) var<storage, read> rg: array<f32>;
+@group(0) @binding(3) var<storage, read> rsave: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rdbeta: array<f32>;
 @group(0) @binding(5) var<storage, read_write> rdgamma: array<f32>;
 
@@ -261,9 +262,6 @@ fn bn_bwd_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 // CPU drivers where S % 4 == 0.
 @group(0) @binding(1) var rtx: texture_2d<f32>;
 @group(0) @binding(2) var rtg: texture_2d<f32>;
-@group(0) @binding(3) var<storage, read> rtsave: array<f32>;
-@group(0) @binding(4) var<storage, read_write> rtdbeta: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rtdgamma: array<f32>;
 
 @compute @workgroup_size(256)
 fn bn_bwd_reduce_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -275,8 +273,8 @@ fn bn_bwd_reduce_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     var sg = vec4<f32>(0.0);
     var sgx = vec4<f32>(0.0);
     if (valid) {
-        let mean = rtsave[c];
-        let invstd = rtsave[p.c + c];
+        let mean = rsave[c];
+        let invstd = rsave[p.c + c];
         var w = walk_start(lid, s4);
         for (var k = lid; k < m4; k = k + 256u) {
             let j = walk_index(w, c, s4);
@@ -290,8 +288,8 @@ fn bn_bwd_reduce_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     red_b[lid] = hsum(sgx);
     tree_sum2(lid);
     if (valid && lid == 0u) {
-        rtdbeta[c] = red_a[0];
-        rtdgamma[c] = red_b[0];
+        rdbeta[c] = red_a[0];
+        rdgamma[c] = red_b[0];
     }
 }
 

@@ -647,6 +647,31 @@ impl Gpu {
         })
     }
 
+    /// Dispatches a kernel that has a texel twin: with `texels`, `kernels.1` on `grids.1`
+    /// with `inputs` as operand textures, else `kernels.0` on `grids.0` with them as storage
+    /// buffers; `rest` follow either way. Callers decide `texels` with
+    /// [`Gpu::texel_operands`] and [`Gpu::texels_fit`].
+    pub(crate) fn dispatch_either(
+        &self,
+        texels: bool,
+        kernels: (&Kernel, &Kernel),
+        params: &[u32],
+        inputs: &[&Tensor],
+        rest: &[&wgpu::Buffer],
+        grids: ([u32; 3], [u32; 3]),
+    ) -> Result<()> {
+        if texels {
+            return self.dispatch_texels(kernels.1, params, inputs, rest, grids.1);
+        }
+        let bufs: Vec<&wgpu::Buffer> = inputs
+            .iter()
+            .map(|t| t.buf())
+            .chain(rest.iter().copied())
+            .collect();
+        self.dispatch(kernels.0, params, &bufs, grids.0);
+        Ok(())
+    }
+
     /// Records a dispatch of `k` whose first bindings are [`Access::Texels`] operands: each
     /// tensor of `texels` is copied into an operand texture first, then `buffers` follow in
     /// binding order. Value `e` of an operand lands in texel `t = e / 4` at

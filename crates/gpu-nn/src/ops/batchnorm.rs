@@ -46,6 +46,12 @@ impl Dims {
         self.s.is_multiple_of(4) && gpu.texel_operands() && gpu.texels_fit(operands)
     }
 
+    /// Grids of the elementwise kernels: one value per invocation (storage buffers), or one
+    /// texel of four (the texel twins).
+    fn elementwise_grids(self) -> ([u32; 3], [u32; 3]) {
+        (groups(self.numel(), 256), groups(self.numel() / 4, 256))
+    }
+
     fn numel(self) -> usize {
         self.n * self.c * self.s
     }
@@ -128,39 +134,28 @@ pub fn batch_norm(
     let save = Tensor::uninit(gpu, "batch_norm stats", &[2, d.c])?;
     let p = d.params(training, weight.is_some(), bias.is_some(), momentum, eps);
     let texels = d.texels(gpu, &[x]);
-    let stats_out = [save.buf(), running_mean.buf(), running_var.buf()];
+    let per_channel = [d.c as u32, 1, 1];
     // Evaluation only copies the running statistics: no texture copy of x for that.
-    if training && texels {
-        gpu.dispatch_texels(&BN_STATS_T, &p.0, &[x], &stats_out, [d.c as u32, 1, 1])?;
-    } else {
-        let [save, rm, rv] = stats_out;
-        gpu.dispatch(
-            &BN_STATS,
-            &p.0,
-            &[x.buf(), save, rm, rv],
-            [d.c as u32, 1, 1],
-        );
-    }
+    gpu.dispatch_either(
+        training && texels,
+        (&BN_STATS, &BN_STATS_T),
+        &p.0,
+        &[x],
+        &[save.buf(), running_mean.buf(), running_var.buf()],
+        (per_channel, per_channel),
+    )?;
     let y = Tensor::uninit(gpu, "batch_norm", shape)?;
     // Absent affine parameters: bind `save` as a dummy the kernel ignores.
     let wbuf = weight.map_or(save.buf(), Tensor::buf);
     let bbuf = bias.map_or(save.buf(), Tensor::buf);
-    if texels {
-        gpu.dispatch_texels(
-            &BN_APPLY_T,
-            &p.0,
-            &[x],
-            &[save.buf(), wbuf, bbuf, y.buf()],
-            groups(d.numel() / 4, 256),
-        )?;
-    } else {
-        gpu.dispatch(
-            &BN_APPLY,
-            &p.0,
-            &[x.buf(), save.buf(), wbuf, bbuf, y.buf()],
-            groups(d.numel(), 256),
-        );
-    }
+    gpu.dispatch_either(
+        texels,
+        (&BN_APPLY, &BN_APPLY_T),
+        &p.0,
+        &[x],
+        &[save.buf(), wbuf, bbuf, y.buf()],
+        d.elementwise_grids(),
+    )?;
     Ok(y.with_op(BatchNormOp {
         x: x.clone(),
         weight: weight.cloned(),
@@ -204,45 +199,26 @@ impl BackwardOp for BatchNormOp {
         let dbeta = Tensor::uninit(gpu, "batch_norm backward", &[d.c])?;
         let dgamma = Tensor::uninit(gpu, "batch_norm backward", &[d.c])?;
         let texels = d.texels(gpu, &[&self.x, grad]);
-        let reduced = [self.save.buf(), dbeta.buf(), dgamma.buf()];
-        if texels {
-            gpu.dispatch_texels(
-                &BN_BWD_REDUCE_T,
-                &p.0,
-                &[&self.x, grad],
-                &reduced,
-                [d.c as u32, 1, 1],
-            )?;
-        } else {
-            let [save, dbeta, dgamma] = reduced;
-            gpu.dispatch(
-                &BN_BWD_REDUCE,
-                &p.0,
-                &[self.x.buf(), save, grad.buf(), dbeta, dgamma],
-                [d.c as u32, 1, 1],
-            );
-        }
+        let per_channel = [d.c as u32, 1, 1];
+        gpu.dispatch_either(
+            texels,
+            (&BN_BWD_REDUCE, &BN_BWD_REDUCE_T),
+            &p.0,
+            &[&self.x, grad],
+            &[self.save.buf(), dbeta.buf(), dgamma.buf()],
+            (per_channel, per_channel),
+        )?;
         let gx = if self.x.is_tracked() {
             let gx = Tensor::uninit(gpu, "batch_norm backward", self.x.shape())?;
             let wbuf = self.weight.as_ref().map_or(self.save.buf(), Tensor::buf);
-            let rest = [self.save.buf(), wbuf, dbeta.buf(), dgamma.buf(), gx.buf()];
-            if texels {
-                gpu.dispatch_texels(
-                    &BN_BWD_DX_T,
-                    &p.0,
-                    &[&self.x, grad],
-                    &rest,
-                    groups(d.numel() / 4, 256),
-                )?;
-            } else {
-                let [save, w, dbeta, dgamma, gx] = rest;
-                gpu.dispatch(
-                    &BN_BWD_DX,
-                    &p.0,
-                    &[self.x.buf(), grad.buf(), save, w, dbeta, dgamma, gx],
-                    groups(d.numel(), 256),
-                );
-            }
+            gpu.dispatch_either(
+                texels,
+                (&BN_BWD_DX, &BN_BWD_DX_T),
+                &p.0,
+                &[&self.x, grad],
+                &[self.save.buf(), wbuf, dbeta.buf(), dgamma.buf(), gx.buf()],
+                d.elementwise_grids(),
+            )?;
             Some(gx)
         } else {
             None

@@ -87,13 +87,8 @@ fn elementwise(
 ) -> Result<()> {
     let gpu = out.gpu();
     let grid = groups(out.numel().div_ceil(4), 256);
-    if gpu.texel_operands() && gpu.texels_fit(inputs) {
-        return gpu.dispatch_texels(kernels.1, &p.0, inputs, &[out.buf()], grid);
-    }
-    let mut bufs: Vec<&wgpu::Buffer> = inputs.iter().map(|t| t.buf()).collect();
-    bufs.push(out.buf());
-    gpu.dispatch(kernels.0, &p.0, &bufs, grid);
-    Ok(())
+    let texels = gpu.texel_operands() && gpu.texels_fit(inputs);
+    gpu.dispatch_either(texels, kernels, &p.0, inputs, &[out.buf()], (grid, grid))
 }
 
 fn unary_raw(x: &Tensor, f: Unary) -> Result<Tensor> {
