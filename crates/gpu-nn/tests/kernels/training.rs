@@ -101,11 +101,11 @@ fn training_steps_submit_once_keep_memory_flat_and_learn() {
         tensor_bytes, allocated_after_warmup,
         "GPU memory grew after warm-up: {allocated_after_warmup} -> {tensor_bytes} bytes"
     );
-    // CPU drivers read conv and matmul operands from textures, counted in the same total.
-    assert_eq!(
+    // Operand textures are pooled and counted in the flat total above: every device reads
+    // the conv bias gradient's operand from one, CPU drivers also conv and matmul operands.
+    assert!(
         stats.texture_bytes > 0,
-        gpu.uses_subgroups(),
-        "operand textures: {} bytes",
+        "no operand textures in the pool: {} bytes",
         stats.texture_bytes
     );
     assert!(
