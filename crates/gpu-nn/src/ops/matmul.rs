@@ -9,11 +9,8 @@ use crate::tensor::Tensor;
 
 kernels!("matmul.wgsl";
     MATMUL = "matmul" [R, R, R, W],
+    MATMUL_SUM_SPLITS = "matmul_sum_splits" [R, R, R, W],
     MATMUL_NAIVE = "matmul_naive" [R, R, R, W],
-    MATMUL_V4_NN = "matmul_v4_nn" [R, R, R, W],
-    MATMUL_V4_TN = "matmul_v4_tn" [R, R, R, W],
-    MATMUL_V4_NT = "matmul_v4_nt" [R, R, R, W],
-    MATMUL_V4_TT = "matmul_v4_tt" [R, R, R, W],
 );
 
 mod sg {
@@ -104,11 +101,22 @@ fn matmul_sg(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, d: Dims) -> Result<T
     Ok(c)
 }
 
-/// Output tile (rows and columns) per workgroup of the `matmul_v4_*` kernels.
-const TILE_V4: usize = 64;
-
 /// Output tile edge of the tiled kernel (rows and columns per workgroup).
 const TILE: usize = 64;
+
+/// K step of the tiled kernel: split-K slices are multiples of it.
+const TILE_K: usize = 16;
+
+/// K slices for a product of one batch whose output tiles would leave a GPU idle (fewer
+/// than 32 workgroups) while K is long: enough slices for ~128 workgroups, each at least
+/// 256 long. 1 means no split.
+fn k_splits(d: &Dims) -> usize {
+    let tiles = d.m.div_ceil(TILE) * d.n.div_ceil(TILE);
+    if d.batch != 1 || tiles >= 32 || d.k < 1024 {
+        return 1;
+    }
+    128usize.div_ceil(tiles).min(d.k / 256).clamp(1, 64)
+}
 
 /// Shape of one product: batch count, and op(A) [m, k] @ op(B) [k, n].
 #[derive(Clone, Copy, Debug)]
@@ -195,23 +203,32 @@ struct Launch {
     op: &'static str,
 }
 
+/// Dispatches `kernel` over the product `d`, in `splits` K slices (see [`k_splits`]; only
+/// the tiled `matmul` entry takes more than 1) summed by `matmul_sum_splits`.
 fn launch(
     Launch { kernel, grid, op }: Launch,
     a: &Tensor,
     b: &Tensor,
     bias: Option<&Tensor>,
     d: Dims,
+    splits: usize,
 ) -> Result<Tensor> {
     let out_shape: Vec<usize> = if d.rank3 {
         vec![d.batch, d.m, d.n]
     } else {
         vec![d.m, d.n]
     };
+    let kchunk = if splits > 1 {
+        d.k.div_ceil(splits).next_multiple_of(TILE_K)
+    } else {
+        0
+    };
+    let splits = if splits > 1 { d.k.div_ceil(kchunk) } else { 1 };
     let max = a.gpu().limits().max_compute_workgroups_per_dimension as usize;
     let groups = [
         d.n.div_ceil(grid[0]),
         d.m.div_ceil(grid[1]),
-        d.batch.div_ceil(grid[2]),
+        d.batch.div_ceil(grid[2]) * splits,
     ];
     ensure_shape!(
         groups.iter().all(|&g| g <= max),
@@ -221,24 +238,47 @@ fn launch(
         b.shape()
     );
     let c = Tensor::uninit(a.gpu(), op, &out_shape)?;
-    let flags =
-        usize::from(d.trans_a) | usize::from(d.trans_b) << 1 | usize::from(bias.is_some()) << 2;
-    let p = Params::new()
-        .u(d.m)
-        .u(d.n)
-        .u(d.k)
-        .u(flags)
-        .u(d.a_batch)
-        .u(d.k * d.n)
-        .u(d.m * d.n)
-        .u(0);
+    let transposes = usize::from(d.trans_a) | usize::from(d.trans_b) << 1;
+    let params = |flags: usize| {
+        Params::new()
+            .u(d.m)
+            .u(d.n)
+            .u(d.k)
+            .u(flags)
+            .u(d.a_batch)
+            .u(d.k * d.n)
+            .u(d.m * d.n)
+            .u(kchunk)
+            .u(splits)
+            .u(0)
+            .u(0)
+            .u(0)
+    };
+    let bias_flag = usize::from(bias.is_some()) << 2;
     // Without a bias the binding still needs a buffer; the kernel never reads it.
     let bias_buf = bias.map_or(a.buf(), Tensor::buf);
+    if splits == 1 {
+        a.gpu().dispatch(
+            kernel,
+            &params(transposes | bias_flag).0,
+            &[a.buf(), b.buf(), bias_buf, c.buf()],
+            groups.map(|g| g as u32),
+        );
+        return Ok(c);
+    }
+    // Slices without the bias, then their sum with it.
+    let part = Tensor::uninit(a.gpu(), op, &[splits, d.m, d.n])?;
     a.gpu().dispatch(
         kernel,
-        &p.0,
-        &[a.buf(), b.buf(), bias_buf, c.buf()],
+        &params(transposes).0,
+        &[a.buf(), b.buf(), bias_buf, part.buf()],
         groups.map(|g| g as u32),
+    );
+    a.gpu().dispatch(
+        &MATMUL_SUM_SPLITS,
+        &params(bias_flag).0,
+        &[part.buf(), b.buf(), bias_buf, c.buf()],
+        [(d.m * d.n).div_ceil(256) as u32, 1, 1],
     );
     Ok(c)
 }
@@ -307,31 +347,12 @@ fn product(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, d: Dims) -> Result<Ten
     if a.gpu().uses_subgroups() && a.gpu().texels_fit(&[a, b]) {
         return matmul_sg(a, b, bias, d);
     }
-    // The vec4 kernels read whole vec4s along each operand's contiguous dimension and write
-    // C by vec4 rows; small products waste most of their 128x128 tile.
-    let vec4_ok =
-        d.k.is_multiple_of(4) && d.n.is_multiple_of(4) && (!d.trans_a || d.m.is_multiple_of(4));
-    let big = d.m * d.n >= 64 * 128;
-    let l = if vec4_ok && big {
-        let kernel = match (d.trans_a, d.trans_b) {
-            (false, false) => &MATMUL_V4_NN,
-            (true, false) => &MATMUL_V4_TN,
-            (false, true) => &MATMUL_V4_NT,
-            (true, true) => &MATMUL_V4_TT,
-        };
-        Launch {
-            kernel,
-            grid: [TILE_V4, TILE_V4, 1],
-            op: "matmul",
-        }
-    } else {
-        Launch {
-            kernel: &MATMUL,
-            grid: [TILE, TILE, 1],
-            op: "matmul",
-        }
+    let l = Launch {
+        kernel: &MATMUL,
+        grid: [TILE, TILE, 1],
+        op: "matmul",
     };
-    launch(l, a, b, bias, d)
+    launch(l, a, b, bias, d, k_splits(&d))
 }
 
 /// A @ B with the one-output-per-invocation kernel, untracked: the benchmark's reference.
@@ -343,7 +364,7 @@ pub fn matmul_naive(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         op: "matmul_naive",
     };
     let d = dims(l.op, a, b, false, false, None)?;
-    launch(l, a, b, None, d)
+    launch(l, a, b, None, d, 1)
 }
 
 impl Tensor {
@@ -564,5 +585,35 @@ pub mod cpu {
             .map(|j| (0..rows).map(|i| f64::from(gy[i * out + j])).sum::<f64>() as f32)
             .collect();
         (gx, gw, gb)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(batch: usize, m: usize, k: usize, n: usize) -> Dims {
+        Dims {
+            batch,
+            m,
+            k,
+            n,
+            a_batch: m * k,
+            rank3: batch > 1,
+            trans_a: false,
+            trans_b: false,
+        }
+    }
+
+    #[test]
+    fn long_k_with_few_tiles_is_split() {
+        // The DCGAN discriminator's fc: one output tile, K = 6272 -> 24 slices of 272.
+        assert_eq!(k_splits(&d(1, 64, 6272, 1)), 24);
+        // Enough tiles, a short K, or a batch: no split.
+        assert_eq!(k_splits(&d(1, 2048, 6272, 64)), 1);
+        assert_eq!(k_splits(&d(1, 64, 1000, 1)), 1);
+        assert_eq!(k_splits(&d(2, 64, 6272, 1)), 1);
+        // Slices stay at least 256 long.
+        assert_eq!(k_splits(&d(1, 64, 1100, 70)), 4);
     }
 }

@@ -86,19 +86,34 @@ fn several_tiles_with_remainders() {
     check(2, 67, 130, 66, false, true, 42);
 }
 
-/// Shapes that take the vec4 kernels (K and N multiples of 4, M too when A is transposed,
-/// M*N >= 8192), in all four transpose combinations, forward and backward. K reaches 320
-/// here, so atol is 1e-4: f32 sums of 320 products in [-1, 1] drift ~1e-5 from f64.
+/// Long-K products with few outputs: on devices without the subgroup kernel they are split
+/// into K slices and summed (split K), in all four transpose combinations, forward and
+/// backward, and with a bias (the DCGAN discriminator's 6272 -> 1 layer). Sums of 1000+
+/// products drift further from f64, so atol is 2e-3; a lost slice is off by ~1.
 #[test]
-fn vec4_kernel_shapes_all_transposes_forward_and_backward() {
-    let shapes = [(1, 132, 68, 136), (2, 72, 132, 200), (1, 64, 320, 128)];
+fn long_k_products_match_cpu() {
+    let shapes = [(1, 5, 1100, 70), (1, 33, 2000, 3)];
     for (i, &(batch, m, k, n)) in shapes.iter().enumerate() {
-        assert!(m * n >= 8192 && k % 4 == 0 && n % 4 == 0 && m % 4 == 0);
         for (j, (ta, tb)) in [(false, false), (true, false), (false, true), (true, true)]
             .into_iter()
             .enumerate()
         {
-            check_tol(batch, m, k, n, ta, tb, 100 + (i * 4 + j) as u64, 1e-4);
+            check_tol(batch, m, k, n, ta, tb, 100 + (i * 4 + j) as u64, 2e-3);
+        }
+    }
+    linear_case_tol(64, 6272, 1, 62, 2e-3);
+}
+
+/// Products of 64x64 tiles and more, with K a multiple of the tile step and not.
+#[test]
+fn large_products_all_transposes_forward_and_backward() {
+    let shapes = [(1, 132, 68, 136), (2, 72, 132, 200), (1, 64, 320, 128)];
+    for (i, &(batch, m, k, n)) in shapes.iter().enumerate() {
+        for (j, (ta, tb)) in [(false, false), (true, false), (false, true), (true, true)]
+            .into_iter()
+            .enumerate()
+        {
+            check_tol(batch, m, k, n, ta, tb, 200 + (i * 4 + j) as u64, 1e-4);
         }
     }
 }
@@ -132,7 +147,8 @@ fn every_case() {
     odd_shapes_all_transposes_forward_and_backward();
     batched_forward_and_backward();
     several_tiles_with_remainders();
-    vec4_kernel_shapes_all_transposes_forward_and_backward();
+    large_products_all_transposes_forward_and_backward();
+    long_k_products_match_cpu();
     linear_forward_and_backward_match_cpu();
 }
 
@@ -143,6 +159,10 @@ fn four_lane_kernel_matches_cpu() {
 }
 
 fn linear_case(rows: usize, inp: usize, out: usize, seed: u64) {
+    linear_case_tol(rows, inp, out, seed, ATOL);
+}
+
+fn linear_case_tol(rows: usize, inp: usize, out: usize, seed: u64, atol: f32) {
     let mut rng = Rng::new(seed);
     let x = rng.vec(rows * inp);
     let w = rng.vec(out * inp);
@@ -156,19 +176,19 @@ fn linear_case(rows: usize, inp: usize, out: usize, seed: u64) {
     let y = linear(&xt, &wt, Some(&bt)).expect("linear");
     assert_eq!(y.shape(), &[rows, out]);
     let want = cpu::linear(&x, &w, Some(&bias), rows, inp, out);
-    assert_close(&read(&y), &want, ATOL, RTOL, "linear fwd");
+    assert_close(&read(&y), &want, atol, RTOL, "linear fwd");
     let g = y
         .backward_with(&upload(&r, &[rows, out]))
         .expect("backward");
     let (gx, gw, gb) = cpu::linear_backward(&x, &w, &r, rows, inp, out);
-    assert_close(&read(g.get(&xt).expect("gx")), &gx, ATOL, RTOL, "linear dx");
-    assert_close(&read(g.get(&wt).expect("gw")), &gw, ATOL, RTOL, "linear dW");
-    assert_close(&read(g.get(&bt).expect("gb")), &gb, ATOL, RTOL, "linear db");
+    assert_close(&read(g.get(&xt).expect("gx")), &gx, atol, RTOL, "linear dx");
+    assert_close(&read(g.get(&wt).expect("gw")), &gw, atol, RTOL, "linear dW");
+    assert_close(&read(g.get(&bt).expect("gb")), &gb, atol, RTOL, "linear db");
 
     // Without bias: same product, nothing added.
     let y0 = linear(&xt, &wt, None).expect("linear without bias");
     let want0 = cpu::linear(&x, &w, None, rows, inp, out);
-    assert_close(&read(&y0), &want0, ATOL, RTOL, "linear no bias");
+    assert_close(&read(&y0), &want0, atol, RTOL, "linear no bias");
 }
 
 #[test]
