@@ -28,8 +28,9 @@ pub struct BenchResult {
     pub train_kernels: Vec<KernelTime>,
 }
 
-/// Models `bench` knows.
-pub const MODELS: &[&str] = &["mnist-cnn", "resnet14", "dcgan"];
+/// Models `bench` knows. `resnet18` (torchvision's ImageNet layout at 224x224, the
+/// transfer-learning backbone) is for GPUs: on a CPU driver one step takes minutes.
+pub const MODELS: &[&str] = &["mnist-cnn", "resnet14", "dcgan", "resnet18"];
 
 fn random(gpu: &Gpu, rng: &mut SeedRng, shape: &[usize]) -> Result<Tensor> {
     let n = shape.iter().product();
@@ -169,6 +170,10 @@ pub fn run_one(gpu: &Gpu, name: &str, warmup: usize, steps: usize) -> Result<Ben
             classifier(gpu, name, &net, &[3, 32, 32], 10, (32, 128), ws)
         }
         "dcgan" => dcgan(gpu, 64, ws),
+        "resnet18" => {
+            let net = ResNet::new(gpu, ResNetConfig::resnet18(1000), 1)?;
+            classifier(gpu, name, &net, &[3, 224, 224], 1000, (32, 64), ws)
+        }
         other => bail!("unknown model '{other}' (known: {})", MODELS.join(", ")),
     }
     .with_context(|| format!("benchmarking {name}"))

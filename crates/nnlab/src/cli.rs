@@ -758,7 +758,8 @@ pub fn gan(a: GanArgs) -> Result<()> {
 /// `nnlab bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Models to measure (comma-separated): mnist-cnn, resnet14, dcgan.
+    /// Models to measure (comma-separated): mnist-cnn, resnet14, dcgan, and resnet18 (224x224,
+    /// for GPUs: minutes per step on a CPU driver).
     #[arg(
         long,
         value_delimiter = ',',
