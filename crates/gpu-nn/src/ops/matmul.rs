@@ -107,15 +107,18 @@ const TILE: usize = 64;
 /// K step of the tiled kernel: split-K slices are multiples of it.
 const TILE_K: usize = 16;
 
-/// K slices for a product of one batch whose output tiles would leave a GPU idle (fewer
-/// than 32 workgroups) while K is long: enough slices for ~128 workgroups, each at least
-/// 256 long. 1 means no split.
-fn k_splits(d: &Dims) -> usize {
+/// How a product of one batch whose output tiles would leave a GPU idle (fewer than 32
+/// workgroups) while K is long is split over K: enough slices for ~128 workgroups, each at
+/// least 256 long and a multiple of [`TILE_K`]. Returns (slices, slice length), (1, 0)
+/// for no split.
+fn k_splits(d: &Dims) -> (usize, usize) {
     let tiles = d.m.div_ceil(TILE) * d.n.div_ceil(TILE);
     if d.batch != 1 || tiles >= 32 || d.k < 1024 {
-        return 1;
+        return (1, 0);
     }
-    128usize.div_ceil(tiles).min(d.k / 256).clamp(1, 64)
+    let want = 128usize.div_ceil(tiles).min(d.k / 256).clamp(1, 64);
+    let kchunk = d.k.div_ceil(want).next_multiple_of(TILE_K);
+    (d.k.div_ceil(kchunk), kchunk)
 }
 
 /// Shape of one product: batch count, and op(A) [m, k] @ op(B) [k, n].
@@ -203,27 +206,22 @@ struct Launch {
     op: &'static str,
 }
 
-/// Dispatches `kernel` over the product `d`, in `splits` K slices (see [`k_splits`]; only
-/// the tiled `matmul` entry takes more than 1) summed by `matmul_sum_splits`.
+/// Dispatches `kernel` over the product `d`, in `splits` K slices of `kchunk` (see
+/// [`k_splits`]; only the tiled `matmul` entry takes more than 1) summed by
+/// `matmul_sum_splits`.
 fn launch(
     Launch { kernel, grid, op }: Launch,
     a: &Tensor,
     b: &Tensor,
     bias: Option<&Tensor>,
     d: Dims,
-    splits: usize,
+    (splits, kchunk): (usize, usize),
 ) -> Result<Tensor> {
     let out_shape: Vec<usize> = if d.rank3 {
         vec![d.batch, d.m, d.n]
     } else {
         vec![d.m, d.n]
     };
-    let kchunk = if splits > 1 {
-        d.k.div_ceil(splits).next_multiple_of(TILE_K)
-    } else {
-        0
-    };
-    let splits = if splits > 1 { d.k.div_ceil(kchunk) } else { 1 };
     let max = a.gpu().limits().max_compute_workgroups_per_dimension as usize;
     let groups = [
         d.n.div_ceil(grid[0]),
@@ -364,7 +362,7 @@ pub fn matmul_naive(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         op: "matmul_naive",
     };
     let d = dims(l.op, a, b, false, false, None)?;
-    launch(l, a, b, None, d, 1)
+    launch(l, a, b, None, d, (1, 0))
 }
 
 impl Tensor {
@@ -608,12 +606,12 @@ mod tests {
     #[test]
     fn long_k_with_few_tiles_is_split() {
         // The DCGAN discriminator's fc: one output tile, K = 6272 -> 24 slices of 272.
-        assert_eq!(k_splits(&d(1, 64, 6272, 1)), 24);
+        assert_eq!(k_splits(&d(1, 64, 6272, 1)), (24, 272));
         // Enough tiles, a short K, or a batch: no split.
-        assert_eq!(k_splits(&d(1, 2048, 6272, 64)), 1);
-        assert_eq!(k_splits(&d(1, 64, 1000, 1)), 1);
-        assert_eq!(k_splits(&d(2, 64, 6272, 1)), 1);
-        // Slices stay at least 256 long.
-        assert_eq!(k_splits(&d(1, 64, 1100, 70)), 4);
+        assert_eq!(k_splits(&d(1, 2048, 6272, 64)), (1, 0));
+        assert_eq!(k_splits(&d(1, 64, 1000, 1)), (1, 0));
+        assert_eq!(k_splits(&d(2, 64, 6272, 1)), (1, 0));
+        // Slices stay at least 256 long (1100 / 4 = 275 -> 288: 4 slices, the last short).
+        assert_eq!(k_splits(&d(1, 64, 1100, 70)), (4, 288));
     }
 }
