@@ -1,7 +1,7 @@
 // Batched matrix products: C[b] = op(A[b]) @ op(B[b]) (+ bias[col]), op = optional transpose.
 // A is stored [M, K] (or [K, M] when transposed), B [K, N] (or [N, K]), C [M, N]; batch b is
 // the z grid and each operand advances by its batch stride (elements) per batch.
-// Dispatch: x over column tiles, y over row tiles, z over the batch.
+// Dispatch: x over column tiles, y over row tiles, z over the batch (or K slices, see `matmul`).
 
 struct Params {
     m: u32,
