@@ -88,8 +88,8 @@ fn load_b_sel(base: u32, kk: u32, col: u32) -> f32 {
     return select(0.0, b[base + idx], kk < p.k && col < p.n);
 }
 
-// --- matmul(a, b, bias, c): the product on devices without the subgroup kernel (GPUs,
-// SwiftShader). 64x64 outputs per workgroup of 256 invocations (16x16), each accumulating a
+// --- matmul(a, b, bias, c): the product on devices without the subgroup kernel (GPUs; CPU
+// drivers only where an operand does not fit a texture). 64x64 outputs per workgroup of 256 invocations (16x16), each accumulating a
 // 4x4 block; K in steps of 16 through workgroup memory, staged along each operand's stored
 // contiguous direction so that GPU loads coalesce. On an H100 this is 2-6x the 64-invocation
 // 8x8-block kernel it replaced (that one was tuned for lavapipe, which now runs matmul_sg).
