@@ -9,10 +9,10 @@
 // 64 invocations x 4 columns (pixels); lanes 0..L-1 of every subgroup each load one weight
 // per L-row block and `subgroupBroadcast` hands it to all lanes (a register shuffle), so each
 // k costs NB + 4 loads for 4 L NB multiply-adds, with no workgroup memory and no barriers. The
-// loads read rgba32float textures (`texel` in common.wgsl), which lavapipe fetches with
-// branch-free gathers: 1.3-2.6x faster than the same kernels reading storage buffers. The k
-// loops run
-// over (channel, kernel row, kernel column) directly, so no index is divided inside them.
+// loads go through `texel` (common.wgsl): on lavapipe they read rgba32float textures, which
+// it fetches with branch-free gathers, 1.3-2.6x faster than storage buffers; elsewhere
+// (SwiftShader) the operands' buffers. The k loops run over (channel, kernel row, kernel
+// column) directly, so no index is divided inside them.
 
 struct Params {
     n: u32,

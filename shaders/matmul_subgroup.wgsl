@@ -8,10 +8,10 @@
 // per LANES-row block and `subgroupBroadcast` hands it to every lane, so each k costs 4 + 4
 // loads for 16 LANES multiply-adds, with no workgroup memory and no barriers.
 //
-// Both operands are read from rgba32float textures (`Gpu::dispatch_texels` copies them
-// from their buffers): lavapipe fetches texels with branch-free gathers, where a
+// Both operands are read from rgba32float textures on lavapipe (`Gpu::dispatch_texels`
+// copies them from their buffers), which fetches texels with branch-free gathers where a
 // storage-buffer load with a per-lane address is a loop over the lanes; 1024^3 ran 2.5x
-// faster this way (5.3 -> 13 GFLOP/s).
+// faster this way (5.3 -> 13 GFLOP/s). Other drivers read the buffers (see common.wgsl).
 //
 // Rows and columns are abstract: every operand is addressed through strides, so A or B
 // transposed, and the product computed as C^T = B^T A^T (the larger dimension on the lanes),
@@ -96,18 +96,18 @@ fn row_of(a0: Acc, a1: Acc, a2: Acc, a3: Acc, i: u32) -> vec4<f32> {
 
 // Masked loads: lanes past the matrix read 0 (selects, not branches).
 fn load_r(i: u32, ok: bool) -> f32 {
-    return select(0.0, textureLoad(r, texel_at(i), 0)[i % 4u], ok);
+    return select(0.0, texel(r, i), ok);
 }
 
 fn load_l(idx: vec4<u32>, ok: vec4<bool>) -> vec4<f32> {
     if (L_VEC) {
-        return select(vec4<f32>(0.0), textureLoad(l, texel_at(idx.x), 0), ok);
+        return select(vec4<f32>(0.0), texel_vec(l, idx.x), ok);
     }
     return select(vec4<f32>(0.0), vec4<f32>(
-        textureLoad(l, texel_at(idx.x), 0)[idx.x % 4u],
-        textureLoad(l, texel_at(idx.y), 0)[idx.y % 4u],
-        textureLoad(l, texel_at(idx.z), 0)[idx.z % 4u],
-        textureLoad(l, texel_at(idx.w), 0)[idx.w % 4u],
+        texel(l, idx.x),
+        texel(l, idx.y),
+        texel(l, idx.z),
+        texel(l, idx.w),
     ), ok);
 }
 

@@ -11,9 +11,11 @@ pub(crate) enum Access {
     Write,
     /// `texture_storage_2d<rgba8unorm, write>`: a picture for the UI.
     Image,
-    /// `texture_2d<f32>` (rgba32float, read with `textureLoad`): a read-only operand copied
-    /// from its buffer by [`crate::Gpu`]'s operand textures (CPU drivers load texels much
-    /// faster than storage buffers).
+    /// `texture_2d<f32>` (rgba32float, read with `textureLoad` through `texel` and its
+    /// siblings in common.wgsl): a read-only operand copied from its buffer by
+    /// [`crate::Gpu`]'s operand textures (lavapipe loads texels much faster than storage
+    /// buffers). On devices without operand textures it becomes a read-only storage buffer
+    /// of texels and the kernel reads the tensor's buffer.
     Texels,
 }
 

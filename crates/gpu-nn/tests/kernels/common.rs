@@ -36,13 +36,15 @@ pub fn portable_gpu() -> Gpu {
     .clone()
 }
 
-/// A device whose subgroup kernels use blocks of 4 rows, as on SwiftShader (on lavapipe's
-/// 8-lane subgroups, lanes 4..7 repeat lanes 0..3 for other columns).
+/// A device that runs the subgroup kernels as SwiftShader does: blocks of 4 rows (on
+/// lavapipe's 8-lane subgroups, lanes 4..7 repeat lanes 0..3 for other columns), reading
+/// their operands from the buffers instead of operand textures.
 pub fn four_lane_gpu() -> Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
         gpu_with(GpuOptions {
             subgroup_lanes: Some(4),
+            operand_textures: Some(false),
             ..GpuOptions::default()
         })
     })

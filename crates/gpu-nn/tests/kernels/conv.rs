@@ -152,11 +152,21 @@ fn subgroup_kernels_are_used_where_the_adapter_has_them() {
         assert_eq!(g.subgroup_lanes(), expected);
         assert_eq!(four_lane_gpu().subgroup_lanes(), 4);
     }
+    // Operand textures only on lavapipe; the SwiftShader-like device reads buffers, so the
+    // tests below cover both ways of reading texels.
+    assert_eq!(
+        g.operand_textures(),
+        info.name.contains("llvmpipe"),
+        "{}",
+        info.name
+    );
+    assert!(!four_lane_gpu().operand_textures());
 }
 
 #[test]
 fn four_lane_kernels_match_cpu() {
-    // The subgroup kernels as SwiftShader (4-lane subgroups) runs them: blocks of 4 rows.
+    // The subgroup kernels as SwiftShader (4-lane subgroups) runs them: blocks of 4 rows,
+    // operands read from their buffers.
     let g = four_lane_gpu();
     assert!(
         g.uses_subgroups() || !gpu().uses_subgroups(),

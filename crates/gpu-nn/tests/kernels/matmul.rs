@@ -154,7 +154,7 @@ fn every_case() {
 
 #[test]
 fn four_lane_kernel_matches_cpu() {
-    // The subgroup kernel with blocks of 4 rows, as on SwiftShader's 4-lane subgroups.
+    // The subgroup kernel as on SwiftShader: blocks of 4 rows, operands read from buffers.
     with_gpu(four_lane_gpu(), every_case);
 }
 
