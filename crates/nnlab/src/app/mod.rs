@@ -194,8 +194,6 @@ pub struct NnlabApp {
     work_ms: f32,
     /// The engine runs on a CPU driver (lavapipe, SwiftShader): frames compete with steps.
     cpu_adapter: bool,
-    /// Steps back at the last frame.
-    seen_step: u64,
     launch: Launch,
     screenshot_taken: bool,
     #[cfg(target_arch = "wasm32")]
@@ -280,7 +278,6 @@ impl NnlabApp {
             frame_ms: 0.0,
             work_ms: 0.0,
             cpu_adapter,
-            seen_step: 0,
             launch,
             screenshot_taken: false,
             #[cfg(target_arch = "wasm32")]
@@ -447,20 +444,9 @@ impl NnlabApp {
         if s.momentum().is_some_and(|m| m != self.settings.momentum) {
             s.set_momentum(self.settings.momentum)?;
         }
-        if self.running {
-            let burst = s.burst();
-            if self.cpu_adapter {
-                // One readback for the burst: the UI wakes (and draws) once for all of it.
-                s.step_many(now, burst)?;
-            } else {
-                for _ in 0..burst {
-                    s.step(now)?;
-                    if t0.elapsed().as_secs_f64() > STEP_BUDGET_S {
-                        break;
-                    }
-                }
-            }
-        }
+        // Collect first, then submit steps, then an inspection: on a CPU adapter the
+        // inspection then runs right behind the burst and comes back with it, instead of
+        // taking a wake-up (and a frame) of its own between bursts.
         if let Some((tag, insp)) = s.poll(now)? {
             match tag {
                 TAG_DROP => {
@@ -475,6 +461,20 @@ impl NnlabApp {
                     );
                 }
                 _ => self.features = Some(insp),
+            }
+        }
+        if self.running {
+            let burst = s.burst();
+            if self.cpu_adapter {
+                // One readback for the burst: the UI wakes (and draws) once for all of it.
+                s.step_many(now, burst)?;
+            } else {
+                for _ in 0..burst {
+                    s.step(now)?;
+                    if t0.elapsed().as_secs_f64() > STEP_BUDGET_S {
+                        break;
+                    }
+                }
             }
         }
         if !s.inspecting() {
@@ -502,6 +502,8 @@ impl NnlabApp {
         let Some(g) = self.gan.as_mut() else {
             return Ok(());
         };
+        // Collect first: the frame in which an iteration comes back submits the next one.
+        g.poll()?;
         if self.gan_running {
             while g.can_step() {
                 g.step()?;
@@ -514,7 +516,6 @@ impl NnlabApp {
                 self.gan_samples_at = now;
             }
         }
-        g.poll()?;
         Ok(())
     }
 }
@@ -538,12 +539,10 @@ impl eframe::App for NnlabApp {
                 .session
                 .as_ref()
                 .is_some_and(|s| s.in_flight() > 0 || s.inspecting());
-        let done = self.session.as_ref().map_or(0, |s| s.last_step_done);
-        let progressed = std::mem::replace(&mut self.seen_step, done) != done;
-        if busy && self.cpu_adapter && !progressed {
-            // On a CPU adapter every frame is drawn by the cores that run the steps: draw at
-            // once when a step comes back (the next one is submitted in that frame), and
-            // otherwise only poll now and then. Input events still repaint immediately.
+        if busy && self.cpu_adapter {
+            // On a CPU adapter every frame is drawn by the cores that run the steps: draw when
+            // results come back (readbacks wake the UI, and that frame submits the next
+            // burst) and otherwise only poll now and then. Input events still repaint at once.
             ctx.request_repaint_after(CPU_POLL);
         } else if busy {
             ctx.request_repaint();
