@@ -23,13 +23,15 @@ pub fn gpu() -> Gpu {
     GPU.get_or_init(fresh_gpu).clone()
 }
 
-/// A device that uses only the portable kernels (no subgroups), shared by the tests that
-/// run the kernel comparisons a second time on it.
+/// A device that runs the kernels as GPUs do: the portable kernels (no subgroups), operands
+/// read from their buffers (no operand textures). Shared by the tests that run the kernel
+/// comparisons a second time on it.
 pub fn portable_gpu() -> Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
         gpu_with(GpuOptions {
             subgroups: false,
+            operand_textures: Some(false),
             ..GpuOptions::default()
         })
     })

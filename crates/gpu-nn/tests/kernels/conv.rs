@@ -161,6 +161,7 @@ fn subgroup_kernels_are_used_where_the_adapter_has_them() {
         info.name
     );
     assert!(!four_lane_gpu().operand_textures());
+    assert!(!portable_gpu().operand_textures());
 }
 
 #[test]
