@@ -43,9 +43,9 @@ fn inside(a: vec4<i32>, lim: u32) -> vec4<bool> {
 // e % 4: lavapipe fetches texels with branch-free gathers, where a storage-buffer load with
 // a per-lane address is a loop over the lanes (2-3x the cost of a conv kernel's arithmetic).
 // Other drivers read the buffer itself: gpu.rs rewrites each `var NAME: texture_2d<f32>`
-// into a storage array of vec4 texels and the calls `texel(NAME, ..)`, `texel4(NAME, ..)`
-// and `texel_vec(NAME, ..)` into loads from it, so kernels reach operands only through
-// these three helpers.
+// into a storage array of vec4 texels and the calls `texel(NAME, ..)` and
+// `texel4(NAME, ..)` into loads from it, so kernels reach operands only through these two
+// helpers.
 const OPERAND_W: u32 = 1024u;
 
 // Where flat element e of an operand texture lives.
@@ -58,11 +58,6 @@ fn texel_at(e: u32) -> vec2<u32> {
 // discards.
 fn texel(t: texture_2d<f32>, e: u32) -> f32 {
     return textureLoad(t, texel_at(e), 0)[e % 4u];
-}
-
-// The whole texel that holds flat element e.
-fn texel_vec(t: texture_2d<f32>, e: u32) -> vec4<f32> {
-    return textureLoad(t, texel_at(e), 0);
 }
 
 // Elements 4 i .. 4 i + 3 of an operand texture.

@@ -101,7 +101,7 @@ fn load_r(i: u32, ok: bool) -> f32 {
 
 fn load_l(idx: vec4<u32>, ok: vec4<bool>) -> vec4<f32> {
     if (L_VEC) {
-        return select(vec4<f32>(0.0), texel_vec(l, idx.x), ok);
+        return select(vec4<f32>(0.0), texel4(l, idx.x / 4u), ok);
     }
     return select(vec4<f32>(0.0), vec4<f32>(
         texel(l, idx.x),

@@ -60,8 +60,8 @@ fn wgsl_source(
 }
 
 /// `source` with its operand textures (`var NAME: texture_2d<f32>;`) declared as storage
-/// buffers of texels (`array<vec4<f32>>`, the layout the textures copy) and its `texel`,
-/// `texel4` and `texel_vec` calls on them reading those buffers: the WGSL of a kernel with
+/// buffers of texels (`array<vec4<f32>>`, the layout the textures copy) and its `texel` and
+/// `texel4` calls on them reading those buffers: the WGSL of a kernel with
 /// [`Access::Texels`] bindings on a device without operand textures. The kernels reach
 /// their operands only through those helpers, so the rewrite needs no parser.
 fn operands_as_buffers(source: &str) -> String {
@@ -88,12 +88,10 @@ fn operands_as_buffers(source: &str) -> String {
     for n in names {
         out = out
             .replace(&format!("texel({n}, "), &format!("texel_{n}("))
-            .replace(&format!("texel4({n}, "), &format!("texel4_{n}("))
-            .replace(&format!("texel_vec({n}, "), &format!("texelv_{n}("));
+            .replace(&format!("texel4({n}, "), &format!("texel4_{n}("));
         out.push_str(&format!(
             "fn texel_{n}(e: u32) -> f32 {{ return {n}[e >> 2u][e & 3u]; }}\n\
-             fn texel4_{n}(i: u32) -> vec4<f32> {{ return {n}[i]; }}\n\
-             fn texelv_{n}(e: u32) -> vec4<f32> {{ return {n}[e >> 2u]; }}\n"
+             fn texel4_{n}(i: u32) -> vec4<f32> {{ return {n}[i]; }}\n"
         ));
     }
     out
