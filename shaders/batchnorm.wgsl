@@ -77,8 +77,10 @@ fn tree_sum2(lid: u32) {
 }
 
 // --- bn_stats(x, save, running_mean, running_var): one workgroup per channel.
-// Training: two passes (mean, then squared deviations) for accuracy; writes the batch mean and
-// inverse std to `save` and updates the running statistics in place with the unbiased variance.
+// Training: one pass over the channel's values shifted by its first value (a shift near the
+// mean keeps sum(d^2) - sum(d)^2 / M free of cancellation, as two passes would, at half the
+// loads and one tree sum); writes the batch mean and inverse std to `save` and updates the
+// running statistics in place with the unbiased variance.
 // Evaluation: copies the running statistics into `save`.
 @group(0) @binding(1) var<storage, read> sx: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ssave: array<f32>;
@@ -88,6 +90,13 @@ fn tree_sum2(lid: u32) {
 fn save_running(c: u32) {
     ssave[c] = srm[c];
     ssave[p.c + c] = inverseSqrt(srv[c] + p.eps);
+}
+
+// Saves the batch statistics of channel c from the sums of its values minus `shift` and of
+// their squares.
+fn save_shifted(c: u32, shift: f32, s1: f32, s2: f32) {
+    let fm = f32(p.n * p.s);
+    save_batch(c, shift + s1 / fm, max(s2 - s1 * s1 / fm, 0.0));
 }
 
 // Saves the batch statistics of channel c from its mean and sum of squared deviations.
@@ -113,31 +122,23 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         if (valid && lid == 0u) { save_running(c); }
         return;
     }
-    var acc = 0.0;
+    var s1 = 0.0;
+    var s2 = 0.0;
+    var shift = 0.0;
     if (valid) {
+        shift = sx[c * p.s];
         var w = walk_start(lid, p.s);
         for (var k = lid; k < m; k = k + 256u) {
-            acc = acc + sx[walk_index(w, c, p.s)];
+            let d = sx[walk_index(w, c, p.s)] - shift;
+            s1 = s1 + d;
+            s2 = s2 + d * d;
             walk_next(&w, p.s);
         }
     }
-    red_a[lid] = acc;
-    red_b[lid] = 0.0;
+    red_a[lid] = s1;
+    red_b[lid] = s2;
     tree_sum2(lid);
-    let mean = red_a[0] / f32(m);
-    workgroupBarrier();
-    var dev = 0.0;
-    if (valid) {
-        var w = walk_start(lid, p.s);
-        for (var k = lid; k < m; k = k + 256u) {
-            let d = sx[walk_index(w, c, p.s)] - mean;
-            dev = dev + d * d;
-            walk_next(&w, p.s);
-        }
-    }
-    red_a[lid] = dev;
-    tree_sum2(lid);
-    if (valid && lid == 0u) { save_batch(c, mean, red_a[0]); }
+    if (valid && lid == 0u) { save_shifted(c, shift, red_a[0], red_b[0]); }
 }
 
 // bn_stats_t: bn_stats reading x from an operand texture (`Gpu::dispatch_texels`), a vec4
@@ -152,31 +153,23 @@ fn bn_stats_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let valid = c < p.c;
     let s4 = p.s / 4u;
     let m4 = p.n * s4;
-    var acc = vec4<f32>(0.0);
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    var shift = 0.0;
     if (valid) {
+        shift = texel4(tx, c * s4).x;
         var w = walk_start(lid, s4);
         for (var k = lid; k < m4; k = k + 256u) {
-            acc = acc + texel4(tx, walk_index(w, c, s4));
+            let d = texel4(tx, walk_index(w, c, s4)) - shift;
+            s1 = s1 + d;
+            s2 = s2 + d * d;
             walk_next(&w, s4);
         }
     }
-    red_a[lid] = hsum(acc);
-    red_b[lid] = 0.0;
+    red_a[lid] = hsum(s1);
+    red_b[lid] = hsum(s2);
     tree_sum2(lid);
-    let mean = red_a[0] / f32(p.n * p.s);
-    workgroupBarrier();
-    var dev = vec4<f32>(0.0);
-    if (valid) {
-        var w = walk_start(lid, s4);
-        for (var k = lid; k < m4; k = k + 256u) {
-            let d = texel4(tx, walk_index(w, c, s4)) - mean;
-            dev = dev + d * d;
-            walk_next(&w, s4);
-        }
-    }
-    red_a[lid] = hsum(dev);
-    tree_sum2(lid);
-    if (valid && lid == 0u) { save_batch(c, mean, red_a[0]); }
+    if (valid && lid == 0u) { save_shifted(c, shift, red_a[0], red_b[0]); }
 }
 
 // --- bn_apply(x, save, weight, bias, y): y = (x - mean) * invstd * weight + bias, elementwise.

@@ -269,3 +269,30 @@ fn storage_buffer_kernels_match_cpu() {
     // take the storage-buffer kernels for every shape: the same comparisons on such a device.
     with_gpu(portable_gpu(), forward_backward_and_running_stats_match_cpu);
 }
+
+#[test]
+fn batch_statistics_stay_exact_far_from_zero() {
+    // Values 1000 + c + [0, 0.5): the variance (~0.02) is 1e-8 of the mean's square, so the
+    // single-pass sums must be taken around a shift near the mean (one pass of plain sums
+    // of x and x^2 in f32 gets it wrong by more than its size).
+    let check = || {
+        let mut rng = Rng::new(13);
+        // S = 64 takes the vec4 twin on CPU drivers, S = 7 the scalar kernel.
+        for shape in [[4usize, 3, 8, 8], [5, 3, 7, 1]] {
+            let s: usize = shape[2..].iter().product();
+            let x: Vec<f32> = (0..shape.iter().product::<usize>())
+                .map(|i| 1000.0 + ((i / s) % 3) as f32 + 0.5 * rng.uniform())
+                .collect();
+            let (rmt, rvt) = (upload(&[0.0; 3], &[3]), upload(&[0.0; 3], &[3]));
+            batch_norm(&upload(&x, &shape), &rmt, &rvt, None, None, true, 1.0, EPS)
+                .expect("forward");
+            let stats = cpu::batch_stats(&x, &shape);
+            let mean: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
+            let var: Vec<f32> = stats.iter().map(|s| s.2 as f32).collect();
+            assert_close(&read(&rmt), &mean, 0.0, 1e-6, &format!("{shape:?} mean"));
+            assert_close(&read(&rvt), &var, 0.0, 1e-3, &format!("{shape:?} var"));
+        }
+    };
+    check();
+    with_gpu(portable_gpu(), check);
+}
