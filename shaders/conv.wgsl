@@ -43,7 +43,8 @@ struct Params {
     // conv_wgrad: number of K slices and the K length of each (a multiple of BK).
     splits: u32,
     kchunk: u32,
-    // sum_splits: number of elements of one slice.
+    // sum_splits: number of elements of one slice. conv_pack_w and the subgroup kernels
+    // that read its output: the rows of a tap, padded (see conv_pack_w).
     total: u32,
 }
 
@@ -328,6 +329,38 @@ fn sum_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         acc = acc + spart[s * p.total + i];
     }
     sout[i] = acc;
+}
+
+// --- conv_pack_w(w, wp): the weights tap-major for the subgroup kernels, so that the rows
+// a workgroup needs at one tap are neighbours and one lane fetches four of them in one
+// texel. w is T blocks of [A][B] (A rows of B taps); wp is T blocks of [B][total], row a of
+// tap b at b * total + a, rows a >= A zero (total pads A to whole workgroup tiles).
+//   conv_fwd_sg:   T = groups, A = cout/groups (output channels), B = cin/groups kh kw
+//   conv_dgrad_sg: T = cout,   A = cin/groups (input channels),   B = kh kw
+override DGRAD: bool = false;
+@group(0) @binding(1) var<storage, read> pw_in: array<f32>;
+@group(0) @binding(2) var<storage, read_write> pw_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn conv_pack_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let o = linear(wid, nwg, lid);
+    let cg = p.cin / p.groups;
+    var t = p.groups;
+    var a = p.cout / p.groups;
+    var b = cg * p.kh * p.kw;
+    if (DGRAD) {
+        t = p.cout;
+        a = cg;
+        b = p.kh * p.kw;
+    }
+    let block = b * p.total;
+    if (o >= t * block) { return; }
+    let tb = udivmod(o, block); // (block, offset in it)
+    let ba = udivmod(tb.y, p.total); // (tap, row)
+    var v = 0.0;
+    if (ba.y < a) { v = pw_in[(tb.x * a + ba.y) * b + ba.x]; }
+    pw_out[o] = v;
 }
 
 // --- conv_bias_grad(gy, db): db[c] = sum over (b, oh, ow) of gy[b, c, oh, ow]. One

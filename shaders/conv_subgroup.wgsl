@@ -72,6 +72,47 @@ fn rank1(acc: ptr<function, Acc>, a: f32, b: vec4<f32>) {
     }
 }
 
+// acc.r(i) += lo[i] * b for i < 4 and hi[i - 4] * b for 4 <= i < 8: lo and hi hold four
+// rows' values each, broadcast from the lane that loaded them.
+fn rank4(acc: ptr<function, Acc>, lo: vec4<f32>, hi: vec4<f32>, b: vec4<f32>) {
+    (*acc).r0 = fma(vec4<f32>(lo.x), b, (*acc).r0);
+    (*acc).r1 = fma(vec4<f32>(lo.y), b, (*acc).r1);
+    (*acc).r2 = fma(vec4<f32>(lo.z), b, (*acc).r2);
+    (*acc).r3 = fma(vec4<f32>(lo.w), b, (*acc).r3);
+    if (LANES > 4u) {
+        (*acc).r4 = fma(vec4<f32>(hi.x), b, (*acc).r4);
+        (*acc).r5 = fma(vec4<f32>(hi.y), b, (*acc).r5);
+        (*acc).r6 = fma(vec4<f32>(hi.z), b, (*acc).r6);
+        (*acc).r7 = fma(vec4<f32>(hi.w), b, (*acc).r7);
+    }
+}
+
+// One tap of a whole tile: acc(j).r(i) += A[LANES j + i] * b, where the tile's LANES NB
+// weights of this tap sit four to a lane (rows 4 l .. 4 l + 3 in lane l's `wv`, as
+// conv_pack_w lays them out). The lanes are literals (subgroupBroadcast wants constants).
+fn rank1_tile(a0: ptr<function, Acc>, a1: ptr<function, Acc>, a2: ptr<function, Acc>,
+              a3: ptr<function, Acc>, wv: vec4<f32>, b: vec4<f32>) {
+    if (LANES > 4u) {
+        rank4(a0, subgroupBroadcast(wv, 0u), subgroupBroadcast(wv, 1u), b);
+        if (NB > 1u) { rank4(a1, subgroupBroadcast(wv, 2u), subgroupBroadcast(wv, 3u), b); }
+        if (NB > 2u) { rank4(a2, subgroupBroadcast(wv, 4u), subgroupBroadcast(wv, 5u), b); }
+        if (NB > 3u) { rank4(a3, subgroupBroadcast(wv, 6u), subgroupBroadcast(wv, 7u), b); }
+    } else {
+        rank4(a0, subgroupBroadcast(wv, 0u), wv, b);
+        if (NB > 1u) { rank4(a1, subgroupBroadcast(wv, 1u), wv, b); }
+        if (NB > 2u) { rank4(a2, subgroupBroadcast(wv, 2u), wv, b); }
+        if (NB > 3u) { rank4(a3, subgroupBroadcast(wv, 3u), wv, b); }
+    }
+}
+
+// The texel of packed weights (conv_pack_w: rows padded to p.total, a multiple of LANES NB)
+// that this lane loads: its four rows of the tile starting at row m0, at tap 0 of block t.
+// Lanes past the tile's LANES NB / 4 load the last texel again (any valid address would do).
+fn packed_texel(t: u32, taps: u32, m0: u32, lane: u32) -> u32 {
+    let per_lane = min(lane % LANES, LANES * NB / 4u - 1u);
+    return (t * taps * p.total + m0) / 4u + per_lane;
+}
+
 // Row i (< LANES NB) of the four accumulators.
 fn row_of(a0: Acc, a1: Acc, a2: Acc, a3: Acc, i: u32) -> vec4<f32> {
     switch i / LANES {
@@ -97,6 +138,7 @@ fn acc_row(acc: Acc, i: u32) -> vec4<f32> {
 
 // --- conv_fwd_sg(x, w, b, y): grid (ceil(n*ho*wo / 256), ceil(cout/groups / LANES NB), groups).
 @group(0) @binding(1) var fx: texture_2d<f32>;
+// fw: the weights packed by conv_pack_w.
 @group(0) @binding(2) var fw: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> fb: array<f32>;
 @group(0) @binding(4) var<storage, read_write> fy: array<f32>;
@@ -109,11 +151,6 @@ fn gather_fx(idx: vec4<i32>, ok: vec4<bool>) -> vec4<f32> {
     v.y = select(0.0, texel(fx, u32(idx.y)), ok.y);
     v.z = select(0.0, texel(fx, u32(idx.z)), ok.z);
     v.w = select(0.0, texel(fx, u32(idx.w)), ok.w);
-    return v;
-}
-fn load_fw(i: u32, ok: bool) -> f32 {
-    var v = 0.0;
-    v = select(0.0, texel(fw, i), ok);
     return v;
 }
 
@@ -139,11 +176,9 @@ fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
     let ih0 = vec4<i32>(oh * p.sh) - i32(p.ph);
     let iw0 = vec4<i32>((rr - oh * p.wo) * p.sw) - i32(p.pw);
     let xbase = vec4<i32>((bi * p.cin + g * cg) * hw);
-    // The weight rows this lane loads for the subgroup, one per block (clamped in range,
-    // zeroed past mg).
-    let mrow = vec4<u32>(m0 + lane % LANES) + vec4<u32>(0u, 1u, 2u, 3u) * LANES;
-    let aok = mrow < vec4<u32>(mg);
-    let wrow = (g * mg + min(mrow, vec4<u32>(mg - 1u))) * kk;
+    // The texel of weights this lane loads for the subgroup at tap k: wq + k * tstep.
+    let wq = packed_texel(g, kk, m0, lane);
+    let tstep = p.total / 4u;
 
     var acc0: Acc;
     var acc1: Acc;
@@ -170,10 +205,7 @@ fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
                     nv = select(0.0, texel(fx, u32(xrow.w + np)), hok.w && np < i32(p.w));
                     b = vec4<f32>(b.yzw, nv);
                 }
-                rank1(&acc0, load_fw(wrow.x + k, aok.x), b);
-                if (NB > 1u) { rank1(&acc1, load_fw(wrow.y + k, aok.y), b); }
-                if (NB > 2u) { rank1(&acc2, load_fw(wrow.z + k, aok.z), b); }
-                if (NB > 3u) { rank1(&acc3, load_fw(wrow.w + k, aok.w), b); }
+                rank1_tile(&acc0, &acc1, &acc2, &acc3, texel4(fw, wq + k * tstep), b);
                 k = k + 1u;
             }
         }
@@ -201,6 +233,7 @@ fn conv_fwd_sg(@builtin(workgroup_id) wid: vec3<u32>,
 // happen once per tap. Grid (ceil(n*h*w / 256), ceil(cin/groups / LANES NB), groups); with
 // ROW, (ceil(n*w / 256), ceil(cin/groups / LANES NB), groups * h), one input row per z.
 @group(0) @binding(1) var dgy: texture_2d<f32>;
+// dwt: the weights packed by conv_pack_w (DGRAD).
 @group(0) @binding(2) var dwt: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> db: array<f32>;
 @group(0) @binding(4) var<storage, read_write> ddx: array<f32>;
@@ -211,11 +244,6 @@ fn gather_dgy(idx: vec4<i32>, ok: vec4<bool>) -> vec4<f32> {
     v.y = select(0.0, texel(dgy, u32(idx.y)), ok.y);
     v.z = select(0.0, texel(dgy, u32(idx.z)), ok.z);
     v.w = select(0.0, texel(dgy, u32(idx.w)), ok.w);
-    return v;
-}
-fn load_dwt(i: u32, ok: bool) -> f32 {
-    var v = 0.0;
-    v = select(0.0, texel(dwt, i), ok);
     return v;
 }
 
@@ -262,10 +290,10 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
     let th0 = vec4<i32>(hp) + i32(p.ph);
     let tw0 = vec4<i32>(rr - hp * p.w) + i32(p.pw);
     let gybase = vec4<i32>((bi * p.cout + g * mg) * hwo);
-    // The weight rows (input channels) this lane loads for the subgroup, one per block.
-    let mrow = vec4<u32>(m0 + lane % LANES) + vec4<u32>(0u, 1u, 2u, 3u) * LANES;
-    let aok = mrow < vec4<u32>(cg);
-    let wbase = (g * mg * cg + min(mrow, vec4<u32>(cg - 1u))) * khw;
+    // The texel of weights (rows: input channels) this lane loads for the subgroup at output
+    // channel co, tap (ki, kj): wq + (co khw + ki kw + kj) tstep.
+    let wq = packed_texel(g * mg, khw, m0, lane);
+    let tstep = p.total / 4u;
 
     var acc0: Acc;
     var acc1: Acc;
@@ -289,7 +317,7 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
                 let hok = cok.x && oh >= 0 && oh < i32(p.ho);
                 let rowb = cobase + oh * i32(p.wo);
                 var b = gather_dgy(vec4<i32>(rowb) + tw0, vec4<bool>(hok) & inside(tw0, p.wo));
-                let wk = wbase + co * cg * khw + ki * p.kw;
+                let wk = wq + (co * khw + ki * p.kw) * tstep;
                 for (var kj = 0u; kj < p.kw; kj = kj + 1u) {
                     if (kj > 0u) {
                         let np = tw0.x - i32(kj);
@@ -298,11 +326,7 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
                         nv = select(0.0, texel(dgy, u32(rowb + np)), inb);
                         b = vec4<f32>(nv, b.xyz);
                     }
-                    let wi = wk + kj;
-                    rank1(&acc0, load_dwt(wi.x, aok.x), b);
-                    if (NB > 1u) { rank1(&acc1, load_dwt(wi.y, aok.y), b); }
-                    if (NB > 2u) { rank1(&acc2, load_dwt(wi.z, aok.z), b); }
-                    if (NB > 3u) { rank1(&acc3, load_dwt(wi.w, aok.w), b); }
+                    rank1_tile(&acc0, &acc1, &acc2, &acc3, texel4(dwt, wk + kj * tstep), b);
                 }
             }
         }
@@ -314,15 +338,11 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
             let ow = tap(tw0 - i32(kj * p.dw), p.sw);
             let ok = hok & inside(ow, p.wo);
             let off = gybase + oh * i32(p.wo) + ow;
-            let wk = wbase + ki * p.kw + kj;
+            let wk = wq + (ki * p.kw + kj) * tstep;
             for (var co = 0u; co < mg; co = co + 1u) {
                 let idx = off + i32(co * hwo);
                 let b = gather_dgy(idx, ok);
-                let wi = wk + co * cg * khw;
-                rank1(&acc0, load_dwt(wi.x, aok.x), b);
-                if (NB > 1u) { rank1(&acc1, load_dwt(wi.y, aok.y), b); }
-                if (NB > 2u) { rank1(&acc2, load_dwt(wi.z, aok.z), b); }
-                if (NB > 3u) { rank1(&acc3, load_dwt(wi.w, aok.w), b); }
+                rank1_tile(&acc0, &acc1, &acc2, &acc3, texel4(dwt, wk + co * khw * tstep), b);
             }
         }
     }

@@ -68,7 +68,12 @@ fn operands_as_buffers(source: &str) -> String {
     let mut out = String::with_capacity(source.len() + 1024);
     let mut names = Vec::new();
     for line in source.lines() {
-        let decl = line.split_once(" var ").and_then(|(head, rest)| {
+        // A comment after the declaration stays out of the match.
+        let code = line
+            .split_once("//")
+            .map_or(line, |(code, _)| code)
+            .trim_end();
+        let decl = code.split_once(" var ").and_then(|(head, rest)| {
             rest.strip_suffix(": texture_2d<f32>;")
                 .map(|name| (head, name))
         });
