@@ -6,9 +6,11 @@
 // Why: on lavapipe (Mesa 22.3) a storage-buffer load whose address differs per invocation
 // runs as a loop over the SIMD lanes, a branch and a store-forwarding stall per lane, so a
 // kernel costs what it loads. Here a workgroup owns L NB output rows (channels, L = LANES) and
-// 64 invocations x 4 columns (pixels); lanes 0..L-1 of every subgroup each load one weight
-// per L-row block and `subgroupBroadcast` hands it to all lanes (a register shuffle), so each
-// k costs NB + 4 loads for 4 L NB multiply-adds, with no workgroup memory and no barriers. The
+// 64 invocations x 4 columns (pixels). The row operand (weights; gy for the weight
+// gradient) is packed first (conv.wgsl's conv_pack_w) so that at each k the tile's L NB rows
+// are neighbours: lanes 0..L NB/4-1 each load one texel of four rows and `subgroupBroadcast`
+// hands them to all lanes (a register shuffle), so each k costs 1 + 4 loads for 4 L NB
+// multiply-adds, with no workgroup memory and no barriers. The
 // loads go through `texel` (common.wgsl): on lavapipe they read rgba32float textures, which
 // it fetches with branch-free gathers, 1.3-2.6x faster than storage buffers; elsewhere
 // (SwiftShader) the operands' buffers. The k loops run over (channel, kernel row, kernel
@@ -56,20 +58,6 @@ override LANES: u32 = 8u;
 struct Acc {
     r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>,
     r4: vec4<f32>, r5: vec4<f32>, r6: vec4<f32>, r7: vec4<f32>,
-}
-
-// acc.ri += a(lane i) * b: lane i of the subgroup holds row i's value of A.
-fn rank1(acc: ptr<function, Acc>, a: f32, b: vec4<f32>) {
-    (*acc).r0 = fma(vec4<f32>(subgroupBroadcast(a, 0u)), b, (*acc).r0);
-    (*acc).r1 = fma(vec4<f32>(subgroupBroadcast(a, 1u)), b, (*acc).r1);
-    (*acc).r2 = fma(vec4<f32>(subgroupBroadcast(a, 2u)), b, (*acc).r2);
-    (*acc).r3 = fma(vec4<f32>(subgroupBroadcast(a, 3u)), b, (*acc).r3);
-    if (LANES > 4u) {
-        (*acc).r4 = fma(vec4<f32>(subgroupBroadcast(a, 4u)), b, (*acc).r4);
-        (*acc).r5 = fma(vec4<f32>(subgroupBroadcast(a, 5u)), b, (*acc).r5);
-        (*acc).r6 = fma(vec4<f32>(subgroupBroadcast(a, 6u)), b, (*acc).r6);
-        (*acc).r7 = fma(vec4<f32>(subgroupBroadcast(a, 7u)), b, (*acc).r7);
-    }
 }
 
 // acc.r(i) += lo[i] * b for i < 4 and hi[i - 4] * b for 4 <= i < 8: lo and hi hold four
@@ -364,7 +352,7 @@ fn conv_dgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // --- conv_wgrad_sg(x, gy, part): the weight gradient as in conv.wgsl's conv_wgrad. Rows
-// are output channels (gy broadcast from lanes 0..LANES-1), four columns (ci, ki, kj) per
+// are output channels (packed gy broadcast from the loading lanes), four columns (ci, ki, kj) per
 // invocation and only WGW (16 or 8) invocations per workgroup (weights have few columns; the
 // parallelism comes from splitting the pixels k, slice s = wid.z % splits). Pixels are walked
 // with carried counters instead of divisions.
@@ -379,11 +367,6 @@ fn gather_wx(idx: vec4<i32>, ok: vec4<bool>) -> vec4<f32> {
     v.y = select(0.0, texel(wx, u32(idx.y)), ok.y);
     v.z = select(0.0, texel(wx, u32(idx.z)), ok.z);
     v.w = select(0.0, texel(wx, u32(idx.w)), ok.w);
-    return v;
-}
-fn load_wgy(i: u32, ok: bool) -> f32 {
-    var v = 0.0;
-    v = select(0.0, texel(wgy, i), ok);
     return v;
 }
 
@@ -417,15 +400,15 @@ fn conv_wgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
     let offh = vec4<i32>(ki * p.dh) - i32(p.ph);
     let offw = vec4<i32>((rem - ki * p.kw) * p.dw) - i32(p.pw);
     let xc = vec4<i32>((g * cg + ci) * hw);
-    // The gy rows (output channels) this lane loads for the subgroup, one per block.
-    let mrow = vec4<u32>(m0 + lane % LANES) + vec4<u32>(0u, 1u, 2u, 3u) * LANES;
-    let aok = mrow < vec4<u32>(mg);
-    let gyrow = (g * mg + min(mrow, vec4<u32>(mg - 1u))) * hwo;
 
     // Pixel kbeg as (image, row, column), then carried along.
     var b = kbeg / hwo;
     var oh = (kbeg - b * hwo) / p.wo;
     var ow = kbeg - b * hwo - oh * p.wo;
+    // The texel of packed gy (conv_pack_w MODE 2: pixel-major) this lane loads at pixel k;
+    // the next pixel's is tstep further, the next image's (groups - 1) hwo tsteps more.
+    let tstep = p.total / 4u;
+    var gq = packed_texel(b * p.groups + g, hwo, m0, lane) + (oh * p.wo + ow) * tstep;
     var acc0: Acc;
     var acc1: Acc;
     var acc2: Acc;
@@ -436,11 +419,8 @@ fn conv_wgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
         let ok = cok & inside(ih, p.h) & inside(iw, p.w);
         let idx = xc + i32(b * p.cin * hw) + ih * i32(p.w) + iw;
         let bv = gather_wx(idx, ok);
-        let gi = b * p.cout * hwo + gyrow + oh * p.wo + ow;
-        rank1(&acc0, load_wgy(gi.x, aok.x), bv);
-        if (NB > 1u) { rank1(&acc1, load_wgy(gi.y, aok.y), bv); }
-        if (NB > 2u) { rank1(&acc2, load_wgy(gi.z, aok.z), bv); }
-        if (NB > 3u) { rank1(&acc3, load_wgy(gi.w, aok.w), bv); }
+        rank1_tile(&acc0, &acc1, &acc2, &acc3, texel4(wgy, gq), bv);
+        gq = gq + tstep;
         ow = ow + 1u;
         if (ow == p.wo) {
             ow = 0u;
@@ -448,11 +428,13 @@ fn conv_wgrad_sg(@builtin(workgroup_id) wid: vec3<u32>,
             if (oh == p.ho) {
                 oh = 0u;
                 b = b + 1u;
+                gq = gq + (p.groups - 1u) * hwo * tstep;
             }
         }
     }
 
-    let base = s * p.total;
+    // Slice s of the partial sums: one whole weight gradient (cout x ncols) each.
+    let base = s * p.cout * ncols;
     for (var i = 0u; i < LANES * NB; i = i + 1u) {
         let m = m0 + i;
         if (m >= mg) { break; }
@@ -500,10 +482,8 @@ fn conv_wgrad_sg_row(@builtin(workgroup_id) wid: vec3<u32>,
     let offh = i32(ki * p.dh) - i32(p.ph);
     let xc = i32((g * cg + ci) * hw);
     let kj4 = vec4<i32>(0, 1, 2, 3);
-    // The gy rows (output channels) this lane loads for the subgroup, one per block.
-    let mrow = vec4<u32>(m0 + lane % LANES) + vec4<u32>(0u, 1u, 2u, 3u) * LANES;
-    let aok = mrow < vec4<u32>(mg);
-    let gyrow = (g * mg + min(mrow, vec4<u32>(mg - 1u))) * hwo;
+    // Packed gy (conv_pack_w MODE 2): one texel per pixel holds this lane's four rows.
+    let tstep = p.total / 4u;
 
     var b = kbeg / hwo;
     var oh = (kbeg - b * hwo) / p.wo;
@@ -523,17 +503,14 @@ fn conv_wgrad_sg_row(@builtin(workgroup_id) wid: vec3<u32>,
         let iw = vec4<i32>(i32(ow) - i32(p.pw) - 1) + kj4;
         var win = gather_wx(vec4<i32>(base) + iw, vec4<bool>(rowok) & inside(iw, p.w));
         var np = i32(ow) - i32(p.pw) + 3;
-        var gi = b * p.cout * hwo + gyrow + oh * p.wo + ow;
+        var gq = packed_texel(b * p.groups + g, hwo, m0, lane) + (oh * p.wo + ow) * tstep;
         for (var j = 0u; j < seg; j = j + 1u) {
             var nv = 0.0;
             nv = select(0.0, texel(wx, u32(base + np)), rowok && np >= 0 && np < i32(p.w));
             win = vec4<f32>(win.yzw, nv);
-            rank1(&acc0, load_wgy(gi.x, aok.x), win);
-            if (NB > 1u) { rank1(&acc1, load_wgy(gi.y, aok.y), win); }
-            if (NB > 2u) { rank1(&acc2, load_wgy(gi.z, aok.z), win); }
-            if (NB > 3u) { rank1(&acc3, load_wgy(gi.w, aok.w), win); }
+            rank1_tile(&acc0, &acc1, &acc2, &acc3, texel4(wgy, gq), win);
             np = np + 1;
-            gi = gi + 1u;
+            gq = gq + tstep;
         }
         k = k + seg;
         ow = 0u;
@@ -544,7 +521,7 @@ fn conv_wgrad_sg_row(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
 
-    let base = s * p.total;
+    let base = s * p.cout * ncols;
     let col = ci * khw + ki * p.kw;
     let cok = vec4<bool>(pok) & (kj4 < vec4<i32>(i32(p.kw)));
     for (var i = 0u; i < LANES * NB; i = i + 1u) {

@@ -30,7 +30,9 @@ kernels!("conv.wgsl";
     CONV_BIAS_GRAD4 = "conv_bias_grad4" [T, W],
     CONV2D_NAIVE = "conv2d_naive" [R, R, R, W],
     CONV_PACK_W = "conv_pack_w" [R, W],
-    CONV_PACK_W_DGRAD = "conv_pack_w" [R, W] (DGRAD = 1),
+    CONV_PACK_W_DGRAD = "conv_pack_w" [R, W] (MODE = 1),
+    CONV_PACK_GY = "conv_pack_w" [R, W] (MODE = 2),
+    CONV_PACK_GY4 = "conv_pack_gy4" [R, W],
 );
 
 mod sg {
@@ -245,48 +247,64 @@ fn sg_grid(
     Ok([gx as u32, gy as u32, z as u32])
 }
 
-/// Weights laid out tap-major for the subgroup kernels (`conv_pack_w`): at each tap the rows
-/// of a workgroup's tile are neighbours, so one lane fetches four of them in one texel
-/// where it fetched one (lavapipe: a gather each, ~25% of the forward kernel's time).
-struct PackedWeights {
-    t: Tensor,
-    /// Rows per tap, padded with zeros to whole tiles.
-    rows: usize,
-    dgrad: bool,
+/// Which operand `conv_pack_w` packs, and for which subgroup kernel (its `MODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pack {
+    /// The weights for `conv_fwd_sg`: rows are output channels.
+    Weights,
+    /// The weights for `conv_dgrad_sg`: rows are input channels.
+    WeightsForInputGrad,
+    /// The output gradient for the `conv_wgrad_sg` kernels: rows are output channels.
+    OutputGrad,
 }
 
-impl PackedWeights {
-    /// Room for the weights of `g` with rows (output channels, or input channels for the
-    /// input gradient) padded to a multiple of `tile` (the kernel's LANES NB).
-    fn new(w: &Tensor, g: &Geom, dgrad: bool, tile: usize) -> Result<Self> {
-        let (blocks, rows, taps) = Self::dims(g, dgrad);
+/// The row operand of a subgroup kernel laid out step-major (`conv_pack_w`): at each step
+/// (a weight tap, or a pixel of gy) the rows of a workgroup's tile are neighbours, so one
+/// lane fetches four of them in one texel where it fetched one (lavapipe: a gather each,
+/// ~25% of the forward kernel's time).
+struct Packed {
+    t: Tensor,
+    /// Rows per step, padded with zeros to whole tiles.
+    rows: usize,
+    what: Pack,
+}
+
+impl Packed {
+    /// Room for `what` of `g` with rows padded to a multiple of `tile` (the kernel's
+    /// LANES NB).
+    fn new(src: &Tensor, g: &Geom, what: Pack, tile: usize) -> Result<Self> {
+        let (blocks, rows, steps) = Self::dims(g, what);
         let rows = rows.div_ceil(tile) * tile;
-        let t = Tensor::uninit(w.gpu(), "conv2d", &[blocks * taps * rows])?;
-        Ok(Self { t, rows, dgrad })
+        let t = Tensor::uninit(src.gpu(), "conv2d", &[blocks * steps * rows])?;
+        Ok(Self { t, rows, what })
     }
 
-    /// The weights as (blocks, rows, taps per row), as `conv_pack_w` reads them.
-    fn dims(g: &Geom, dgrad: bool) -> (usize, usize, usize) {
+    /// The operand as (blocks, rows, steps per row), as `conv_pack_w` reads it.
+    fn dims(g: &Geom, what: Pack) -> (usize, usize, usize) {
         let taps = g.kh * g.kw;
-        if dgrad {
-            (g.cout, g.cin / g.groups, taps)
-        } else {
-            (g.groups, g.cout / g.groups, g.cin / g.groups * taps)
+        match what {
+            Pack::Weights => (g.groups, g.cout / g.groups, g.cin / g.groups * taps),
+            Pack::WeightsForInputGrad => (g.cout, g.cin / g.groups, taps),
+            Pack::OutputGrad => (g.n * g.groups, g.cout / g.groups, g.ho * g.wo),
         }
     }
 
-    /// Records the packing of `w`.
-    fn pack(&self, w: &Tensor, g: &Geom) {
-        let kernel = if self.dgrad {
-            &CONV_PACK_W_DGRAD
-        } else {
-            &CONV_PACK_W
+    /// Records the packing of `src`.
+    fn pack(&self, src: &Tensor, g: &Geom) {
+        // gy in 4x4 blocks where its pixels come in fours (the rows always do).
+        let (kernel, invocations) = match self.what {
+            Pack::Weights => (&CONV_PACK_W, self.t.numel()),
+            Pack::WeightsForInputGrad => (&CONV_PACK_W_DGRAD, self.t.numel()),
+            Pack::OutputGrad if (g.ho * g.wo).is_multiple_of(4) => {
+                (&CONV_PACK_GY4, self.t.numel() / 16)
+            }
+            Pack::OutputGrad => (&CONV_PACK_GY, self.t.numel()),
         };
-        w.gpu().dispatch(
+        src.gpu().dispatch(
             kernel,
             &g.params(false, 1, 0, self.rows).0,
-            &[w.buf(), self.t.buf()],
-            groups(self.t.numel(), 256),
+            &[src.buf(), self.t.buf()],
+            groups(invocations, 256),
         );
     }
 }
@@ -317,7 +335,7 @@ fn fwd_raw(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Tenso
             ]
         };
         let (rows, kernel) = sg::rows(m, x.gpu().subgroup_lanes(), kernels);
-        let wp = PackedWeights::new(w, g, false, rows)?;
+        let wp = Packed::new(w, g, Pack::Weights, rows)?;
         if x.gpu().texels_fit(&[x, &wp.t]) {
             wp.pack(w, g);
             let dims = sg_grid("conv2d", m, rows, n, SG_COLS, g.groups, g)?;
@@ -406,7 +424,7 @@ fn dgrad_raw(gy: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Geom) -> Result<Te
             ]
         };
         let (rows, kernel) = sg::rows(m, gy.gpu().subgroup_lanes(), kernels);
-        let wp = PackedWeights::new(w, g, true, rows)?;
+        let wp = Packed::new(w, g, Pack::WeightsForInputGrad, rows)?;
         if gy.gpu().texels_fit(&[gy, &wp.t]) {
             wp.pack(w, g);
             // ROW: one input row of every image per z slice (see the shader).
@@ -448,12 +466,12 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
     // Small outputs with long sums (early layers: few channels, many pixels) leave most of
     // the GPU idle; split K into slices summed by a second kernel. Aim for ~128 workgroups
     // with at least 256 terms per slice.
-    let subgroups = x.gpu().uses_subgroups() && x.gpu().texels_fit(&[x, gy]);
-    // Kernels at most 4 wide with stride and dilation 1 along w slide a window along rows;
-    // their grid columns are (ci, ki) pairs, 16 per workgroup.
-    let row = subgroups && g.kw <= 4 && g.stride.1 == 1 && g.dilation.1 == 1;
-    // (tile rows, grid columns to cover, columns per workgroup, kernel)
-    let (bm, gcols, bn, kernel) = if subgroups {
+    // The subgroup kernels read gy packed pixel-major (see `Packed`); where x or the packed
+    // gy does not fit an operand texture, the portable kernels run.
+    let subgroup = if x.gpu().uses_subgroups() {
+        // Kernels at most 4 wide with stride and dilation 1 along w slide a window along
+        // rows; their grid columns are (ci, ki) pairs, 16 per workgroup.
+        let row = g.kw <= 4 && g.stride.1 == 1 && g.dilation.1 == 1;
         // (kernels by row blocks, grid columns to cover, columns per workgroup)
         let (kernels, gcols, bn) = if row {
             (
@@ -490,39 +508,49 @@ fn wgrad_raw(x: &Tensor, gy: &Tensor, g: &Geom) -> Result<Tensor> {
             )
         };
         let (rows, kernel) = sg::rows(m, x.gpu().subgroup_lanes(), kernels);
-        (rows, gcols, bn, kernel)
+        let gp = Packed::new(gy, g, Pack::OutputGrad, rows)?;
+        x.gpu()
+            .texels_fit(&[x, &gp.t])
+            .then_some((rows, gcols, bn, kernel, gp))
     } else {
-        let (bm, kernel) = tile_rows(m, [&CONV_WGRAD_16, &CONV_WGRAD_32, &CONV_WGRAD]);
-        (bm, ncols, TILE_N, kernel)
+        None
+    };
+    // (tile rows, grid columns to cover, columns per workgroup, kernel)
+    let (bm, gcols, bn, kernel) = match &subgroup {
+        Some((rows, gcols, bn, kernel, _)) => (*rows, *gcols, *bn, *kernel),
+        None => {
+            let (bm, kernel) = tile_rows(m, [&CONV_WGRAD_16, &CONV_WGRAD_32, &CONV_WGRAD]);
+            (bm, ncols, TILE_N, kernel)
+        }
     };
     let tiles = m.div_ceil(bm) * gcols.div_ceil(bn) * g.groups;
     let max_by_k = k.div_ceil(256).max(1);
     let splits = 128usize.div_ceil(tiles).min(max_by_k).clamp(1, 64);
     let kchunk = k.div_ceil(splits).div_ceil(TILE_K) * TILE_K;
     let splits = k.div_ceil(kchunk);
-    let dims = if subgroups {
-        sg_grid(OP, m, bm, gcols, bn, g.groups * splits, g)?
-    } else {
-        grid(OP, m, bm, ncols, g.groups * splits, g)?
-    };
-    let params = g.params(false, splits, kchunk, total);
     let part = if splits == 1 {
         None
     } else {
         Some(Tensor::uninit(x.gpu(), OP, &[splits, total])?)
     };
     let out = part.as_ref().unwrap_or(&dw).buf();
-    if subgroups {
+    if let Some((_, _, _, _, gp)) = &subgroup {
+        gp.pack(gy, g);
+        let dims = sg_grid(OP, m, bm, gcols, bn, g.groups * splits, g)?;
+        // `total` carries the packed rows; the kernels size partial slices themselves.
+        let params = g.params(false, splits, kchunk, gp.rows);
         x.gpu()
-            .dispatch_texels(kernel, &params.0, &[x, gy], &[out], dims)?;
+            .dispatch_texels(kernel, &params.0, &[x, &gp.t], &[out], dims)?;
     } else {
+        let dims = grid(OP, m, bm, ncols, g.groups * splits, g)?;
+        let params = g.params(false, splits, kchunk, total);
         x.gpu()
             .dispatch(kernel, &params.0, &[x.buf(), gy.buf(), out], dims);
     }
     if let Some(part) = part {
         x.gpu().dispatch(
             &SUM_SPLITS,
-            &params.0,
+            &g.params(false, splits, kchunk, total).0,
             &[part.buf(), dw.buf()],
             groups(total, 256),
         );
@@ -835,7 +863,7 @@ pub mod cpu {
     use super::{Conv2dOpts, ConvTranspose2dOpts};
 
     /// `conv_pack_w`: `blocks` blocks of [rows][taps] to [taps][padded], rows from `rows` on
-    /// zero.
+    /// zero (weights, or gy with pixels for taps).
     pub fn pack_weights(
         w: &[f32],
         blocks: usize,
@@ -1068,18 +1096,19 @@ pub mod cpu {
 
 #[cfg(test)]
 mod tests {
-    use super::{Geom, PackedWeights, cpu, dgrad_by_gemm, sg};
+    use super::{Geom, Pack, Packed, cpu, dgrad_by_gemm, sg};
     use crate::{Gpu, Tensor};
 
     #[test]
-    fn packed_weights_match_the_cpu_layout() {
+    fn packed_operands_match_the_cpu_layout() {
         let gpu = match pollster::block_on(Gpu::new()) {
             Ok(g) => g,
             Err(e) => panic!("tests need a GPU adapter (lavapipe in CI): {e}"),
         };
-        // 2 groups of 6 output and 3 input channels, 3x2 taps: a tile of 8 pads both.
+        // 2 groups of 6 output and 3 input channels, 3x2 taps, 3x4 outputs: a tile of 8 pads
+        // every mode's rows (6, 3, 6).
         let g = Geom {
-            n: 1,
+            n: 2,
             cin: 6,
             h: 5,
             w: 5,
@@ -1093,18 +1122,27 @@ mod tests {
             dilation: (1, 1),
             groups: 2,
         };
-        let w: Vec<f32> = (0..12 * 3 * 3 * 2).map(|i| i as f32 + 1.0).collect();
-        let wt = Tensor::from_slice(&gpu, &w, &g.w_shape()).expect("upload");
-        for dgrad in [false, true] {
-            let wp = PackedWeights::new(&wt, &g, dgrad, 8).expect("alloc");
-            assert_eq!(wp.rows, 8);
-            wp.pack(&wt, &g);
-            let (blocks, rows, taps) = PackedWeights::dims(&g, dgrad);
-            let want = cpu::pack_weights(&w, blocks, rows, taps, wp.rows);
+        // gy of 3x3 pixels takes the scalar kernel, 3x4 the 4x4 blocks.
+        let g9 = Geom { wo: 3, w: 4, ..g };
+        for (what, g, shape) in [
+            (Pack::Weights, g, g.w_shape()),
+            (Pack::WeightsForInputGrad, g, g.w_shape()),
+            (Pack::OutputGrad, g, g.y_shape()),
+            (Pack::OutputGrad, g9, g9.y_shape()),
+        ] {
+            let numel = shape.iter().product::<usize>();
+            let src: Vec<f32> = (0..numel).map(|i| i as f32 + 1.0).collect();
+            let st = Tensor::from_slice(&gpu, &src, &shape).expect("upload");
+            let packed = Packed::new(&st, &g, what, 8).expect("alloc");
+            assert_eq!(packed.rows, 8);
+            packed.pack(&st, &g);
+            let (blocks, rows, steps) = Packed::dims(&g, what);
+            assert_eq!(blocks * rows * steps, numel, "{what:?}");
+            let want = cpu::pack_weights(&src, blocks, rows, steps, packed.rows);
             assert_eq!(
-                wp.t.to_vec_blocking().expect("readback"),
+                packed.t.to_vec_blocking().expect("readback"),
                 want,
-                "dgrad {dgrad}"
+                "{what:?}"
             );
         }
     }

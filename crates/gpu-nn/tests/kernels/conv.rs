@@ -269,6 +269,14 @@ fn conv2d_larger_than_one_tile_matches_cpu() {
         ..Conv2dOpts::default()
     };
     conv2d_case("multi-tile", [3, 5, 15, 15], [70, 5, 3, 3], o, 6);
+    // Stride 2 takes the weight gradient's kernel without the row window; 675 pixels split
+    // it over K too, so its partial slices must not overlap.
+    let o = Conv2dOpts {
+        stride: (2, 2),
+        padding: (1, 1),
+        ..Conv2dOpts::default()
+    };
+    conv2d_case("multi-tile stride 2", [3, 5, 29, 29], [70, 5, 3, 3], o, 7);
 }
 
 fn transpose_case(name: &str, xs: [usize; 4], ws: [usize; 4], o: ConvTranspose2dOpts, seed: u64) {
