@@ -64,6 +64,9 @@ pub enum Error {
     /// The GPU device reported an error (validation, out of memory, device lost).
     #[error("GPU error: {0}")]
     Gpu(String),
+    /// A native blocking wait gave up: the GPU did not finish in time.
+    #[error("the GPU did not finish its work within {0} s (a hung driver or a lost device)")]
+    Timeout(u64),
     /// Gradients were asked of something that was not recorded for autodiff.
     #[error("autodiff: {0}")]
     Autograd(String),

@@ -102,6 +102,11 @@ fn operands_as_buffers(source: &str) -> String {
     out
 }
 
+/// The longest a native blocking wait waits for the GPU. Generous: one training step of a
+/// 224x224 network on a CPU driver takes minutes.
+#[cfg(not(target_arch = "wasm32"))]
+pub const WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
+
 /// A callback run when readback data arrives, e.g. an egui `request_repaint`.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
@@ -170,6 +175,8 @@ pub(crate) struct GpuInner {
     /// for the submission before they are reused (see `pool.rs`).
     pub(crate) recording: AtomicBool,
     submissions: AtomicU64,
+    /// The last submission, so a readback can wait for its own work and nothing after it.
+    pub(crate) last_submission: Mutex<Option<wgpu::SubmissionIndex>>,
     /// Called whenever a readback's data has arrived (see [`Gpu::set_readback_waker`]).
     pub(crate) waker: Mutex<Option<Waker>>,
     /// Calls and seconds per kernel entry point; `Some` only on a profiling device.
@@ -465,6 +472,7 @@ impl Gpu {
             error,
             recording: AtomicBool::new(false),
             submissions: AtomicU64::new(0),
+            last_submission: Mutex::new(None),
             waker: Mutex::default(),
             profile: None,
         }))
@@ -910,6 +918,19 @@ impl Gpu {
         texture.create_view(&wgpu::TextureViewDescriptor::default())
     }
 
+    /// Drops the operand textures (they are made again at the next dispatch that needs
+    /// them) and returns their bytes. Commands already recorded keep theirs alive.
+    pub(crate) fn drop_operand_textures(&self) -> u64 {
+        let mut textures = lock(&self.0.operands);
+        let bytes = textures
+            .iter()
+            .flatten()
+            .map(|t| u64::from(OPERAND_W) * u64::from(t.height()) * 16)
+            .sum();
+        textures.clear();
+        bytes
+    }
+
     /// Records a buffer-to-buffer copy in order with the recorded dispatches.
     pub(crate) fn copy(&self, src: &wgpu::Buffer, dst: &wgpu::Buffer, bytes: u64) {
         let mut rec = lock(&self.0.rec);
@@ -939,7 +960,8 @@ impl Gpu {
                     v
                 })
                 .collect();
-            self.0.queue.submit([enc.finish()]);
+            let index = self.0.queue.submit([enc.finish()]);
+            *lock(&self.0.last_submission) = Some(index);
             self.0.submissions.fetch_add(1, Ordering::Relaxed);
         }
         self.0.recording.store(false, Ordering::Release);
@@ -963,15 +985,31 @@ impl Gpu {
         let _ = self.0.device.poll(wgpu::PollType::Poll);
     }
 
-    /// Blocks until the GPU is idle. Native only: the browser must never block.
+    /// Blocks until the GPU is idle, at most [`WAIT_TIMEOUT`]. Native only: the browser
+    /// must never block.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn sync(&self) -> Result<()> {
         self.flush()?;
-        self.0
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(e.to_string()))?;
-        self.take_error()
+        self.wait_for(None)
+    }
+
+    /// Blocks until submission `index` (`None`: the latest) has finished and its callbacks
+    /// ran, at most [`WAIT_TIMEOUT`]; a hung driver is an error, not a hang.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn wait_for(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        let poll = wgpu::PollType::Wait {
+            submission_index: index,
+            timeout: Some(WAIT_TIMEOUT),
+        };
+        match self.0.device.poll(poll) {
+            Ok(_) => self.take_error(),
+            Err(wgpu::PollError::Timeout) => Err(Error::Timeout(WAIT_TIMEOUT.as_secs())),
+            Err(e) => {
+                // A lost device also reports through the error handler; prefer its words.
+                self.take_error()?;
+                Err(Error::Gpu(e.to_string()))
+            }
+        }
     }
 }
 

@@ -31,10 +31,12 @@ pub use wgpu;
 
 pub use autograd::{Grads, NoGradGuard, is_grad_enabled, no_grad};
 pub use error::{Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
+pub use gpu::WAIT_TIMEOUT;
 pub use gpu::{Gpu, GpuOptions, KernelTime, Waker, check_adapter};
 pub use ops::elementwise::Unary;
 pub use pool::PoolStats;
-pub use readback::Readback;
+pub use readback::{Readback, read_all};
 pub use tensor::{Tensor, TensorId};
 
 pub use ops::batchnorm::batch_norm;

@@ -156,8 +156,12 @@ impl BufferPool {
 }
 
 impl Gpu {
-    /// Releases the pool's free buffers back to the driver.
+    /// Releases the pool's free buffers and the operand textures back to the driver (after
+    /// removing a model, say); what is still in use stays.
     pub fn trim_pool(&self) {
-        lock(&self.0.pool).trim();
+        let textures = self.drop_operand_textures();
+        let mut pool = lock(&self.0.pool);
+        pool.texture_resized(textures, 0);
+        pool.trim();
     }
 }

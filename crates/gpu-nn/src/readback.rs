@@ -1,5 +1,5 @@
 //! Asynchronous readback of GPU tensors. Nothing here blocks except the explicitly native
-//! `wait_blocking`.
+//! `*_blocking` methods, which wait for their own submission only, with a timeout.
 
 use futures_channel::oneshot;
 
@@ -7,6 +7,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, lock};
 use crate::pool::BufferPool;
 use crate::tensor::Tensor;
+
+type MapResult = std::result::Result<(), wgpu::BufferAsyncError>;
 
 /// A readback in flight. Poll it once per frame with [`Readback::try_take`], or `.await`
 /// [`Readback::wait`].
@@ -18,16 +20,49 @@ pub struct Readback {
     /// True once the data was copied out and the buffer unmapped.
     done: bool,
     len: usize,
-    rx: oneshot::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+    /// The submission that copies the data: blocking waits wait for it, not for the device.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    submission: Option<wgpu::SubmissionIndex>,
+    rx: oneshot::Receiver<MapResult>,
+}
+
+/// Starts readbacks of several tensors with one submission (a checkpoint's tensors, say).
+pub fn read_all(tensors: &[&Tensor]) -> Result<Vec<Readback>> {
+    let Some(first) = tensors.first() else {
+        return Ok(Vec::new());
+    };
+    let gpu = first.gpu().clone();
+    let staged: Vec<(wgpu::Buffer, u64, usize)> = tensors
+        .iter()
+        .map(|t| {
+            let bytes = t.numel() as u64 * 4;
+            let staging = BufferPool::take_staging(&gpu, bytes);
+            gpu.copy(t.buf(), &staging, bytes);
+            (staging, bytes, t.numel())
+        })
+        .collect();
+    gpu.flush()?;
+    let submission = lock(&gpu.0.last_submission).clone();
+    Ok(staged
+        .into_iter()
+        .map(|(staging, bytes, len)| Readback::map(&gpu, staging, bytes, len, submission.clone()))
+        .collect())
 }
 
 impl Readback {
     pub(crate) fn start(t: &Tensor) -> Result<Self> {
-        let gpu = t.gpu().clone();
-        let bytes = t.numel() as u64 * 4;
-        let staging = BufferPool::take_staging(&gpu, bytes);
-        gpu.copy(t.buf(), &staging, bytes);
-        gpu.flush()?;
+        let mut v = read_all(&[t])?;
+        v.pop()
+            .ok_or_else(|| Error::Readback("no readback started".into()))
+    }
+
+    fn map(
+        gpu: &Gpu,
+        staging: wgpu::Buffer,
+        bytes: u64,
+        len: usize,
+        submission: Option<wgpu::SubmissionIndex>,
+    ) -> Self {
         let (tx, rx) = oneshot::channel();
         let waker = lock(&gpu.0.waker).clone();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
@@ -37,17 +72,18 @@ impl Readback {
                 wake();
             }
         });
-        Ok(Self {
-            gpu,
+        Self {
+            gpu: gpu.clone(),
             staging: Some(staging),
             bytes,
             done: false,
-            len: t.numel(),
+            len,
+            submission,
             rx,
-        })
+        }
     }
 
-    fn finish(&mut self, r: std::result::Result<(), wgpu::BufferAsyncError>) -> Result<Vec<f32>> {
+    fn finish(&mut self, r: MapResult) -> Result<Vec<f32>> {
         r.map_err(|e| Error::Readback(e.to_string()))?;
         let staging = self
             .staging
@@ -64,38 +100,54 @@ impl Readback {
         Ok(out)
     }
 
+    /// Why a mapping never arrives: the device's own error when it reported one (a lost
+    /// device says so), else a dropped mapping.
+    fn dropped(&self) -> Error {
+        match self.gpu.take_error() {
+            Err(e) => e,
+            Ok(()) => Error::Readback("the device dropped the mapping".into()),
+        }
+    }
+
     /// Non-blocking: `Ok(Some(data))` once the GPU is done, `Ok(None)` while it is not.
     pub fn try_take(&mut self) -> Result<Option<Vec<f32>>> {
         self.gpu.poll();
         match self.rx.try_recv() {
             Ok(Some(r)) => self.finish(r).map(Some),
             Ok(None) => Ok(None),
-            Err(_) => Err(Error::Readback("the device dropped the mapping".into())),
+            Err(_) => Err(self.dropped()),
         }
     }
 
     /// Waits for the data. In the browser this yields to the event loop; natively the device
     /// must be polled by someone (see [`Readback::wait_blocking`]).
     pub async fn wait(mut self) -> Result<Vec<f32>> {
-        let r = (&mut self.rx)
-            .await
-            .map_err(|_| Error::Readback("the device dropped the mapping".into()))?;
-        self.finish(r)
+        match (&mut self.rx).await {
+            Ok(r) => self.finish(r),
+            Err(_) => Err(self.dropped()),
+        }
     }
 
-    /// Blocks until the data is there. Native only.
+    /// Blocks until this readback's submission is done (not the whole device's work), at
+    /// most [`crate::WAIT_TIMEOUT`], and takes the data. Native only.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn wait_blocking(mut self) -> Result<Vec<f32>> {
-        self.gpu
-            .device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(e.to_string()))?;
-        self.gpu.take_error()?;
+    pub fn take_blocking(&mut self) -> Result<Vec<f32>> {
+        if let Some(v) = self.try_take()? {
+            return Ok(v);
+        }
+        self.gpu.wait_for(self.submission.clone())?;
         // With the device shared between threads, another thread's poll may have collected
         // our map callback and not run it yet when ours returns: wait on the channel itself.
-        let r = pollster::block_on(&mut self.rx)
-            .map_err(|_| Error::Readback("the device dropped the mapping".into()))?;
-        self.finish(r)
+        match pollster::block_on(&mut self.rx) {
+            Ok(r) => self.finish(r),
+            Err(_) => Err(self.dropped()),
+        }
+    }
+
+    /// [`Readback::take_blocking`], consuming the readback. Native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn wait_blocking(mut self) -> Result<Vec<f32>> {
+        self.take_blocking()
     }
 }
 

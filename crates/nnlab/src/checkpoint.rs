@@ -31,8 +31,10 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Serialises to safetensors bytes (all tensors as F32, little-endian).
+    /// Serialises to safetensors bytes (all tensors as F32, little-endian). Non-finite
+    /// values are refused.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.ensure_finite()?;
         let raw: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
@@ -69,6 +71,12 @@ impl Checkpoint {
             "{name}: checkpoint version {version}, this nnlab reads version {VERSION}"
         );
         Ok(Checkpoint { meta, tensors })
+    }
+
+    /// Errors, naming the tensor, if any value is NaN or infinite: a diverged run is never
+    /// written, and such a file is never loaded.
+    pub fn ensure_finite(&self) -> Result<()> {
+        ensure_finite(&self.tensors, "the weights")
     }
 
     /// The tensors whose names start with `prefix.`, with the prefix removed.
@@ -142,6 +150,16 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// Errors naming the first tensor of `state` that holds NaN or an infinity.
+pub fn ensure_finite(state: &HostState, what: &str) -> Result<()> {
+    for (name, t) in state {
+        if let Some(v) = t.data.iter().find(|v| !v.is_finite()) {
+            bail!("{what}: tensor {name} holds {v}, not a finite number");
+        }
+    }
+    Ok(())
+}
+
 /// Reads every tensor of a safetensors file as f32 (converting F16, BF16, F64 and integer
 /// types, as torch exports hold `num_batches_tracked` as I64) plus the header metadata.
 /// `name` names the source in errors.
@@ -161,6 +179,7 @@ pub fn read_safetensors(bytes: &[u8], name: &str) -> Result<(HostState, HashMap<
             },
         );
     }
+    ensure_finite(&out, name)?;
     Ok((out, header.metadata().clone().unwrap_or_default()))
 }
 

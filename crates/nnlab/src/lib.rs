@@ -1,18 +1,16 @@
 //! The nnlab library: what the app, the headless subcommands and the tests share.
 //!
-//! `data`, `checkpoint` and `images` compile for the browser too; the CLI-only parts
-//! (progress bars, blocking waits) are native-only.
+//! `registry` (the models), `core` (the training core), `data`, `checkpoint`, `weights`
+//! and `images` compile for the browser too; the subcommands (`cli`: progress bars,
+//! blocking waits, files) are native-only.
 
 pub mod app;
 pub mod checkpoint;
+pub mod core;
 pub mod data;
 pub mod images;
+pub mod registry;
+pub mod weights;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub mod bench;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod gan;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod train;

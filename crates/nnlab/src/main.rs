@@ -1,7 +1,7 @@
 //! `nnlab`: train and watch convolutional networks on your own GPU.
 //!
 //! Without a subcommand it opens the app window; the subcommands (`info`, `train`, `eval`,
-//! `classify`, `gan`, `bench`) run headless, implemented in `nnlab::cli`. Compiled for
+//! `classify`, `gan`, `bench`, `models`) run headless, implemented in `nnlab::cli`. Compiled for
 //! wasm32 it is the web app (see `web/index.html` and `Trunk.toml`).
 
 #[cfg(target_arch = "wasm32")]
@@ -49,6 +49,8 @@ mod native {
         Gan(cli::GanArgs),
         /// Measure training and inference images/s per model on random data.
         Bench(cli::BenchArgs),
+        /// List the models: name, input, parameters, one line each.
+        Models(cli::ModelsArgs),
     }
 
     pub fn main() {
@@ -78,6 +80,7 @@ mod native {
             Command::Classify(a) => cli::classify(a),
             Command::Gan(a) => cli::gan(a),
             Command::Bench(a) => cli::bench(a),
+            Command::Models(a) => cli::models(a),
         }
     }
 

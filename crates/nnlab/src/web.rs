@@ -2,7 +2,6 @@
 //! page's canvas. Without WebGPU the page shows what is missing instead of a blank canvas.
 
 use eframe::wasm_bindgen::JsCast as _;
-use nnlab::app::session::{ModelKind, OptKind};
 use nnlab::app::{Launch, NnlabApp, wgpu_configuration};
 
 /// What the page shows when the browser cannot run the kernels.
@@ -33,22 +32,6 @@ async fn check_webgpu() -> Result<(), String> {
     gpu_nn::check_adapter(&adapter).map_err(|e| format!("The WebGPU adapter cannot train: {e}."))
 }
 
-fn launch_from_url() -> Launch {
-    let mut launch = Launch::default();
-    let search = web_sys::window()
-        .and_then(|w| w.location().search().ok())
-        .unwrap_or_default();
-    if let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) {
-        launch.autostart = params.has("autostart");
-        launch.gan = params.get("tab").is_some_and(|t| t == "gan");
-        launch.model = params.get("model").and_then(|m| ModelKind::from_name(&m));
-        launch.batch = params.get("batch").and_then(|b| b.parse().ok());
-        launch.opt = params.get("opt").and_then(|o| OptKind::from_name(&o));
-        launch.lr = params.get("lr").and_then(|v| v.parse().ok());
-    }
-    launch
-}
-
 async fn run() -> Result<(), String> {
     check_webgpu().await?;
     let document = web_sys::window()
@@ -63,7 +46,7 @@ async fn run() -> Result<(), String> {
         wgpu_options: wgpu_configuration(),
         ..Default::default()
     };
-    let launch = launch_from_url();
+    let launch = Launch::from_url();
     eframe::WebRunner::new()
         .start(
             canvas,

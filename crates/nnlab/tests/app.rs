@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use nnlab::app::session::ModelKind;
+use nnlab::app::run::Run;
+use nnlab::app::views::Tab;
 use nnlab::app::{Launch, NnlabApp, wgpu_configuration};
 
 /// A dropped file with bytes in memory (what the native integration reads from disk).
@@ -26,9 +27,10 @@ impl egui::DroppedFile for MemFile {
     }
 }
 
+/// One MNIST CNN run at `batch`, not started.
 fn harness(batch: usize) -> Harness<'static, NnlabApp> {
     harness_with(Launch {
-        model: Some(ModelKind::MnistCnn),
+        runs: vec!["mnist-cnn".into()],
         batch: Some(batch),
         ..Launch::default()
     })
@@ -37,7 +39,7 @@ fn harness(batch: usize) -> Harness<'static, NnlabApp> {
 fn harness_with(launch: Launch) -> Harness<'static, NnlabApp> {
     let setup = wgpu_configuration().wgpu_setup;
     let h = Harness::builder()
-        .with_size(egui::vec2(1100.0, 760.0))
+        .with_size(egui::vec2(1200.0, 800.0))
         .wgpu_setup(setup)
         .build_eframe(move |cc| NnlabApp::new(cc, launch));
     assert!(
@@ -45,11 +47,7 @@ fn harness_with(launch: Launch) -> Harness<'static, NnlabApp> {
         "no engine: {:?}",
         h.state().gpu_error
     );
-    assert!(
-        h.state().session.is_some(),
-        "no session: {:?}",
-        h.state().error
-    );
+    assert!(h.state().error.is_none(), "{:?}", h.state().error);
     h
 }
 
@@ -62,9 +60,13 @@ fn run_until(
 ) {
     let t0 = Instant::now();
     while !done(h.state()) {
+        let errors: Vec<_> = runs(h.state())
+            .iter()
+            .filter_map(|r| r.error.clone())
+            .collect();
         assert!(
             t0.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what} (error: {:?})",
+            "timed out after {secs} s waiting for {what} (errors: {:?} {errors:?})",
             h.state().error
         );
         h.step();
@@ -72,76 +74,141 @@ fn run_until(
     }
 }
 
-fn train_points(app: &NnlabApp) -> usize {
-    app.session
-        .as_ref()
-        .map_or(0, |s| s.history.train_loss.len())
+fn runs(app: &NnlabApp) -> &[Run] {
+    app.lab().map_or(&[], |l| l.runs.as_slice())
+}
+
+fn run(app: &NnlabApp, i: usize) -> &Run {
+    &runs(app)[i]
+}
+
+fn run_mut<'a>(h: &'a mut Harness<'_, NnlabApp>, i: usize) -> &'a mut Run {
+    &mut h.state_mut().lab.as_mut().expect("lab").runs[i]
+}
+
+fn points(app: &NnlabApp, i: usize) -> usize {
+    runs(app).get(i).map_or(0, |r| r.history.train_loss.len())
+}
+
+fn settle(h: &mut Harness<'_, NnlabApp>) {
+    run_until(h, 120, "in-flight work", |a| {
+        runs(a).iter().all(|r| !r.busy())
+    });
 }
 
 #[test]
 fn start_grows_the_curve_and_pause_stops_it() {
     let mut h = harness(16);
-    assert_eq!(train_points(h.state()), 0);
+    assert_eq!(points(h.state(), 0), 0);
     h.get_by_label("Start").click();
     h.step();
-    assert!(h.state().running, "Start did not start training");
-    run_until(&mut h, 120, "5 loss points", |a| train_points(a) >= 5);
-    let s = h.state().session.as_ref().expect("session");
+    assert!(run(h.state(), 0).running, "Start did not start training");
+    run_until(&mut h, 120, "5 loss points", |a| points(a, 0) >= 5);
+    let r = run(h.state(), 0);
+    let pts = r.history.train_loss.points();
+    assert!(pts.iter().all(|p| p.value.is_finite() && p.value > 0.0));
+    // Points arrive in step order, one per step, counting images too.
     assert!(
-        s.history
-            .train_loss
-            .iter()
-            .all(|p| p[1].is_finite() && p[1] > 0.0)
+        pts.windows(2).all(|w| w[1].step == w[0].step + 1),
+        "{pts:?}"
     );
-    // Points arrive in step order, one per step.
-    let steps: Vec<f64> = s.history.train_loss.iter().map(|p| p[0]).collect();
-    assert!(steps.windows(2).all(|w| w[1] == w[0] + 1.0), "{steps:?}");
+    assert!(pts.iter().all(|p| p.images == 16 * p.step), "{pts:?}");
     h.get_by_label("Pause").click();
     h.step();
-    assert!(!h.state().running);
+    assert!(!run(h.state(), 0).running);
     // In-flight steps still land, then nothing more is submitted.
-    run_until(&mut h, 60, "in-flight steps", |a| {
-        a.session.as_ref().is_some_and(|s| s.in_flight() == 0)
-    });
-    let n = train_points(h.state());
+    settle(&mut h);
+    let n = points(h.state(), 0);
     for _ in 0..20 {
         h.step();
     }
-    assert_eq!(train_points(h.state()), n, "steps ran while paused");
+    assert_eq!(points(h.state(), 0), n, "steps ran while paused");
     // The step counter is on screen.
     h.get_by_label_contains(&format!("step {n} "));
     // Five steps in one burst: one readback brings back a point for each of them.
-    let s = h.state_mut().session.as_mut().expect("session");
-    assert!(s.burst() >= 1, "idle, yet no step may be submitted");
-    s.step_many(0.0, 5).expect("burst");
-    assert_eq!(s.in_flight(), 1, "a burst is one readback");
-    let cpu = h
-        .state()
-        .gpu()
-        .is_some_and(|g| g.adapter_info().device_type == gpu_nn::wgpu::DeviceType::Cpu);
-    if cpu {
-        // A CPU adapter waits for the burst before the next one.
-        assert_eq!(h.state().session.as_ref().map(|s| s.burst()), Some(0));
-    }
-    run_until(&mut h, 60, "the burst", |a| {
-        a.session.as_ref().is_some_and(|s| s.in_flight() == 0)
-    });
-    let s = h.state().session.as_ref().expect("session");
-    let tail: Vec<f64> = s.history.train_loss[n..].iter().map(|p| p[0]).collect();
-    let want: Vec<f64> = (n + 1..=n + 5).map(|i| i as f64).collect();
+    let r = run_mut(&mut h, 0);
+    r.submit(0.0, 5).expect("burst");
+    assert_eq!(r.in_flight(), 1, "a burst is one readback");
+    settle(&mut h);
+    let r = run(h.state(), 0);
+    let tail: Vec<u64> = r.history.train_loss.points()[n..]
+        .iter()
+        .map(|p| p.step)
+        .collect();
+    let want: Vec<u64> = (n as u64 + 1..=n as u64 + 5).collect();
     assert_eq!(tail, want);
-    assert!(
-        s.history.train_loss[n..]
-            .iter()
-            .all(|p| p[1].is_finite() && p[1] > 0.0)
-    );
 }
 
-/// First-layer filters as they are now on the GPU.
-fn filters(app: &NnlabApp) -> Vec<f32> {
-    app.session
-        .as_ref()
-        .and_then(|s| s.first_conv_weight())
+#[test]
+fn two_runs_train_side_by_side_and_pausing_one_stops_only_it() {
+    let mut h = harness(8);
+    // A second run from the form: open it, then Add run.
+    h.get_by_label("New run").click();
+    // Let the section finish opening before clicking inside it.
+    for _ in 0..10 {
+        h.step();
+    }
+    h.get_by_label("Add run").click();
+    h.step();
+    assert_eq!(
+        runs(h.state()).len(),
+        2,
+        "{:?}",
+        h.state().runs_panel.form_error
+    );
+    h.get_by_label("Start all").click();
+    h.step();
+    run_until(&mut h, 180, "both curves to grow", |a| {
+        points(a, 0) >= 3 && points(a, 1) >= 3
+    });
+    // Pause the first run only.
+    h.get_all_by_label("Pause")
+        .next()
+        .expect("a Pause button per running run")
+        .click();
+    h.step();
+    assert!(!run(h.state(), 0).running && run(h.state(), 1).running);
+    run_until(&mut h, 60, "the first run's steps to land", |a| {
+        !run(a, 0).busy()
+    });
+    let (a0, b0) = (points(h.state(), 0), points(h.state(), 1));
+    run_until(&mut h, 180, "the second run to go on", |a| {
+        points(a, 1) >= b0 + 3
+    });
+    assert_eq!(points(h.state(), 0), a0, "the paused run trained");
+    // Each run shows its own rate.
+    h.get_all_by_label_contains("img/s")
+        .nth(1)
+        .expect("a status line per run");
+}
+
+#[test]
+fn duplicate_with_one_change_creates_that_run() {
+    let mut h = harness(8);
+    h.get_by_label("Duplicate").click();
+    h.step();
+    // The form now holds run 1's settings; change the learning rate and add.
+    let form = &h.state().runs_panel.form;
+    assert_eq!(form, &run(h.state(), 0).settings);
+    h.state_mut().runs_panel.form.lr = 0.05;
+    h.step();
+    h.get_by_label("Add run").click();
+    h.step();
+    let rs = runs(h.state());
+    assert_eq!(rs.len(), 2);
+    let (a, b) = (&rs[0].settings, &rs[1].settings);
+    assert_eq!(b.lr, 0.05);
+    assert_eq!(b.difference(a), vec!["lr 0.05".to_string()]);
+    assert!(rs[1].name.contains("lr 0.05"), "{}", rs[1].name);
+    // Its optimizer really runs at the new rate.
+    assert_eq!(rs[1].classifier().map(|c| c.lr()), Some(0.05));
+}
+
+/// First-layer filters of run `i` as they are now on the GPU.
+fn filters(app: &NnlabApp, i: usize) -> Vec<f32> {
+    run(app, i)
+        .classifier()
+        .and_then(|c| c.first_conv_weight())
         .expect("a conv layer")
         .to_vec_blocking()
         .expect("filters read back")
@@ -149,39 +216,40 @@ fn filters(app: &NnlabApp) -> Vec<f32> {
 
 /// Presses Step once and waits until a fresh inspection (after that step) is back.
 fn step_and_inspect(h: &mut Harness<'_, NnlabApp>) -> Vec<f32> {
-    let before = h.state().session.as_ref().map_or(0, |s| s.steps());
+    let want = run(h.state(), 0).steps() + 1;
     h.get_by_label("Step").click();
     h.step();
-    let want = before + 1;
-    run_until(h, 60, "the step's loss", |a| {
-        a.session.as_ref().is_some_and(|s| s.last_step_done >= want)
-    });
+    run_until(h, 60, "the step's loss", |a| run(a, 0).steps_back() >= want);
     // A manual step refreshes the feature maps (and filters) with the new weights.
     run_until(h, 60, "an inspection after the step", |a| {
-        a.features.as_ref().is_some_and(|f| f.step >= want)
+        a.features
+            .latest
+            .as_ref()
+            .is_some_and(|(_, f)| f.step >= want)
     });
-    filters(h.state())
+    filters(h.state(), 0)
 }
 
 #[test]
 fn the_learning_rate_takes_effect_at_the_next_step() {
     let mut h = harness(8);
-    run_until(&mut h, 60, "first feature maps", |a| a.features.is_some());
+    run_until(&mut h, 60, "first feature maps", |a| {
+        a.features.latest.is_some()
+    });
     // The maps and filters reach egui as the engine's own textures, one per layer.
     h.step();
-    let f = h.state().features.as_ref().expect("features");
+    let (_, f) = h.state().features.latest.as_ref().expect("features");
     let want = f.layers.len() + usize::from(f.filters.is_some());
     assert!(want >= 5, "only {want} pictures for the MnistCnn");
-    assert_eq!(h.state().native_pictures(), want);
+    assert_eq!(h.state().pictures.len(), want);
     // lr 0: the weights must not move.
-    h.state_mut().settings.lr = 0.0;
-    h.state_mut().settings.momentum = 0.0;
-    let w0 = filters(h.state());
+    run_mut(&mut h, 0).settings.lr = 0.0;
+    run_mut(&mut h, 0).settings.momentum = 0.0;
+    let w0 = filters(h.state(), 0);
     let w1 = step_and_inspect(&mut h);
     assert_eq!(w0, w1, "weights changed with learning rate 0");
-    assert_eq!(h.state_mut().session.as_mut().expect("session").lr(), 0.0);
     // A large lr: the very next step moves them.
-    h.state_mut().settings.lr = 0.5;
+    run_mut(&mut h, 0).settings.lr = 0.5;
     let w2 = step_and_inspect(&mut h);
     let moved = w1
         .iter()
@@ -192,7 +260,7 @@ fn the_learning_rate_takes_effect_at_the_next_step() {
         moved > 1e-4,
         "weights moved only {moved} with learning rate 0.5"
     );
-    assert_eq!(h.state_mut().session.as_mut().expect("session").lr(), 0.5);
+    assert_eq!(run(h.state(), 0).classifier().map(|c| c.lr()), Some(0.5));
 }
 
 fn drop_file(h: &mut Harness<'_, NnlabApp>, name: &str, bytes: Vec<u8>) {
@@ -219,14 +287,13 @@ fn a_dropped_image_gets_a_top3_prediction() {
         .expect("encode png");
     drop_file(&mut h, "one.png", png);
     assert!(
-        h.state().drop_error().is_none(),
+        h.state().classify.error.is_none(),
         "{:?}",
-        h.state().drop_error()
+        h.state().classify.error
     );
-    run_until(&mut h, 60, "a prediction", |a| {
-        a.drop_prediction().is_some()
-    });
-    let top = h.state().drop_prediction().expect("prediction").to_vec();
+    assert_eq!(h.state().tab, Tab::Classify);
+    run_until(&mut h, 60, "a prediction", |a| a.classify.top3.is_some());
+    let (_, top) = h.state().classify.top3.clone().expect("prediction");
     assert_eq!(top.len(), 3);
     assert!(top.windows(2).all(|w| w[0].1 >= w[1].1), "{top:?}");
     let sum: f32 = top.iter().map(|t| t.1).sum();
@@ -238,55 +305,92 @@ fn a_dropped_image_gets_a_top3_prediction() {
 }
 
 #[test]
-fn the_gan_tab_trains_and_shows_samples_drawn_on_the_gpu() {
-    let mut h = harness(8);
-    h.get_by_label("GAN").click();
-    h.step();
-    h.get_by_label("Start GAN").click();
-    h.step();
-    run_until(&mut h, 120, "GAN samples", |a| a.has_picture("gan:samples"));
-    run_until(&mut h, 120, "GAN losses", |a| a.gan_losses() >= 2);
-    h.get_by_label("Pause GAN").click();
-    h.step();
-    h.get_by_label("Reset GAN").click();
-    h.step();
-    assert!(
-        !h.state().has_picture("gan:samples"),
-        "samples outlived Reset"
-    );
-    assert_eq!(h.state().gan_losses(), 0);
-}
-
-#[test]
-fn launching_on_the_gan_tab_with_autostart_trains_the_gan_only() {
+fn a_gan_run_trains_and_shows_samples_drawn_on_the_gpu() {
     // What the page's `?autostart&tab=gan` and NNLAB_AUTOSTART=1 NNLAB_TAB=gan do.
     let mut h = harness_with(Launch {
         autostart: true,
-        gan: true,
+        tab: Some(Tab::Gan),
         batch: Some(8),
         ..Launch::default()
     });
     h.step();
-    // The GAN tab is open: its pause button is there.
-    h.get_by_label("Pause GAN");
-    run_until(&mut h, 120, "GAN losses", |a| a.gan_losses() >= 2);
-    assert_eq!(train_points(h.state()), 0, "the classifier trained too");
+    assert_eq!(run(h.state(), 0).settings.model, "dcgan");
+    run_until(&mut h, 120, "GAN losses", |a| points(a, 0) >= 2);
+    run_until(&mut h, 120, "GAN samples", |a| {
+        a.pictures.has("run1/gan:samples")
+    });
+    h.get_by_label("Pause").click();
+    h.step();
+    h.get_by_label("Remove").click();
+    h.step();
+    assert!(
+        !h.state().pictures.has("run1/gan:samples"),
+        "samples outlived the run"
+    );
+    assert!(runs(h.state()).is_empty());
 }
 
 #[test]
 fn a_dropped_garbage_file_shows_a_message_and_the_app_keeps_running() {
     let mut h = harness(8);
     drop_file(&mut h, "notes.txt", b"this is not an image".to_vec());
-    let e = h
-        .state()
-        .drop_error()
-        .expect("an error message")
-        .to_string();
+    let e = h.state().classify.error.clone().expect("an error message");
     assert!(e.contains("notes.txt") && e.contains("not an image"), "{e}");
     h.step();
     h.get_by_label_contains("not an image");
     // Training still works afterwards.
+    run_mut(&mut h, 0).running = true;
+    run_until(&mut h, 120, "a loss point", |a| points(a, 0) >= 1);
+    assert!(
+        run(h.state(), 0).error.is_none(),
+        "{:?}",
+        run(h.state(), 0).error
+    );
+}
+
+#[test]
+fn a_diverging_run_stops_with_the_message_and_the_others_go_on() {
+    let mut h = harness_with(Launch {
+        runs: vec!["mnist-cnn".into(), "mnist-cnn".into()],
+        batch: Some(8),
+        ..Launch::default()
+    });
+    run_mut(&mut h, 0).settings.lr = 1e30;
+    h.state_mut()
+        .lab
+        .as_mut()
+        .expect("lab")
+        .set_all_running(true);
+    run_until(&mut h, 180, "the first run to diverge", |a| {
+        run(a, 0).error.is_some()
+    });
+    let e = run(h.state(), 0).error.clone().unwrap_or_default();
+    assert!(e.contains("diverged") && e.contains("learning rate"), "{e}");
+    assert!(!run(h.state(), 0).running);
+    let b = points(h.state(), 1);
+    run_until(&mut h, 180, "the second run to go on", |a| {
+        points(a, 1) > b + 2
+    });
+    h.step();
+    h.get_by_label_contains("diverged");
+}
+
+#[test]
+fn the_default_run_learns_visibly_within_a_hundred_steps() {
+    // What a newcomer gets: the app's own default run, Start pressed.
+    let mut h = harness_with(Launch::default());
+    assert_eq!(run(h.state(), 0).settings.model, "mnist-cnn");
     h.get_by_label("Start").click();
-    run_until(&mut h, 120, "a loss point", |a| train_points(a) >= 1);
-    assert!(h.state().error.is_none(), "{:?}", h.state().error);
+    run_until(&mut h, 300, "100 steps", |a| points(a, 0) >= 100);
+    let v: Vec<f32> = run(h.state(), 0)
+        .history
+        .train_loss
+        .points()
+        .iter()
+        .map(|p| p.value)
+        .collect();
+    let mean = |s: &[f32]| s.iter().sum::<f32>() / s.len() as f32;
+    let (first, last) = (mean(&v[..10]), mean(&v[90..100]));
+    println!("default run: loss {first:.3} over steps 1-10, {last:.3} over steps 91-100");
+    assert!(last < 0.8 * first, "loss {first} -> {last}");
 }

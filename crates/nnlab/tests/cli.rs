@@ -53,14 +53,12 @@ fn train_resume_eval_classify() {
         "mnist",
         "--limit",
         "32",
-        "--batch-size",
-        "16",
         "--checkpoint-dir",
         s(&ck),
         "--metrics",
         s(&metrics),
     ];
-    let out = ok(&[&base[..], &["--epochs", "1"]].concat());
+    let out = ok(&[&base[..], &["--epochs", "1", "--batch-size", "16"]].concat());
     assert!(
         out.contains("demo split") && out.contains("epoch 1:"),
         "{out}"
@@ -70,6 +68,10 @@ fn train_resume_eval_classify() {
     let csv = std::fs::read_to_string(&metrics).expect("metrics");
     assert_eq!(csv.lines().count(), 2, "{csv}");
     assert!(csv.starts_with("epoch,step,train_loss"), "{csv}");
+
+    // A setting the checkpoint holds is not silently dropped on resume: it is refused.
+    let e = fails(&[&base[..], &["--epochs", "2", "--resume", "--lr", "1e30"]].concat());
+    assert!(e.contains("--lr") && e.contains("--resume"), "{e}");
 
     // Resume to 2 epochs: continues from step 2, the metrics file keeps epoch 1.
     let out = ok(&[&base[..], &["--epochs", "2", "--resume"]].concat());

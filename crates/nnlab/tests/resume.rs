@@ -9,9 +9,9 @@
 use gpu_nn::Gpu;
 use gpu_nn::nn::{self, HostTensor};
 use nnlab::checkpoint::Checkpoint;
+use nnlab::core::gan as core_gan;
+use nnlab::core::{Classifier, Gan, ModelSpec, OptSettings, TrainConfig};
 use nnlab::data::{Augment, Bundled};
-use nnlab::gan::{self, GanTrainer};
-use nnlab::train::{ModelSpec, OptSettings, TrainConfig, Trainer};
 
 const TOL: f32 = 1e-6;
 
@@ -74,7 +74,7 @@ fn classifier_resume_matches_an_uninterrupted_run() {
     let mut data = Bundled::Mnist.load().expect("bundled");
     data.truncate(48);
     for kind in ["sgd", "adam"] {
-        let mut straight = Trainer::new(&gpu, spec(), config(kind)).expect("trainer");
+        let mut straight = Classifier::new(&gpu, spec(), config(kind)).expect("trainer");
         let mut want = straight.run_epoch(&data, None, |_| {}).expect("e1").losses;
         want.extend(
             straight
@@ -84,7 +84,7 @@ fn classifier_resume_matches_an_uninterrupted_run() {
         );
         assert_eq!(want.len(), 9);
 
-        let mut first = Trainer::new(&gpu, spec(), config(kind)).expect("trainer");
+        let mut first = Classifier::new(&gpu, spec(), config(kind)).expect("trainer");
         let mut got = first
             .run_epoch(&data, Some(4), |_| {})
             .expect("part")
@@ -93,7 +93,7 @@ fn classifier_resume_matches_an_uninterrupted_run() {
         drop(first);
         let c = Checkpoint::from_bytes(&bytes, "mem").expect("parse");
         // A different seed on the command line must not matter: the checkpoint's counts.
-        let mut resumed = Trainer::from_checkpoint(&gpu, &c).expect("resume");
+        let mut resumed = Classifier::from_checkpoint(&gpu, &c).expect("resume");
         assert_eq!(resumed.progress.step, 4);
         assert_eq!(resumed.progress.batch, 4);
         let rest = resumed.run_epoch(&data, None, |_| {}).expect("rest");
@@ -126,7 +126,7 @@ fn cosine_schedule_reaches_the_optimizer_each_epoch() {
         let mut c = config(kind);
         c.opt.cosine_epochs = Some(1);
         c.augment = None;
-        let mut t = Trainer::new(&gpu, spec(), c).expect("trainer");
+        let mut t = Classifier::new(&gpu, spec(), c).expect("trainer");
         let before = nn::read_state_blocking(t.net.as_ref()).expect("state");
         t.run_epoch(&data, None, |_| {}).expect("e1");
         let after1 = nn::read_state_blocking(t.net.as_ref()).expect("state");
@@ -150,18 +150,18 @@ fn gan_resume_matches_an_uninterrupted_run() {
     let mut data = Bundled::Mnist.load().expect("bundled");
     data.truncate(24);
     let (m, s) = Bundled::Mnist.normalisation();
-    gan::to_tanh_range(&mut data, m, s);
-    let mut straight = GanTrainer::new(&gpu, 0.25, 8, 3).expect("gan");
+    core_gan::to_tanh_range(&mut data, m, s);
+    let mut straight = Gan::new(&gpu, 0.25, 8, 3).expect("gan");
     let want = straight
         .run_epoch(&data, None, |_, _, _, _| {})
         .expect("run");
-    let mut first = GanTrainer::new(&gpu, 0.25, 8, 3).expect("gan");
+    let mut first = Gan::new(&gpu, 0.25, 8, 3).expect("gan");
     let part = first
         .run_epoch(&data, Some(1), |_, _, _, _| {})
         .expect("part");
     let c = Checkpoint::from_bytes(&first.checkpoint().expect("c").to_bytes().expect("b"), "m")
         .expect("parse");
-    let mut resumed = GanTrainer::from_checkpoint(&gpu, &c).expect("resume");
+    let mut resumed = Gan::from_checkpoint(&gpu, &c).expect("resume");
     let rest = resumed
         .run_epoch(&data, None, |_, _, _, _| {})
         .expect("rest");
@@ -191,7 +191,7 @@ fn gan_resume_matches_an_uninterrupted_run() {
 #[test]
 fn a_wrong_or_corrupt_checkpoint_loads_nothing() {
     let gpu = gpu();
-    let t = Trainer::new(&gpu, spec(), config("sgd")).expect("trainer");
+    let t = Classifier::new(&gpu, spec(), config("sgd")).expect("trainer");
     let good = t.checkpoint().expect("ckpt");
 
     // A tensor of the wrong shape: the error names it; the target model is untouched.
@@ -212,12 +212,12 @@ fn a_wrong_or_corrupt_checkpoint_loads_nothing() {
     );
     let e = format!(
         "{:#}",
-        Trainer::from_checkpoint(&gpu, &bad)
+        Classifier::from_checkpoint(&gpu, &bad)
             .err()
             .expect("mismatch")
     );
     assert!(e.contains("fc1.weight") && e.contains("[2, 2]"), "{e}");
-    let target = Trainer::new(&gpu, spec(), config("sgd")).expect("trainer");
+    let target = Classifier::new(&gpu, spec(), config("sgd")).expect("trainer");
     let before = nn::read_state_blocking(target.net.as_ref()).expect("state");
     assert!(nn::load_state(target.net.as_ref(), &bad.section("model"), true).is_err());
     let after = nn::read_state_blocking(target.net.as_ref()).expect("state");
@@ -228,7 +228,7 @@ fn a_wrong_or_corrupt_checkpoint_loads_nothing() {
     missing.tensors.remove("model.conv2.weight");
     let e = format!(
         "{:#}",
-        Trainer::from_checkpoint(&gpu, &missing)
+        Classifier::from_checkpoint(&gpu, &missing)
             .err()
             .expect("missing")
     );
@@ -246,7 +246,9 @@ fn a_wrong_or_corrupt_checkpoint_loads_nothing() {
     );
     let e = format!(
         "{:#}",
-        Trainer::from_checkpoint(&gpu, &opt).err().expect("optim")
+        Classifier::from_checkpoint(&gpu, &opt)
+            .err()
+            .expect("optim")
     );
     assert!(e.contains("optimizer") && e.contains("99"), "{e}");
 

@@ -15,7 +15,7 @@ use gpu_nn::Gpu;
 use gpu_nn::models::{GoogLeNet, ResNet, ResNetConfig};
 use gpu_nn::nn::{self, Ctx, HostState, HostTensor, Module};
 use nnlab::checkpoint::{Checkpoint, read_safetensors};
-use nnlab::cli::load_weights_bytes;
+use nnlab::weights::load_bytes as load_weights_bytes;
 
 fn gpu() -> Gpu {
     pollster::block_on(Gpu::new()).expect("a GPU adapter (lavapipe on CI)")
@@ -72,7 +72,7 @@ fn narrow_resnet18_from_torchvision_matches_its_logits() {
     let (_, bytes) = fixture("tv_resnet18_w8.safetensors");
     let (x, want, _) = io("tv_resnet18_w8_io.safetensors");
     let net = narrow_resnet18(&gpu, 10);
-    load_weights_bytes(&net, &bytes, "tv_resnet18_w8", false).expect("strict load");
+    load_weights_bytes(&net, &bytes, "tv_resnet18_w8", None).expect("strict load");
     assert_logits(
         &logits(&gpu, &net, &x),
         &want.data,
@@ -81,8 +81,8 @@ fn narrow_resnet18_from_torchvision_matches_its_logits() {
 
     // Fine-tuning: a 3-class head; everything else comes from the file and is frozen.
     let ft = narrow_resnet18(&gpu, 3);
-    load_weights_bytes(&ft, &bytes, "tv_resnet18_w8", true).expect("finetune load");
-    nnlab::train::freeze_backbone(&ft).expect("freeze");
+    load_weights_bytes(&ft, &bytes, "tv_resnet18_w8", Some("fc.")).expect("finetune load");
+    nnlab::core::spec::freeze_backbone(&ft, "fc.").expect("freeze");
     let (file, _) = read_safetensors(&bytes, "w").expect("read");
     let state = nn::read_state_blocking(&ft).expect("state");
     assert_eq!(
@@ -106,7 +106,7 @@ fn weights_that_do_not_fit_list_every_problem_and_load_nothing() {
     let before = nn::read_state_blocking(&full).expect("state");
     let e = format!(
         "{:#}",
-        load_weights_bytes(&full, &bytes, "w8.safetensors", false).expect_err("widths")
+        load_weights_bytes(&full, &bytes, "w8.safetensors", None).expect_err("widths")
     );
     assert!(
         e.contains("w8.safetensors")
@@ -129,7 +129,7 @@ fn weights_that_do_not_fit_list_every_problem_and_load_nothing() {
     .expect("ser");
     let e = format!(
         "{:#}",
-        load_weights_bytes(&narrow_resnet18(&gpu, 10), &bytes, "edited", false).expect_err("keys")
+        load_weights_bytes(&narrow_resnet18(&gpu, 10), &bytes, "edited", None).expect_err("keys")
     );
     assert!(
         e.contains("missing keys: layer2.0.downsample.1.weight")
@@ -183,20 +183,20 @@ fn full_size_resnet18_and_googlenet_match_torchvision() {
     let gpu = gpu();
     let (x, want, meta) = io("tv_resnet18_formula_io.safetensors");
     let net = ResNet::new(&gpu, ResNetConfig::resnet18(1000), 1).expect("resnet18");
-    load_weights_bytes(&net, &formula_bytes(&meta), "resnet18", false).expect("load");
+    load_weights_bytes(&net, &formula_bytes(&meta), "resnet18", None).expect("load");
     assert_logits(&logits(&gpu, &net, &x), &want.data, "resnet18 (full size)");
     drop(net);
 
     let (x, want, meta) = io("tv_googlenet_formula_io.safetensors");
     let net = GoogLeNet::new(&gpu, 1000, 1).expect("googlenet");
     let bytes = formula_bytes(&meta);
-    load_weights_bytes(&net, &bytes, "googlenet", false).expect("load");
+    load_weights_bytes(&net, &bytes, "googlenet", None).expect("load");
     assert_logits(&logits(&gpu, &net, &x), &want.data, "googlenet (full size)");
     drop(net);
     // Fine-tuning GoogLeNet for 5 classes: only its new fc trains.
     let ft = GoogLeNet::new(&gpu, 5, 1).expect("googlenet");
-    load_weights_bytes(&ft, &bytes, "googlenet", true).expect("finetune load");
-    nnlab::train::freeze_backbone(&ft).expect("freeze");
+    load_weights_bytes(&ft, &bytes, "googlenet", Some("fc.")).expect("finetune load");
+    nnlab::core::spec::freeze_backbone(&ft, "fc.").expect("freeze");
     let trainable: Vec<Vec<usize>> = nn::parameters(&ft)
         .iter()
         .map(|t| t.shape().to_vec())

@@ -1,6 +1,7 @@
 //! The classic image networks, with torchvision's parameter names where torchvision has the
 //! model. Residual = add, inception = convs + pool + concat: no bespoke kernels.
 
+mod alexnet;
 mod blocks;
 mod dcgan;
 mod googlenet;
@@ -8,6 +9,7 @@ mod mnist;
 mod resnet;
 mod vgg;
 
+pub use alexnet::AlexNet;
 pub use blocks::*;
 pub use dcgan::{Discriminator, Generator, LATENT};
 pub use googlenet::GoogLeNet;

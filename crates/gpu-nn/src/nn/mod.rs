@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub use layers::*;
 #[cfg(not(target_arch = "wasm32"))]
 pub use state::read_state_blocking;
-pub use state::{HostState, HostTensor, LoadReport, load_state};
+pub use state::{HostState, HostTensor, LoadReport, PendingState, load_state, read_state};
 
 use crate::error::Result;
 use crate::tensor::Tensor;

@@ -6,6 +6,8 @@ use std::sync::atomic::Ordering;
 
 use super::{Entry, Module};
 use crate::error::{Error, Result};
+use crate::readback::{Readback, read_all};
+use crate::tensor::Tensor;
 
 /// An array in host memory.
 #[derive(Clone, Debug, PartialEq)]
@@ -115,16 +117,74 @@ pub fn load_state(m: &dyn Module, source: &HostState, strict: bool) -> Result<Lo
     result.map(|()| report)
 }
 
-/// Reads every parameter, buffer and counter of `m` into host memory. Blocks; native only.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn read_state_blocking(m: &dyn Module) -> Result<HostState> {
-    let mut pending = Vec::new();
-    let mut out = HostState::new();
+/// Named tensors on their way to host memory: started with one submission, collected
+/// without blocking ([`PendingState::try_take`]) or, natively, by waiting.
+pub struct PendingState {
+    done: HostState,
+    reads: Vec<PendingTensor>,
+}
+
+/// (name, shape, readback, data once back)
+type PendingTensor = (String, Vec<usize>, Readback, Option<Vec<f32>>);
+
+impl PendingState {
+    /// Starts reading `tensors` (one submission); `done` holds entries already on the host.
+    pub fn start(tensors: Vec<(String, Tensor)>, done: HostState) -> Result<Self> {
+        let refs: Vec<&Tensor> = tensors.iter().map(|(_, t)| t).collect();
+        let reads = read_all(&refs)?;
+        Ok(Self {
+            done,
+            reads: tensors
+                .into_iter()
+                .zip(reads)
+                .map(|((name, t), r)| (name, t.shape().to_vec(), r, None))
+                .collect(),
+        })
+    }
+
+    /// Non-blocking: the state once every tensor is back.
+    pub fn try_take(&mut self) -> Result<Option<HostState>> {
+        for (_, _, r, out) in &mut self.reads {
+            if out.is_none() {
+                *out = r.try_take()?;
+            }
+        }
+        if self.reads.iter().any(|(_, _, _, o)| o.is_none()) {
+            return Ok(None);
+        }
+        Ok(Some(self.collect()))
+    }
+
+    fn collect(&mut self) -> HostState {
+        let mut out = std::mem::take(&mut self.done);
+        for (name, shape, _, data) in self.reads.drain(..) {
+            let data = data.unwrap_or_default();
+            out.insert(name, HostTensor { shape, data });
+        }
+        out
+    }
+
+    /// Waits for every tensor. Native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn wait_blocking(&mut self) -> Result<HostState> {
+        for (_, _, r, out) in &mut self.reads {
+            if out.is_none() {
+                *out = Some(r.take_blocking()?);
+            }
+        }
+        Ok(self.collect())
+    }
+}
+
+/// Starts reading every parameter, buffer and counter of `m` into host memory.
+pub fn read_state(m: &dyn Module) -> Result<PendingState> {
+    let mut tensors = Vec::new();
+    let mut done = HostState::new();
     m.visit("", &mut |name, e| match e {
-        Entry::Param(p) => pending.push((name, p.tensor().clone())),
-        Entry::Buffer(t) => pending.push((name, t.clone())),
+        Entry::Param(p) => tensors.push((name, p.tensor().clone())),
+        Entry::Buffer(t) => tensors.push((name, t.clone())),
         Entry::Counter(c) => {
-            out.insert(
+            done.insert(
                 name,
                 HostTensor {
                     shape: vec![],
@@ -133,15 +193,11 @@ pub fn read_state_blocking(m: &dyn Module) -> Result<HostState> {
             );
         }
     });
-    for (name, t) in pending {
-        let data = t.to_vec_blocking()?;
-        out.insert(
-            name,
-            HostTensor {
-                shape: t.shape().to_vec(),
-                data,
-            },
-        );
-    }
-    Ok(out)
+    PendingState::start(tensors, done)
+}
+
+/// Reads every parameter, buffer and counter of `m` into host memory. Blocks; native only.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_state_blocking(m: &dyn Module) -> Result<HostState> {
+    read_state(m)?.wait_blocking()
 }

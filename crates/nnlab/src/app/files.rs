@@ -1,0 +1,212 @@
+//! Files in and out of the app: checkpoints saved (native: a save dialog and an atomic
+//! write; web: a download) and loaded (native: an open dialog; web: a file pick), and the
+//! curves as CSV. Checkpoints are read back from the GPU without blocking, so a save
+//! finishes a few frames after it was asked for.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use anyhow::Result;
+
+use super::lab::Lab;
+use crate::core::PendingCheckpoint;
+
+/// Where a finished checkpoint goes.
+enum Target {
+    /// A file, written atomically.
+    #[cfg(not(target_arch = "wasm32"))]
+    Path(std::path::PathBuf),
+    /// A browser download of this name.
+    #[cfg(target_arch = "wasm32")]
+    Download(String),
+}
+
+/// Files picked or dropped whose bytes have arrived: (name, bytes or why not).
+pub type Incoming = Rc<RefCell<Vec<(String, Result<Vec<u8>, String>)>>>;
+
+/// Saves in progress, and files on their way in.
+#[derive(Default)]
+pub struct Files {
+    saves: Vec<(u64, PendingCheckpoint, Target)>,
+    /// Bytes of picked files, filled asynchronously (the browser reads files that way).
+    pub incoming: Incoming,
+    /// The last thing that happened ("saved ...", or an error), shown in the top bar.
+    pub message: Option<String>,
+}
+
+impl Files {
+    /// Asks where to save run `id` (native: a dialog) and starts reading its checkpoint.
+    pub fn save(&mut self, lab: &Lab, id: u64) -> Result<()> {
+        let Some(run) = lab.get(id) else {
+            return Ok(());
+        };
+        let name = format!("{}.safetensors", run.file_stem());
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let Some(path) = rfd::FileDialog::new()
+                .set_file_name(&name)
+                .add_filter("checkpoint", &["safetensors"])
+                .save_file()
+            else {
+                return Ok(());
+            };
+            self.save_to(lab, id, path)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let pending = run.start_checkpoint()?;
+            self.saves.push((id, pending, Target::Download(name)));
+            Ok(())
+        }
+    }
+
+    /// Starts saving run `id`'s checkpoint to `path` (native; what the dialog leads to).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save_to(&mut self, lab: &Lab, id: u64, path: std::path::PathBuf) -> Result<()> {
+        if let Some(run) = lab.get(id) {
+            self.saves
+                .push((id, run.start_checkpoint()?, Target::Path(path)));
+        }
+        Ok(())
+    }
+
+    /// True while a checkpoint is on its way back.
+    pub fn saving(&self) -> bool {
+        !self.saves.is_empty()
+    }
+
+    /// Writes the checkpoints whose tensors are back (never waits).
+    pub fn poll(&mut self) {
+        let mut i = 0;
+        while i < self.saves.len() {
+            let done = match self.saves[i].1.try_take() {
+                Ok(None) => {
+                    i += 1;
+                    continue;
+                }
+                Ok(Some(c)) => c.to_bytes().and_then(|b| write(&self.saves[i].2, &b)),
+                Err(e) => Err(e),
+            };
+            let (id, _, _) = self.saves.remove(i);
+            self.message = Some(match done {
+                Ok(msg) => msg,
+                Err(e) => format!("run {id}: not saved: {e:#}"),
+            });
+        }
+    }
+
+    /// Lets the user pick a checkpoint to load; its bytes arrive in [`Files::incoming`].
+    pub fn pick(&mut self, ctx: &egui::Context) {
+        let slot = Rc::clone(&self.incoming);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let _ = ctx;
+            if let Some(path) = rfd::FileDialog::new()
+                .add_filter("checkpoint", &["safetensors"])
+                .pick_file()
+            {
+                let name = path.display().to_string();
+                let bytes = std::fs::read(&path).map_err(|e| format!("cannot read it: {e}"));
+                slot.borrow_mut().push((name, bytes));
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let ctx = ctx.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Some(f) = rfd::AsyncFileDialog::new()
+                    .add_filter("checkpoint", &["safetensors"])
+                    .pick_file()
+                    .await
+                {
+                    let bytes = f.read().await;
+                    slot.borrow_mut().push((f.file_name(), Ok(bytes)));
+                    ctx.request_repaint();
+                }
+            });
+        }
+    }
+
+    /// Takes the files that have arrived.
+    pub fn take_incoming(&mut self) -> Vec<(String, Result<Vec<u8>, String>)> {
+        self.incoming.borrow_mut().drain(..).collect()
+    }
+
+    /// Every run's history as one CSV (native: a save dialog; web: a download).
+    pub fn export_csv(&mut self, lab: &Lab) {
+        let mut csv = String::from("run,model,step,images,train_loss,train_acc,val_loss,val_acc\n");
+        for r in &lab.runs {
+            let (a, b) = if r.is_gan() {
+                ("d_loss", "g_loss")
+            } else {
+                ("train_loss", "train_acc")
+            };
+            let body = r.history.to_csv(a, b);
+            let name = r.name.replace(',', ";");
+            for line in body.lines().skip(1) {
+                csv += &format!("{name},{},{line}\n", r.settings.model);
+            }
+        }
+        let target = {
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                match rfd::FileDialog::new()
+                    .set_file_name("nnlab-runs.csv")
+                    .add_filter("CSV", &["csv"])
+                    .save_file()
+                {
+                    Some(p) => Target::Path(p),
+                    None => return,
+                }
+            }
+            #[cfg(target_arch = "wasm32")]
+            {
+                Target::Download("nnlab-runs.csv".into())
+            }
+        };
+        self.message = Some(match write(&target, csv.as_bytes()) {
+            Ok(msg) => msg,
+            Err(e) => format!("CSV not saved: {e:#}"),
+        });
+    }
+}
+
+/// Writes `bytes` where `target` says; returns what to tell the user.
+fn write(target: &Target, bytes: &[u8]) -> Result<String> {
+    match target {
+        #[cfg(not(target_arch = "wasm32"))]
+        Target::Path(p) => {
+            crate::checkpoint::write_atomic(p, bytes)?;
+            Ok(format!("saved {}", p.display()))
+        }
+        #[cfg(target_arch = "wasm32")]
+        Target::Download(name) => {
+            download(name, bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(format!("downloaded {name}"))
+        }
+    }
+}
+
+/// Hands `bytes` to the browser as a download named `name`.
+#[cfg(target_arch = "wasm32")]
+fn download(name: &str, bytes: &[u8]) -> Result<(), String> {
+    use wasm_bindgen::JsCast as _;
+    let err = |e: wasm_bindgen::JsValue| format!("{e:?}");
+    let array = js_sys::Uint8Array::from(bytes);
+    let parts = js_sys::Array::of1(&array);
+    let blob = web_sys::Blob::new_with_u8_array_sequence(&parts).map_err(err)?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(err)?;
+    let document = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or("no document")?;
+    let a = document
+        .create_element("a")
+        .map_err(err)?
+        .dyn_into::<web_sys::HtmlAnchorElement>()
+        .map_err(|_| "not an anchor")?;
+    a.set_href(&url);
+    a.set_download(name);
+    a.click();
+    web_sys::Url::revoke_object_url(&url).map_err(err)?;
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! The lab: runs side by side on the one device. Each frame collects what came back for
+//! every run, then submits steps of the running ones in turn: on a GPU until the frame's
+//! time budget is spent, on a CPU adapter one burst of one run at a time.
+
+use anyhow::{Context, Result};
+use egui::Color32;
+use gpu_nn::Gpu;
+
+use super::data::DataCache;
+use super::run::{Run, RunSettings};
+use crate::checkpoint::Checkpoint;
+
+/// Legend colours, one per run in turn (Tableau 10: distinct, and readable on dark).
+const PALETTE: [Color32; 10] = [
+    Color32::from_rgb(78, 121, 167),
+    Color32::from_rgb(242, 142, 43),
+    Color32::from_rgb(225, 87, 89),
+    Color32::from_rgb(118, 183, 178),
+    Color32::from_rgb(89, 161, 79),
+    Color32::from_rgb(237, 201, 72),
+    Color32::from_rgb(176, 122, 161),
+    Color32::from_rgb(255, 157, 167),
+    Color32::from_rgb(156, 117, 95),
+    Color32::from_rgb(186, 176, 172),
+];
+
+/// The colour of run `id`.
+pub fn color(id: u64) -> Color32 {
+    PALETTE[(id as usize).wrapping_sub(1) % PALETTE.len()]
+}
+
+/// Runs side by side on one device.
+pub struct Lab {
+    gpu: Gpu,
+    /// The runs, in the order they were added.
+    pub runs: Vec<Run>,
+    data: DataCache,
+    next_id: u64,
+    /// Where the round-robin over running runs continues.
+    cursor: usize,
+    cpu: bool,
+}
+
+impl Lab {
+    /// An empty lab on `gpu`.
+    pub fn new(gpu: &Gpu) -> Self {
+        Self {
+            gpu: gpu.clone(),
+            runs: Vec::new(),
+            data: DataCache::default(),
+            next_id: 1,
+            cursor: 0,
+            cpu: gpu.adapter_info().device_type == gpu_nn::wgpu::DeviceType::Cpu,
+        }
+    }
+
+    /// The device.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// Adds a run of `settings` (not started); returns its id.
+    pub fn add(&mut self, settings: RunSettings) -> Result<u64> {
+        let data = self.data.get(&settings.data)?;
+        let id = self.next_id;
+        let run = Run::new(&self.gpu, id, settings, data)?;
+        self.next_id += 1;
+        self.runs.push(run);
+        Ok(id)
+    }
+
+    /// Adds a run continuing from checkpoint bytes (`name` names them in errors).
+    pub fn add_checkpoint(&mut self, name: &str, bytes: &[u8]) -> Result<u64> {
+        let c = Checkpoint::from_bytes(bytes, name)?;
+        let id = self.next_id;
+        let mut run = Run::from_checkpoint(&self.gpu, id, &c, &mut self.data)
+            .with_context(|| format!("{name}: cannot load it as a run"))?;
+        run.name = format!("{id}: {} (from {name})", run.settings.model);
+        self.next_id += 1;
+        self.runs.push(run);
+        Ok(id)
+    }
+
+    /// The run `id`.
+    pub fn get(&self, id: u64) -> Option<&Run> {
+        self.runs.iter().find(|r| r.id == id)
+    }
+
+    /// The run `id`, to change.
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Run> {
+        self.runs.iter_mut().find(|r| r.id == id)
+    }
+
+    /// Removes run `id` and gives its GPU memory back: its tensors and pictures are
+    /// dropped, then the pool's free buffers are released to the driver.
+    pub fn remove(&mut self, id: u64) -> Result<()> {
+        self.runs.retain(|r| r.id != id);
+        // Buffers released while commands were recorded return to the pool at the submit.
+        self.gpu.flush()?;
+        self.gpu.trim_pool();
+        Ok(())
+    }
+
+    /// Datasets held by some run.
+    pub fn datasets(&self) -> usize {
+        self.data.live()
+    }
+
+    /// Starts (or pauses) every run.
+    pub fn set_all_running(&mut self, on: bool) {
+        for r in &mut self.runs {
+            r.running = on && r.error.is_none();
+        }
+    }
+
+    /// True while any run trains or has work on the GPU.
+    pub fn busy(&self) -> bool {
+        self.runs.iter().any(|r| r.running || r.busy())
+    }
+
+    /// Collects what came back for every run (never waits). A run that fails stops with
+    /// its error; the others go on.
+    pub fn poll(&mut self, now: f64) {
+        self.gpu.poll();
+        for r in &mut self.runs {
+            if let Err(e) = r.poll(now) {
+                r.running = false;
+                r.error = Some(format!("{e:#}"));
+            }
+        }
+    }
+
+    /// Submits steps of the running runs, in turn, starting where the last frame stopped.
+    /// A GPU takes steps until `budget_s` of this frame is spent (each run at most its
+    /// in-flight limit ahead); a CPU adapter one burst of one run, once nothing is out.
+    pub fn submit(&mut self, now: f64, budget_s: f64) {
+        let t0 = web_time::Instant::now();
+        let n = self.runs.len();
+        if n == 0 {
+            return;
+        }
+        if self.cpu && self.runs.iter().any(|r| r.in_flight() > 0) {
+            return;
+        }
+        let mut idle_rounds = 0;
+        while idle_rounds < n {
+            let i = self.cursor % n;
+            self.cursor = (self.cursor + 1) % n;
+            let r = &mut self.runs[i];
+            if !(r.running && r.can_step()) {
+                idle_rounds += 1;
+                continue;
+            }
+            idle_rounds = 0;
+            let k = r.burst();
+            if let Err(e) = r.submit(now, k) {
+                r.running = false;
+                r.error = Some(format!("{e:#}"));
+            }
+            if self.cpu || t0.elapsed().as_secs_f64() > budget_s {
+                break;
+            }
+        }
+    }
+}

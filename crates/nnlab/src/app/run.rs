@@ -1,0 +1,646 @@
+//! One run of the lab: a model, its data, optimizer settings and seed, with its history,
+//! advanced a little every frame through the training core. Nothing here blocks: every
+//! result (losses, validation, inspections, samples, checkpoints) comes back through a
+//! readback polled with `try_take`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, ensure};
+use gpu_nn::nn::Ctx;
+use gpu_nn::{Gpu, Tensor, TileImage, TileLayout};
+
+use super::data::{Data, DataCache, DataChoice};
+use super::history::{History, Point};
+use crate::checkpoint::Checkpoint;
+use crate::core::inflight::{InFlight, StepResult, limit_for};
+use crate::core::{
+    Classifier, DataSource, EVAL_BATCH, Evaluation, Gan, ModelSpec, OptSettings, PendingCheckpoint,
+    TrainConfig,
+};
+use crate::registry;
+
+/// Training time (seconds) one burst of steps aims at on a CPU adapter (see
+/// [`Run::burst`]): the curves there move every few seconds.
+pub const CPU_BURST_S: f64 = 4.0;
+/// Samples a GAN run shows from fixed noise.
+pub const GAN_SAMPLES: usize = 16;
+
+/// What a run is built from. The learning rate and momentum may change while it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSettings {
+    /// Registry name of the model.
+    pub model: String,
+    /// The data.
+    pub data: DataChoice,
+    /// Images per step.
+    pub batch: usize,
+    /// `sgd` or `adam`.
+    pub opt: String,
+    /// Learning rate.
+    pub lr: f32,
+    /// SGD momentum (Adam ignores it).
+    pub momentum: f32,
+    /// Seed of initialisation, shuffling and dropout.
+    pub seed: u64,
+    /// Validate every this many steps (0 = never).
+    pub val_every: u64,
+    /// The DCGAN's width multiplier (1 = the paper's).
+    pub width: f32,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self::for_model("mnist-cnn")
+    }
+}
+
+impl RunSettings {
+    /// Settings under which `model` learns visibly within its first hundred steps on the
+    /// bundled MNIST: Adam at 1e-3 (PyTorch's MNIST recipe, SGD 0.01 with momentum 0.5,
+    /// barely moves the loss in a hundred steps), the DCGAN's Adam 2e-4.
+    pub fn for_model(model: &str) -> Self {
+        let (lr, batch) = match model {
+            "dcgan" => (2e-4, 32),
+            _ => (1e-3, 64),
+        };
+        let opt = "adam";
+        Self {
+            model: model.to_string(),
+            data: DataChoice::bundled(crate::data::Bundled::Mnist),
+            batch,
+            opt: opt.to_string(),
+            lr,
+            momentum: 0.5,
+            seed: 1,
+            val_every: 50,
+            width: 0.25,
+        }
+    }
+
+    /// True for the DCGAN.
+    pub fn is_gan(&self) -> bool {
+        self.model == "dcgan"
+    }
+
+    /// What differs from `other`, as "lr 0.01", for naming a duplicate.
+    pub fn difference(&self, other: &RunSettings) -> Vec<String> {
+        let mut d = Vec::new();
+        if self.model != other.model {
+            d.push(self.model.clone());
+        }
+        if self.data != other.data {
+            d.push(self.data.label());
+        }
+        if self.batch != other.batch {
+            d.push(format!("batch {}", self.batch));
+        }
+        if self.opt != other.opt {
+            d.push(self.opt.clone());
+        }
+        if self.lr != other.lr {
+            d.push(format!("lr {}", self.lr));
+        }
+        if self.momentum != other.momentum && self.opt == "sgd" {
+            d.push(format!("momentum {}", self.momentum));
+        }
+        if self.seed != other.seed {
+            d.push(format!("seed {}", self.seed));
+        }
+        if self.width != other.width && self.is_gan() {
+            d.push(format!("width {}", self.width));
+        }
+        d
+    }
+}
+
+/// What a run trains.
+pub enum Trainee {
+    /// A classifier.
+    Classifier(Box<Classifier>),
+    /// The DCGAN.
+    Gan(Box<Gan>),
+}
+
+/// Class probabilities and feature maps of one image, from an eval-mode forward pass.
+/// The maps are pictures on the GPU, drawn there by the engine's kernel: the UI samples
+/// those textures directly, and only the probabilities come back to the CPU.
+pub struct Inspection {
+    /// Softmax over the classes.
+    pub probs: Vec<f32>,
+    /// Every named layer's output for the image: (layer path, shape, picture).
+    pub layers: Vec<(String, Vec<usize>, TileImage)>,
+    /// The first conv layer's weights: (shape [out, in, kh, kw], picture).
+    pub filters: Option<(Vec<usize>, TileImage)>,
+    /// Steps done by the weights that produced it.
+    pub step: u64,
+}
+
+/// An inspection on its way back: the pictures are drawn, the probabilities not yet read.
+pub struct PendingInspect {
+    probs: gpu_nn::Readback,
+    inspection: Inspection,
+}
+
+impl PendingInspect {
+    /// Non-blocking: the inspection once its probabilities are back.
+    pub fn try_take(&mut self) -> Result<Option<Inspection>> {
+        Ok(self.probs.try_take()?.map(|p| Inspection {
+            probs: p,
+            layers: std::mem::take(&mut self.inspection.layers),
+            filters: self.inspection.filters.take(),
+            step: self.inspection.step,
+        }))
+    }
+}
+
+/// Throughput over a sliding window of (time, images) marks.
+#[derive(Default)]
+struct Rate {
+    marks: VecDeque<(f64, u64)>,
+}
+
+impl Rate {
+    fn mark(&mut self, t: f64, images: u64) {
+        self.marks.push_back((t, images));
+        // Keep at least a 3 s span: marks taken in the same frame must not be the window.
+        while self.marks.len() > 2 && t - self.marks[1].0 > 3.0 {
+            self.marks.pop_front();
+        }
+    }
+    fn per_s(&self) -> Option<f64> {
+        let (t0, n0) = *self.marks.front()?;
+        let (t1, n1) = *self.marks.back()?;
+        (t1 - t0 > 0.2).then(|| (n1 - n0) as f64 / (t1 - t0))
+    }
+}
+
+/// The GAN's samples from fixed noise, drawn on the GPU.
+struct Samples {
+    noise: Tensor,
+    picture: TileImage,
+    step: Option<u64>,
+}
+
+/// One run of the lab.
+pub struct Run {
+    /// Stable identity (names its textures, its row in the UI and in `#nnlab-state`).
+    pub id: u64,
+    /// Shown in the legend.
+    pub name: String,
+    /// What it was built from; `lr` and `momentum` apply at the next step when changed.
+    pub settings: RunSettings,
+    /// Advances every frame while true.
+    pub running: bool,
+    /// Why it stopped (divergence, a failed step), shown with the run.
+    pub error: Option<String>,
+    /// Its curves.
+    pub history: History,
+    /// Its data, shared with runs that chose the same.
+    pub data: Arc<Data>,
+    trainee: Trainee,
+    gpu: Gpu,
+    inflight: InFlight,
+    val: Option<Evaluation>,
+    /// Feature-map pictures by layer, reused by every inspection with the same layout.
+    pictures: HashMap<String, TileImage>,
+    samples: Option<Samples>,
+    rate: Rate,
+    images_done: u64,
+    last_step_back: u64,
+    last_loss: Option<f32>,
+}
+
+impl Run {
+    /// A fresh run of `settings` on `data`.
+    pub fn new(gpu: &Gpu, id: u64, settings: RunSettings, data: Arc<Data>) -> Result<Run> {
+        ensure!(settings.batch > 0, "the batch size must be at least 1");
+        let source = DataSource {
+            name: settings.data.cli_name(),
+            limit: settings.data.limit(),
+        };
+        let trainee = if settings.is_gan() {
+            data.gan_train()?;
+            let mut g = Gan::new(gpu, settings.width, settings.batch, settings.seed)?;
+            g.data = Some(source);
+            Trainee::Gan(Box::new(g))
+        } else {
+            let info = registry::find(&settings.model)?;
+            let spec = ModelSpec {
+                name: settings.model.clone(),
+                input: data.train.shape,
+                class_names: data.class_names.clone(),
+                mean: data.mean.clone(),
+                std: data.std.clone(),
+                finetune: false,
+            };
+            ensure!(
+                info.accepts(spec.input),
+                "{} takes {} images, {} has {:?}",
+                info.name,
+                info.input.describe(),
+                data.name,
+                spec.input
+            );
+            let config = TrainConfig {
+                batch: settings.batch,
+                seed: settings.seed,
+                opt: OptSettings {
+                    kind: settings.opt.clone(),
+                    lr: settings.lr,
+                    momentum: settings.momentum,
+                    weight_decay: 0.0,
+                    cosine_epochs: None,
+                },
+                augment: None,
+            };
+            let mut c = Classifier::new(gpu, spec, config)?;
+            c.data = Some(source);
+            Trainee::Classifier(Box::new(c))
+        };
+        Ok(Self::wrap(gpu, id, settings, data, trainee))
+    }
+
+    fn wrap(gpu: &Gpu, id: u64, settings: RunSettings, data: Arc<Data>, trainee: Trainee) -> Run {
+        let what = match trainee {
+            Trainee::Classifier(_) => "loss",
+            Trainee::Gan(_) => "GAN losses",
+        };
+        Run {
+            id,
+            name: format!("{id}: {}", settings.model),
+            settings,
+            running: false,
+            error: None,
+            history: History::default(),
+            data,
+            trainee,
+            gpu: gpu.clone(),
+            inflight: InFlight::new(limit_for(gpu), what),
+            val: None,
+            pictures: HashMap::new(),
+            samples: None,
+            rate: Rate::default(),
+            images_done: 0,
+            last_step_back: 0,
+            last_loss: None,
+        }
+    }
+
+    /// A run continuing from a checkpoint (of `nnlab train`, `nnlab gan` or the app),
+    /// exactly where it stopped, with the data it names.
+    pub fn from_checkpoint(
+        gpu: &Gpu,
+        id: u64,
+        c: &Checkpoint,
+        cache: &mut DataCache,
+    ) -> Result<Run> {
+        let kind = c.meta_str(&["kind"])?;
+        let (trainee, source) = match kind {
+            "gan" => {
+                let g = Gan::from_checkpoint(gpu, c)?;
+                let s = g.data.clone();
+                (Trainee::Gan(Box::new(g)), s)
+            }
+            _ => {
+                let t = Classifier::from_checkpoint(gpu, c)?;
+                let s = t.data.clone();
+                (Trainee::Classifier(Box::new(t)), s)
+            }
+        };
+        let source = source.unwrap_or_else(|| DataSource {
+            name: "mnist".into(),
+            limit: None,
+        });
+        let choice = DataChoice::from_meta(&source.name, source.limit).with_context(|| {
+            format!(
+                "the checkpoint was trained on '{}', which the app cannot open here",
+                source.name
+            )
+        })?;
+        let data = cache.get(&choice)?;
+        let settings = match &trainee {
+            Trainee::Classifier(t) => {
+                ensure!(
+                    t.spec.input == data.train.shape && t.spec.class_names == data.class_names,
+                    "the checkpoint's model takes {:?} images of classes {:?}; {} does not fit",
+                    t.spec.input,
+                    t.spec.class_names,
+                    data.name
+                );
+                RunSettings {
+                    model: t.spec.name.clone(),
+                    data: choice,
+                    batch: t.config.batch,
+                    opt: t.config.opt.kind.clone(),
+                    lr: t.config.opt.lr,
+                    momentum: t.config.opt.momentum,
+                    seed: t.config.seed,
+                    ..RunSettings::default()
+                }
+            }
+            Trainee::Gan(g) => {
+                data.gan_train()?;
+                RunSettings {
+                    batch: g.batch,
+                    seed: g.seed,
+                    width: g.width,
+                    data: choice,
+                    ..RunSettings::for_model("dcgan")
+                }
+            }
+        };
+        Ok(Self::wrap(gpu, id, settings, data, trainee))
+    }
+
+    /// What it trains.
+    pub fn trainee(&self) -> &Trainee {
+        &self.trainee
+    }
+
+    /// The classifier, if the run trains one.
+    pub fn classifier(&self) -> Option<&Classifier> {
+        match &self.trainee {
+            Trainee::Classifier(c) => Some(c),
+            Trainee::Gan(_) => None,
+        }
+    }
+
+    /// True for a DCGAN run.
+    pub fn is_gan(&self) -> bool {
+        matches!(self.trainee, Trainee::Gan(_))
+    }
+
+    /// Steps submitted so far (what a checkpoint would record).
+    pub fn steps(&self) -> u64 {
+        match &self.trainee {
+            Trainee::Classifier(c) => c.progress.step,
+            Trainee::Gan(g) => g.progress.step,
+        }
+    }
+
+    /// Epochs started (0-based epoch of the next step).
+    pub fn epoch(&self) -> usize {
+        match &self.trainee {
+            Trainee::Classifier(c) => c.progress.epoch,
+            Trainee::Gan(g) => g.progress.epoch,
+        }
+    }
+
+    /// Steps whose results came back.
+    pub fn steps_back(&self) -> u64 {
+        self.last_step_back
+    }
+
+    /// The latest training loss that came back (the GAN: D's).
+    pub fn last_loss(&self) -> Option<f32> {
+        self.last_loss
+    }
+
+    /// Training images per second over the last seconds (counted when their loss is back).
+    pub fn img_per_s(&self) -> Option<f64> {
+        self.rate.per_s()
+    }
+
+    /// Readbacks of steps in flight.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// True while any of its work is on the GPU (steps or a validation pass).
+    pub fn busy(&self) -> bool {
+        !self.inflight.is_empty() || self.val.is_some()
+    }
+
+    /// True when another step may be submitted now.
+    pub fn can_step(&self) -> bool {
+        !self.inflight.is_full()
+    }
+
+    /// Steps to submit in one go: one on a GPU; on a CPU adapter, where every frame is
+    /// drawn by the cores that train, enough for about [`CPU_BURST_S`] (1 to 8) in one
+    /// readback, so the UI wakes once per burst.
+    pub fn burst(&self) -> usize {
+        if self.inflight.limit() > 1 {
+            return 1;
+        }
+        let step_s = self
+            .img_per_s()
+            .filter(|r| *r > 0.0)
+            .map_or(CPU_BURST_S, |r| self.settings.batch as f64 / r);
+        ((CPU_BURST_S / step_s).round() as usize).clamp(1, 8)
+    }
+
+    /// Pushes changed live settings (learning rate, momentum) to the optimizer.
+    fn apply_live_settings(&mut self) -> Result<()> {
+        if let Trainee::Classifier(c) = &mut self.trainee {
+            if c.lr() != self.settings.lr {
+                c.set_lr(self.settings.lr)?;
+            }
+            if c.momentum().is_some_and(|m| m != self.settings.momentum) {
+                c.set_momentum(self.settings.momentum)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records and submits `k` steps (see [`Run::burst`]); starts a validation pass when
+    /// one is due.
+    pub fn submit(&mut self, now: f64, k: usize) -> Result<()> {
+        self.apply_live_settings()?;
+        let before = self.steps();
+        match &mut self.trainee {
+            Trainee::Classifier(c) => c.submit(&self.data.train, &mut self.inflight, k)?,
+            Trainee::Gan(g) => g.submit(self.data.gan_train()?, &mut self.inflight, k)?,
+        }
+        if self.rate.marks.is_empty() {
+            self.rate.mark(now, self.images_done);
+        }
+        let every = self.settings.val_every;
+        let due = every > 0 && (before / every) != (self.steps() / every);
+        if due && self.val.is_none() && !self.is_gan() {
+            self.start_validation()?;
+        }
+        Ok(())
+    }
+
+    /// Submits a validation pass over the whole validation set (results come back later).
+    pub fn start_validation(&mut self) -> Result<()> {
+        let step = self.steps();
+        if let Trainee::Classifier(c) = &self.trainee
+            && !self.data.val.is_empty()
+        {
+            self.val = Some(Evaluation::start(
+                &self.gpu,
+                c.net.as_ref(),
+                &self.data.val,
+                EVAL_BATCH,
+                step,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// True while a validation pass is out.
+    pub fn validating(&self) -> bool {
+        self.val.is_some()
+    }
+
+    fn record(&mut self, r: StepResult) {
+        let images = self.images_done + r.images as u64;
+        let (a, b) = match self.trainee {
+            // (loss, correct count) -> (loss, accuracy)
+            Trainee::Classifier(_) => (r.values[0], r.values[1] / r.images.max(1) as f32),
+            Trainee::Gan(_) => (r.values[0], r.values[1]),
+        };
+        let p = |value| Point {
+            step: r.step,
+            images,
+            value,
+        };
+        self.history.train_loss.push(p(a));
+        self.history.train_acc.push(p(b));
+        self.images_done = images;
+        self.last_step_back = r.step;
+        self.last_loss = Some(a);
+    }
+
+    /// Collects whatever came back since the last call (never waits). A diverged run stops
+    /// with the message as its error.
+    pub fn poll(&mut self, now: f64) -> Result<()> {
+        let back = match self.inflight.poll() {
+            Ok(b) => b,
+            Err(e) => {
+                self.inflight.clear();
+                self.running = false;
+                return Err(e);
+            }
+        };
+        if !back.is_empty() {
+            for r in back {
+                self.record(r);
+            }
+            self.rate.mark(now, self.images_done);
+        }
+        if let Some(v) = &mut self.val
+            && let Some(r) = v.try_take()?
+        {
+            let step = v.step;
+            self.val = None;
+            ensure!(
+                r.loss.is_finite(),
+                "the validation loss became {} at step {step}: training diverged (try a lower \
+                 learning rate)",
+                r.loss
+            );
+            let p = |value: f64| Point {
+                step,
+                images: self.images_done,
+                value: value as f32,
+            };
+            self.history.val_loss.push(p(r.loss));
+            self.history.val_acc.push(p(r.acc));
+        }
+        Ok(())
+    }
+
+    /// The picture for `name`, made anew only when its layout changed.
+    fn picture(&mut self, name: &str, layout: TileLayout) -> Result<TileImage> {
+        if let Some(p) = self.pictures.get(name).filter(|p| p.layout() == layout) {
+            return Ok(p.clone());
+        }
+        let p = TileImage::new(&self.gpu, layout)?;
+        self.pictures.insert(name.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// Submits an eval-mode forward pass of one image (C*H*W normalised values) that draws
+    /// every layer's output, and the first conv layer's filters, into pictures.
+    pub fn inspect(&mut self, image: &[f32]) -> Result<PendingInspect> {
+        let Trainee::Classifier(c) = &self.trainee else {
+            anyhow::bail!("a GAN run has no classifier to inspect");
+        };
+        let [ch, h, w] = self.data.train.shape;
+        ensure!(
+            image.len() == ch * h * w,
+            "the image has {} values, the model takes {ch}x{h}x{w}",
+            image.len()
+        );
+        let _g = gpu_nn::no_grad();
+        let x = Tensor::from_slice(&self.gpu, image, &[1, ch, h, w])?;
+        let mut ctx = Ctx::eval().capturing();
+        let logits = c.net.forward(&x, &mut ctx)?;
+        let filters_w = c.first_conv_weight();
+        let step = c.progress.step;
+        let mut layers = Vec::new();
+        for (name, t) in ctx.take_captures() {
+            if let Some(l) = TileLayout::activation(t.shape()) {
+                let pic = self.picture(&name, l)?;
+                pic.draw(&t)?;
+                layers.push((name, t.shape().to_vec(), pic));
+            }
+        }
+        let filters = match filters_w.and_then(|t| TileLayout::filters(t.shape()).map(|l| (t, l))) {
+            Some((t, l)) => {
+                let pic = self.picture("filters", l)?;
+                pic.draw(&t)?;
+                Some((t.shape().to_vec(), pic))
+            }
+            None => None,
+        };
+        // Submitted after the drawing: once the probabilities are back, so are the pictures.
+        let probs = logits.softmax()?.read()?;
+        Ok(PendingInspect {
+            probs,
+            inspection: Inspection {
+                probs: Vec::new(),
+                layers,
+                filters,
+                step,
+            },
+        })
+    }
+
+    /// Draws the GAN's samples from fixed noise (eval mode) into its picture and submits:
+    /// frames drawn after this call show them.
+    pub fn request_samples(&mut self) -> Result<()> {
+        let Trainee::Gan(g) = &self.trainee else {
+            return Ok(());
+        };
+        if self.samples.is_none() {
+            let layout = TileLayout::batch(&[GAN_SAMPLES, 1, 28, 28], 4)
+                .context("no picture layout for the samples")?;
+            self.samples = Some(Samples {
+                noise: crate::core::gan::noise(&self.gpu, GAN_SAMPLES, self.settings.seed ^ 7)?,
+                picture: TileImage::new(&self.gpu, layout)?,
+                step: None,
+            });
+        }
+        if let Some(s) = &mut self.samples {
+            let img = g.sample(&s.noise)?;
+            s.picture.draw(&img)?;
+            self.gpu.flush()?;
+            s.step = Some(g.progress.step);
+        }
+        Ok(())
+    }
+
+    /// The GAN's samples picture and the step it shows, once drawn.
+    pub fn samples(&self) -> Option<(u64, &TileImage)> {
+        let s = self.samples.as_ref()?;
+        Some((s.step?, &s.picture))
+    }
+
+    /// Starts a checkpoint of the run in `nnlab train`'s format (never blocks).
+    pub fn start_checkpoint(&self) -> Result<PendingCheckpoint> {
+        match &self.trainee {
+            Trainee::Classifier(c) => c.start_checkpoint(),
+            Trainee::Gan(g) => g.start_checkpoint(),
+        }
+    }
+
+    /// A file name for its checkpoint: `3-resnet20-step1200.safetensors`.
+    pub fn file_stem(&self) -> String {
+        format!("{}-{}-step{}", self.id, self.settings.model, self.steps())
+    }
+}

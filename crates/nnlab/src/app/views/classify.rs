@@ -1,0 +1,137 @@
+//! Classify a dropped image with the selected classifier run: shown as the model sees it
+//! (grey, 28x28, inverted if on a light background) with the top-3 classes.
+
+use anyhow::Result;
+use egui::Color32;
+
+use crate::app::dropped::{self, Prepared};
+use crate::app::lab::Lab;
+use crate::app::pictures::Textures;
+use crate::app::run::PendingInspect;
+use crate::app::views::FeaturesView;
+
+/// The view's own state: the last dropped image and its prediction.
+#[derive(Default)]
+pub struct ClassifyView {
+    name: String,
+    prepared: Option<Prepared>,
+    /// The run that classified it, and its top-3 (class name, probability).
+    pub top3: Option<(u64, Vec<(String, f32)>)>,
+    /// The prediction is to be (re)computed.
+    wanted: bool,
+    pending: Option<(u64, PendingInspect)>,
+    /// The message about the last dropped file, if it could not be used.
+    pub error: Option<String>,
+}
+
+impl ClassifyView {
+    /// Prepares a file's bytes for the classifier (what a drop does).
+    pub fn set_image(&mut self, name: &str, bytes: &[u8], lab: &Lab, selected: Option<u64>) {
+        *self = ClassifyView {
+            name: name.to_string(),
+            ..ClassifyView::default()
+        };
+        let norm = FeaturesView::run_id(lab, selected)
+            .and_then(|id| lab.get(id))
+            .map_or(crate::data::Bundled::Mnist.normalisation(), |r| {
+                (r.data.mean[0], r.data.std[0])
+            });
+        match dropped::prepare(bytes, 28, norm) {
+            Ok(p) => {
+                self.prepared = Some(p);
+                self.wanted = true;
+            }
+            Err(e) => self.error = Some(format!("{name}: {e:#}")),
+        }
+    }
+
+    /// A message instead of an image.
+    pub fn set_error(&mut self, msg: String) {
+        *self = ClassifyView {
+            error: Some(msg),
+            ..ClassifyView::default()
+        };
+    }
+
+    /// Collects a finished prediction (never waits).
+    pub fn poll(&mut self, lab: &Lab) -> Result<()> {
+        if let Some((id, p)) = &mut self.pending
+            && let Some(insp) = p.try_take()?
+        {
+            let names = lab
+                .get(*id)
+                .map(|r| r.data.class_names.clone())
+                .unwrap_or_default();
+            let top = dropped::top_k(&insp.probs, 3)
+                .into_iter()
+                .map(|(c, p)| (names.get(c).cloned().unwrap_or_else(|| c.to_string()), p))
+                .collect();
+            self.top3 = Some((*id, top));
+            self.pending = None;
+        }
+        Ok(())
+    }
+
+    /// Submits the prediction when an image waits for one, or when the run changed.
+    pub fn maybe_classify(&mut self, lab: &mut Lab, selected: Option<u64>) -> Result<()> {
+        let Some(id) = FeaturesView::run_id(lab, selected) else {
+            return Ok(());
+        };
+        let changed = self.top3.as_ref().is_some_and(|(r, _)| *r != id);
+        if self.pending.is_some() || !(self.wanted || changed) {
+            return Ok(());
+        }
+        let (Some(p), Some(run)) = (&self.prepared, lab.get_mut(id)) else {
+            return Ok(());
+        };
+        if run.data.train.shape != [1, 28, 28] {
+            self.error = Some(format!(
+                "{} takes {:?} images; dropped images are classified by 28x28 grey models",
+                run.name, run.data.train.shape
+            ));
+            self.wanted = false;
+            return Ok(());
+        }
+        self.pending = Some((id, run.inspect(&p.input)?));
+        self.wanted = false;
+        Ok(())
+    }
+
+    /// Draws the image as the model sees it and its top-3 classes.
+    pub fn ui(&mut self, ui: &mut egui::Ui, textures: &mut Textures) {
+        ui.heading("Classify an image");
+        ui.label("Drop an image file on the window: the selected classifier run labels it.");
+        if let Some(e) = &self.error {
+            ui.colored_label(Color32::LIGHT_RED, e);
+        }
+        let Some(p) = &self.prepared else { return };
+        ui.label(format!(
+            "{} ({}x{}{})",
+            self.name,
+            p.original.0,
+            p.original.1,
+            if p.inverted { ", inverted" } else { "" }
+        ));
+        let key = format!("drop:{}", self.name);
+        if textures.get(&key).is_none() {
+            textures.clear_prefix("drop:");
+            let img = egui::ColorImage::from_gray([28, 28], &p.pixels);
+            textures.set(ui.ctx(), &key, img);
+        }
+        ui.horizontal(|ui| {
+            if let Some(t) = textures.get(&key) {
+                ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(84.0, 84.0)));
+            }
+            ui.vertical(|ui| match &self.top3 {
+                Some((_, top)) => {
+                    for (name, p) in top {
+                        ui.label(format!("{name}: {:.1}%", p * 100.0));
+                    }
+                }
+                None => {
+                    ui.spinner();
+                }
+            });
+        });
+    }
+}

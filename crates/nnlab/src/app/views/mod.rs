@@ -1,0 +1,40 @@
+//! The app's views, one module each, each with its own state; they read (and drive) the
+//! lab. The runs panel is always on the left; the others are tabs.
+
+pub mod classify;
+pub mod curves;
+pub mod features;
+pub mod gan;
+pub mod runs;
+
+pub use classify::ClassifyView;
+pub use curves::CurvesView;
+pub use features::FeaturesView;
+pub use gan::GanView;
+pub use runs::RunsPanel;
+
+/// The tabs of the central area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    /// Every run's curves, with the selected run's feature maps beside them.
+    Curves,
+    /// The selected run's feature maps, full size.
+    Features,
+    /// The selected GAN run's samples.
+    Gan,
+    /// A dropped image, classified.
+    Classify,
+}
+
+impl Tab {
+    /// Looks a tab up by the name the page URL and `NNLAB_TAB` use.
+    pub fn from_name(name: &str) -> Option<Tab> {
+        match name {
+            "curves" | "train" => Some(Tab::Curves),
+            "features" => Some(Tab::Features),
+            "gan" => Some(Tab::Gan),
+            "classify" => Some(Tab::Classify),
+            _ => None,
+        }
+    }
+}

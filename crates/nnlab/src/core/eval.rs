@@ -1,0 +1,136 @@
+//! Evaluation in eval mode (batch norm's running statistics, no dropout), in batches whose
+//! results come back asynchronously: the app polls it, the CLI waits for it.
+
+use anyhow::Result;
+use gpu_nn::nn::{Ctx, Module};
+use gpu_nn::{Gpu, Readback, cat_channels, correct_count, cross_entropy};
+
+use crate::data::Dataset;
+
+/// Images per evaluation batch unless the device needs fewer.
+pub const EVAL_BATCH: usize = 250;
+
+/// Loss and accuracy of a validation pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EvalResult {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fraction classified correctly.
+    pub acc: f64,
+    /// Images evaluated.
+    pub images: usize,
+}
+
+/// A validation pass in flight: one readback of (loss sum, correct count) per batch.
+pub struct Evaluation {
+    reads: Vec<(Readback, Option<Vec<f32>>)>,
+    images: usize,
+    /// Optimizer steps of the weights being evaluated.
+    pub step: u64,
+}
+
+impl Evaluation {
+    /// Records and submits the pass over `data`, in batches of at most `batch`; a batch the
+    /// device cannot hold in one binding is halved until it fits.
+    pub fn start(
+        gpu: &Gpu,
+        net: &dyn Module,
+        data: &Dataset,
+        batch: usize,
+        step: u64,
+    ) -> Result<Evaluation> {
+        let mut batch = batch.max(1);
+        loop {
+            match Self::record(gpu, net, data, batch) {
+                Ok(reads) => {
+                    return Ok(Evaluation {
+                        reads,
+                        images: data.len(),
+                        step,
+                    });
+                }
+                Err(e)
+                    if batch > 1
+                        && matches!(
+                            e.downcast_ref::<gpu_nn::Error>(),
+                            Some(gpu_nn::Error::TooLarge { .. })
+                        ) =>
+                {
+                    // What was recorded of the failed try is submitted and discarded.
+                    gpu.flush()?;
+                    batch /= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn record(
+        gpu: &Gpu,
+        net: &dyn Module,
+        data: &Dataset,
+        batch: usize,
+    ) -> Result<Vec<(Readback, Option<Vec<f32>>)>> {
+        let _g = gpu_nn::no_grad();
+        let mut reads = Vec::new();
+        for idx in data.batches(batch, None) {
+            let (x, y) = data.batch(gpu, &idx)?;
+            let logits = net.forward(&x, &mut Ctx::eval())?;
+            // Mean loss times the batch size: batches of different sizes sum correctly.
+            let loss = cross_entropy(&logits, &y)?.scale(idx.len() as f32)?;
+            let count = correct_count(&logits, &y)?;
+            let both = cat_channels(&[&loss.reshape(&[1, 1])?, &count.reshape(&[1, 1])?])?;
+            reads.push((both.read()?, None));
+        }
+        Ok(reads)
+    }
+
+    fn result(&self) -> EvalResult {
+        let (mut loss, mut correct) = (0.0f64, 0.0f64);
+        for v in self.reads.iter().filter_map(|(_, o)| o.as_ref()) {
+            loss += f64::from(v[0]);
+            correct += f64::from(v[1]);
+        }
+        let n = self.images.max(1) as f64;
+        EvalResult {
+            loss: if self.images == 0 { f64::NAN } else { loss / n },
+            acc: if self.images == 0 {
+                f64::NAN
+            } else {
+                correct / n
+            },
+            images: self.images,
+        }
+    }
+
+    /// Non-blocking: the result once every batch is back.
+    pub fn try_take(&mut self) -> Result<Option<EvalResult>> {
+        for (r, out) in &mut self.reads {
+            if out.is_none() {
+                *out = r.try_take()?;
+            }
+        }
+        Ok(self
+            .reads
+            .iter()
+            .all(|(_, o)| o.is_some())
+            .then(|| self.result()))
+    }
+
+    /// Waits for every batch. Native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn wait_blocking(mut self) -> Result<EvalResult> {
+        for (r, out) in &mut self.reads {
+            if out.is_none() {
+                *out = Some(r.take_blocking()?);
+            }
+        }
+        Ok(self.result())
+    }
+}
+
+/// Evaluates `net` on `data`, waiting for the result. Native only.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn evaluate(gpu: &Gpu, net: &dyn Module, data: &Dataset, batch: usize) -> Result<EvalResult> {
+    Evaluation::start(gpu, net, data, batch, 0)?.wait_blocking()
+}

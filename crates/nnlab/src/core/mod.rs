@@ -1,0 +1,22 @@
+//! The training core: one classifier step, one DCGAN iteration, evaluation, checkpoints
+//! and the readback queue, shared by `nnlab train`, `nnlab gan`, `nnlab bench` and the app.
+//!
+//! Nothing here blocks except the native-only `*_blocking` and `run_epoch` functions the CLI
+//! uses; the app drives the same types by polling.
+
+pub mod classifier;
+pub mod eval;
+pub mod gan;
+pub mod inflight;
+pub mod snapshot;
+pub mod spec;
+pub mod step;
+
+pub use classifier::Classifier;
+#[cfg(not(target_arch = "wasm32"))]
+pub use classifier::{EpochRun, Running};
+pub use eval::{EVAL_BATCH, EvalResult, Evaluation};
+pub use gan::Gan;
+pub use inflight::{Diverged, InFlight, StepResult};
+pub use snapshot::PendingCheckpoint;
+pub use spec::{DataSource, ModelSpec, Opt, OptSettings, Progress, TrainConfig};
