@@ -113,10 +113,11 @@ await test(`WebGPU: two runs from the URL (MnistCnn batch ${BATCH}, ${OPT}, lr $
     }
     const [a, b] = s.runs;
     check(a.step >= STEPS && b.step >= 2, `only ${a.step} and ${b.step} steps in ${TIMEOUT_S} s`);
-    // One batch's loss is noisy: compare the first two seen with the last three.
+    // Bursts bring several steps back at once, so few losses are seen: compare the first
+    // with the mean of the last two.
     const l = [...losses.values()];
     const mean = (x) => x.reduce((p, q) => p + q, 0) / x.length;
-    const [early, late] = [mean(l.slice(0, 2)), mean(l.slice(-3))];
+    const [early, late] = [l[0], mean(l.slice(-2))];
     check(late < early * 0.93, `loss did not fall: first steps ${early.toFixed(4)}, last steps ${late.toFixed(4)}`);
     const rate = rates.length ? mean(rates) : 0;
     console.log(`  loss ${early.toFixed(3)} -> ${late.toFixed(3)}; run 1 trained at ${rate.toFixed(1)} img/s beside run 2 (MnistCnn, batch ${BATCH})`);

@@ -107,6 +107,23 @@ fn operands_as_buffers(source: &str) -> String {
 #[cfg(not(target_arch = "wasm32"))]
 pub const WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
 
+/// A smaller storage-binding limit than the device's, from `GPU_NN_MAX_BINDING_BYTES`:
+/// a test hook that makes a CPU driver behave like a device with less memory per binding.
+#[cfg(not(target_arch = "wasm32"))]
+fn binding_cap() -> Option<u64> {
+    static CAP: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        std::env::var("GPU_NN_MAX_BINDING_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+#[cfg(target_arch = "wasm32")]
+fn binding_cap() -> Option<u64> {
+    None
+}
+
 /// A callback run when readback data arrives, e.g. an egui `request_repaint`.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
@@ -526,10 +543,12 @@ impl Gpu {
 
     /// Largest tensor, in bytes, that one storage binding can hold on this device.
     pub fn max_binding_bytes(&self) -> u64 {
-        self.0
+        let device = self
+            .0
             .limits
             .max_storage_buffer_binding_size
-            .min(self.0.limits.max_buffer_size)
+            .min(self.0.limits.max_buffer_size);
+        binding_cap().map_or(device, |cap| cap.min(device))
     }
 
     /// Buffer pool statistics (bytes allocated, live, free).

@@ -348,6 +348,32 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_weights_are_never_written_nor_loaded() {
+        let mut c = sample();
+        if let Some(t) = c.tensors.get_mut("model.w") {
+            t.data[1] = f32::NAN;
+        }
+        let e = format!("{:#}", c.to_bytes().expect_err("NaN written"));
+        assert!(e.contains("model.w") && e.contains("NaN"), "{e}");
+        // A file holding an infinity (written by someone else) is refused, naming it.
+        let inf = f32::INFINITY.to_le_bytes();
+        let one = 1f32.to_le_bytes();
+        let bytes: Vec<u8> = [one, inf].concat();
+        let view = TensorView::new(Dtype::F32, vec![2], &bytes).expect("view");
+        let mut header = HashMap::new();
+        header.insert(META_KEY.to_string(), sample().meta.to_string());
+        let file = safetensors::serialize([("model.b", view)], Some(header)).expect("ser");
+        let e = format!(
+            "{:#}",
+            Checkpoint::from_bytes(&file, "bad.safetensors").expect_err("inf loaded")
+        );
+        assert!(
+            e.contains("bad.safetensors") && e.contains("model.b") && e.contains("inf"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn converts_torch_dtypes() {
         assert_eq!(f16_to_f32(0x3c00), 1.0);
         assert_eq!(f16_to_f32(0xc000), -2.0);

@@ -162,74 +162,107 @@ pub fn augment_image(
 }
 
 /// Reads a file, gunzipping it when it starts with the gzip magic.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    gunzip_if_needed(raw, path)
-}
+/// Largest IDX payload nnlab reads (1 GiB: over a million 28x28 images); a header that
+/// declares more is refused before anything is inflated.
+pub const MAX_IDX_BYTES: usize = 1 << 30;
+/// Largest CIFAR-10 batch file read (the official ones are 30.7 MB).
+const MAX_CIFAR_BYTES: usize = 64 << 20;
 
-/// Gunzips `raw` when it starts with the gzip magic; `path` names it in errors.
-fn gunzip_if_needed(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
+/// A reader of `raw`, inflating it when it starts with the gzip magic (every member of a
+/// multi-member file: trailing members are data too).
+fn maybe_gz(raw: &[u8]) -> Box<dyn Read + '_> {
     if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .with_context(|| format!("{}: corrupt gzip data", path.display()))?;
-        Ok(out)
+        Box::new(flate2::read::MultiGzDecoder::new(raw))
     } else {
-        Ok(raw)
+        Box::new(raw)
     }
 }
 
-/// Parses an IDX file of unsigned bytes with `ndims` dimensions; returns (dims, data).
+/// Reads exactly `want` bytes from `r`, reading at most one byte more to tell a padded
+/// file from a good one: a gzip bomb is never inflated beyond what the header declares.
+fn read_declared(r: &mut dyn Read, want: usize, what: &str, name: &str) -> Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(want.min(1 << 24));
+    r.take(want as u64 + 1)
+        .read_to_end(&mut data)
+        .with_context(|| format!("{name}: corrupt gzip data"))?;
+    ensure!(
+        data.len() <= want,
+        "{name}: padded: more data than the {want} bytes {what} declares"
+    );
+    ensure!(
+        data.len() == want,
+        "{name}: truncated: {what} declares {want} bytes of data, the file has {}",
+        data.len()
+    );
+    Ok(data)
+}
+
+/// Reads a file, inflated if gzipped, at most `max` bytes of it.
+fn read_maybe_gz(path: &Path, max: usize) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let name = path.display().to_string();
+    let mut data = Vec::new();
+    maybe_gz(&raw)
+        .take(max as u64 + 1)
+        .read_to_end(&mut data)
+        .with_context(|| format!("{name}: corrupt gzip data"))?;
+    ensure!(data.len() <= max, "{name}: more than {max} bytes");
+    Ok(data)
+}
+
+/// Parses an IDX file of unsigned bytes with `ndims` dimensions, raw or gzipped; returns
+/// (dims, data). The header is read from the stream first, and at most the data it
+/// declares (plus one byte) is inflated.
 pub fn parse_idx(bytes: &[u8], ndims: usize, path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
-    let name = path.display();
-    ensure!(bytes.len() >= 4, "{name}: too short for an IDX header");
-    ensure!(
-        bytes[0] == 0 && bytes[1] == 0,
-        "{name}: not an IDX file (bad magic {:02x}{:02x})",
-        bytes[0],
-        bytes[1]
-    );
-    ensure!(
-        bytes[2] == 0x08,
-        "{name}: IDX element type 0x{:02x}, expected unsigned bytes (0x08)",
-        bytes[2]
-    );
-    ensure!(
-        usize::from(bytes[3]) == ndims,
-        "{name}: {} dimensions, expected {ndims}",
-        bytes[3]
-    );
-    let header = 4 + 4 * ndims;
-    ensure!(bytes.len() >= header, "{name}: truncated header");
-    let dims: Vec<usize> = (0..ndims)
-        .map(|i| {
-            let b = &bytes[4 + 4 * i..8 + 4 * i];
-            u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
+    let name = path.display().to_string();
+    let gz = bytes.starts_with(&[0x1f, 0x8b]);
+    let mut r = maybe_gz(bytes);
+    let mut head = vec![0u8; 4 + 4 * ndims.min(8)];
+    let read_head = |r: &mut dyn Read, buf: &mut [u8], what: &str| -> Result<()> {
+        r.read_exact(buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof if !gz => anyhow::anyhow!("{name}: {what}"),
+            _ => anyhow::anyhow!("{name}: corrupt gzip data ({what}?): {e}"),
         })
+    };
+    read_head(&mut r, &mut head[..4], "too short for an IDX header")?;
+    ensure!(
+        head[0] == 0 && head[1] == 0,
+        "{name}: not an IDX file (bad magic {:02x}{:02x})",
+        head[0],
+        head[1]
+    );
+    ensure!(
+        head[2] == 0x08,
+        "{name}: IDX element type 0x{:02x}, expected unsigned bytes (0x08)",
+        head[2]
+    );
+    ensure!(
+        usize::from(head[3]) == ndims,
+        "{name}: {} dimensions, expected {ndims}",
+        head[3]
+    );
+    read_head(&mut r, &mut head[4..], "truncated header")?;
+    let dims: Vec<usize> = head[4..]
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .collect();
     let want = dims
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .with_context(|| format!("{name}: dimensions {dims:?} overflow"))?;
-    let have = bytes.len() - header;
-    ensure!(
-        have == want,
-        "{name}: header says {dims:?} = {want} bytes of data, file has {have} (truncated or padded)"
-    );
-    Ok((dims, bytes[header..].to_vec()))
+        .filter(|&n| n <= MAX_IDX_BYTES)
+        .with_context(|| {
+            format!(
+                "{name}: header declares {dims:?}, more than the {MAX_IDX_BYTES} bytes nnlab reads"
+            )
+        })?;
+    let data = read_declared(&mut r, want, &format!("the header ({dims:?})"), &name)?;
+    Ok((dims, data))
 }
 
 /// Loads an IDX image file and its label file, normalising pixels with (mean, std).
 pub fn load_idx_pair(images: &Path, labels: &Path, mean: f32, std: f32) -> Result<Dataset> {
-    idx_pair_from_bytes(
-        read_maybe_gz(images)?,
-        images,
-        read_maybe_gz(labels)?,
-        labels,
-        mean,
-        std,
-    )
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    idx_pair_from_bytes(read(images)?, images, read(labels)?, labels, mean, std)
 }
 
 /// Builds a dataset from the bytes of an IDX image file and its label file (either may be
@@ -242,8 +275,8 @@ pub fn idx_pair_from_bytes(
     mean: f32,
     std: f32,
 ) -> Result<Dataset> {
-    let (idims, pixels) = parse_idx(&gunzip_if_needed(images_bytes, images)?, 3, images)?;
-    let (ldims, labels_raw) = parse_idx(&gunzip_if_needed(labels_bytes, labels)?, 1, labels)?;
+    let (idims, pixels) = parse_idx(&images_bytes, 3, images)?;
+    let (ldims, labels_raw) = parse_idx(&labels_bytes, 1, labels)?;
     ensure!(
         idims[0] == ldims[0],
         "{} has {} images but {} has {} labels",
@@ -390,13 +423,13 @@ pub fn load_cifar_dir(dir: &Path) -> Result<(Dataset, Dataset)> {
             ensure!(i > 1, "{}: missing", p.display());
             break;
         }
-        let (l, px) = parse_cifar_batch(&read_maybe_gz(&p)?, &p)?;
+        let (l, px) = parse_cifar_batch(&read_maybe_gz(&p, MAX_CIFAR_BYTES)?, &p)?;
         labels.extend(l);
         pixels.extend(px);
     }
     let tp = root.join("test_batch.bin");
     ensure!(tp.is_file(), "{}: missing", tp.display());
-    let (tl, tpx) = parse_cifar_batch(&read_maybe_gz(&tp)?, &tp)?;
+    let (tl, tpx) = parse_cifar_batch(&read_maybe_gz(&tp, MAX_CIFAR_BYTES)?, &tp)?;
     Ok((cifar_dataset(labels, &pixels), cifar_dataset(tl, &tpx)))
 }
 
@@ -587,7 +620,7 @@ impl Bundled {
             }
         };
         let p = Path::new("bundled").join(self.name());
-        Ok(parse_idx(&gunzip_if_needed(bytes.to_vec(), &p)?, 1, &p)?.1)
+        Ok(parse_idx(bytes, 1, &p)?.1)
     }
 
     /// Decodes the bundled 10k test set (a few hundred ms; works in the browser).
@@ -678,6 +711,52 @@ mod tests {
             .expect("bad gzip");
         assert!(format!("{e:#}").contains("corrupt gzip"), "{e:#}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Resident memory of this process, in bytes (Linux).
+    fn resident_bytes() -> Option<u64> {
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        Some(pages * 4096)
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_without_inflating_it() {
+        use std::io::Write;
+        let gz = |data: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(data).expect("gzip");
+            e.finish().expect("gzip")
+        };
+        // A valid 1x28x28 IDX file, then 4 GiB of zeros in 64 further gzip members of 64 MiB
+        // each (compressed once): a few MB on disk.
+        let mut file = gz(&idx(&[1, 28, 28], &[0; 784]));
+        let zeros = gz(&vec![0u8; 64 << 20]);
+        for _ in 0..64 {
+            file.extend_from_slice(&zeros);
+        }
+        assert!(file.len() < 8 << 20, "{} bytes", file.len());
+        let before = resident_bytes();
+        let t0 = std::time::Instant::now();
+        let e = parse_idx(&file, 3, Path::new("bomb.gz")).expect_err("a padded file");
+        let took = t0.elapsed();
+        let e = format!("{e:#}");
+        assert!(e.contains("bomb.gz") && e.contains("padded"), "{e}");
+        assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+        if let (Some(a), Some(b)) = (before, resident_bytes()) {
+            assert!(
+                b.saturating_sub(a) < 100 << 20,
+                "memory grew by {} bytes",
+                b - a
+            );
+        }
+        // A header declaring more than nnlab reads is refused before any data.
+        let huge = gz(&idx(&[1 << 20, 1 << 10, 1 << 10], &[]));
+        let e = format!(
+            "{:#}",
+            parse_idx(&huge, 3, Path::new("huge.gz")).expect_err("huge")
+        );
+        assert!(e.contains("huge.gz") && e.contains("more than"), "{e}");
     }
 
     #[test]

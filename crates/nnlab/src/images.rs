@@ -46,10 +46,49 @@ impl Preprocess {
     }
 }
 
-/// Decodes an image (PNG, JPEG, GIF, BMP, WebP; format guessed from the content);
-/// `name` names it in errors.
+/// Largest side decoded: bigger images are refused from their header, before anything is
+/// allocated (a 1 MB PNG can declare 16384x16384 RGBA: 1 GiB). Smaller in the browser.
+pub const MAX_SIDE: u32 = if cfg!(target_arch = "wasm32") {
+    8192
+} else {
+    16_384
+};
+/// Largest decoder allocation.
+pub const MAX_ALLOC: u64 = if cfg!(target_arch = "wasm32") {
+    256 << 20
+} else {
+    1 << 30
+};
+
+/// Decodes an image (PNG, JPEG, GIF, BMP, WebP; format guessed from the content) within
+/// [`MAX_SIDE`] and [`MAX_ALLOC`]; `name` names it in errors.
 pub fn decode(bytes: &[u8], name: &str) -> Result<DynamicImage> {
-    image::load_from_memory(bytes).with_context(|| format!("{name}: cannot decode image"))
+    ensure!(!bytes.is_empty(), "{name}: the file is empty");
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .with_context(|| format!("{name}: cannot read the file"))?;
+    ensure!(
+        reader.format().is_some(),
+        "{name}: cannot decode: not an image nnlab can read (PNG, JPEG, GIF, BMP or WebP)"
+    );
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => anyhow::anyhow!(
+            "{name}: cannot decode: the image is too large (at most {MAX_SIDE}x{MAX_SIDE} \
+             pixels, {} MiB)",
+            MAX_ALLOC >> 20
+        ),
+        e => anyhow::anyhow!("{name}: cannot decode: the image is corrupt or unsupported: {e}"),
+    })?;
+    ensure!(
+        img.width() > 0 && img.height() > 0,
+        "{name}: the image has no pixels"
+    );
+    Ok(img)
 }
 
 /// Converts a decoded image to a normalised [C, H, W] input: grey or RGB as `p.shape`
@@ -316,6 +355,41 @@ mod tests {
             "{e}"
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_png_declaring_fifty_thousand_pixels_a_side_is_refused_unread() {
+        // A 1x1 PNG whose header says 50000 x 50000 (RGBA: 10 GB); the CRC is fixed up so
+        // only the size is wrong.
+        let img = image::RgbaImage::from_pixel(1, 1, image::Rgba([0, 0, 0, 255]));
+        let mut bytes = Vec::new();
+        img.write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .expect("encode");
+        bytes[16..20].copy_from_slice(&50_000u32.to_be_bytes());
+        bytes[20..24].copy_from_slice(&50_000u32.to_be_bytes());
+        let crc = crc32(&bytes[12..29]);
+        bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+        let e = format!("{:#}", decode(&bytes, "huge.png").expect_err("huge"));
+        assert!(e.contains("huge.png") && e.contains("too large"), "{e}");
+    }
+
+    /// CRC-32 as PNG chunks use it.
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xffff_ffffu32;
+        for &b in data {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
     }
 
     #[test]

@@ -191,7 +191,10 @@ fn duplicate_with_one_change_creates_that_run() {
     let form = &h.state().runs_panel.form;
     assert_eq!(form, &run(h.state(), 0).settings);
     h.state_mut().runs_panel.form.lr = 0.05;
-    h.step();
+    // Let the form finish opening before clicking inside it.
+    for _ in 0..10 {
+        h.step();
+    }
     h.get_by_label("Add run").click();
     h.step();
     let rs = runs(h.state());
@@ -393,4 +396,71 @@ fn the_default_run_learns_visibly_within_a_hundred_steps() {
     let (first, last) = (mean(&v[..10]), mean(&v[90..100]));
     println!("default run: loss {first:.3} over steps 1-10, {last:.3} over steps 91-100");
     assert!(last < 0.8 * first, "loss {first} -> {last}");
+}
+
+#[test]
+fn reset_starts_over_from_the_same_initial_weights() {
+    let mut h = harness(8);
+    let w0 = filters(h.state(), 0);
+    run_mut(&mut h, 0).running = true;
+    run_until(&mut h, 120, "3 steps", |a| points(a, 0) >= 3);
+    run_mut(&mut h, 0).running = false;
+    settle(&mut h);
+    assert_ne!(
+        filters(h.state(), 0),
+        w0,
+        "training did not move the weights"
+    );
+    h.get_by_label("Reset").click();
+    h.step();
+    let r = run(h.state(), 0);
+    assert_eq!((r.steps(), points(h.state(), 0)), (0, 0));
+    assert_eq!(r.id, 1, "a reset run keeps its identity");
+    // Same settings and seed: the same initial weights.
+    assert_eq!(filters(h.state(), 0), w0);
+}
+
+#[test]
+fn a_diverging_gan_run_stops_with_the_message() {
+    let mut h = harness_with(Launch {
+        runs: vec!["dcgan".into()],
+        batch: Some(8),
+        ..Launch::default()
+    });
+    // Poison the generator: its samples, and so both losses, become NaN.
+    if let nnlab::app::run::Trainee::Gan(g) = run(h.state(), 0).trainee() {
+        for t in gpu_nn::nn::parameters(&g.g) {
+            t.write(&vec![f32::NAN; t.numel()]).expect("write");
+        }
+    } else {
+        panic!("not a GAN run");
+    }
+    run_mut(&mut h, 0).running = true;
+    run_until(&mut h, 120, "the run to stop", |a| {
+        run(a, 0).error.is_some()
+    });
+    let e = run(h.state(), 0).error.clone().unwrap_or_default();
+    assert!(e.contains("GAN losses") && e.contains("diverged"), "{e}");
+    assert!(!run(h.state(), 0).running);
+    assert_eq!(points(h.state(), 0), 0, "a NaN point reached the curves");
+}
+
+#[test]
+fn of_twenty_images_dropped_at_once_only_the_last_is_decoded() {
+    let mut h = harness(8);
+    let img = image::GrayImage::from_pixel(32, 32, image::Luma([0]));
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .expect("encode png");
+    for i in 0..20 {
+        h.input_mut().dropped_files.push(Arc::new(MemFile {
+            path: PathBuf::from(format!("img{i}.png")),
+            bytes: png.clone(),
+        }));
+    }
+    h.step();
+    assert_eq!(h.state().classify.decoded, 1);
+    run_until(&mut h, 60, "a prediction", |a| a.classify.top3.is_some());
+    h.step();
+    h.get_by_label_contains("img19.png (32x32");
 }

@@ -366,3 +366,72 @@ fn bench_reports_throughput_and_with_profile_where_the_time_goes() {
     );
     assert!(!table.contains("ms/step"), "{table}");
 }
+
+#[test]
+fn a_diverging_run_exits_with_the_message_and_keeps_the_good_checkpoint() {
+    let dir = tmp("diverge");
+    let ck = dir.join("ck");
+    let base = [
+        "train",
+        "--data",
+        "mnist",
+        "--limit",
+        "64",
+        "--batch-size",
+        "16",
+        "--checkpoint-dir",
+        s(&ck),
+        "--epochs",
+        "1",
+    ];
+    ok(&base);
+    let last = ck.join("last.safetensors");
+    let good = std::fs::read(&last).expect("checkpoint");
+    // A fresh run into the same directory with an absurd learning rate: the weights blow
+    // up at the first step, the second step's loss is NaN.
+    let e = fails(&[&base[..], &["--lr", "1e30"]].concat());
+    assert!(
+        e.contains("diverged") && e.contains("lower learning rate"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert_eq!(
+        std::fs::read(&last).expect("checkpoint"),
+        good,
+        "overwritten"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn unwritable_output_paths_fail_at_once_naming_them() {
+    let dir = tmp("unwritable");
+    // A path under a regular file cannot be created, whoever runs the test (root included).
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"x").expect("file");
+    let under = file.join("sub");
+    let (metrics, grid) = (under.join("m.csv"), under.join("g.png"));
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["train", "--data", "mnist", "--checkpoint-dir", s(&under)],
+            "--checkpoint-dir",
+        ),
+        (
+            &["train", "--data", "mnist", "--metrics", s(&metrics)],
+            "--metrics",
+        ),
+        (&["gan", "--out", s(&grid)], "--out"),
+    ];
+    for (args, flag) in cases {
+        let t0 = std::time::Instant::now();
+        let e = fails(args);
+        let took = t0.elapsed();
+        assert!(e.contains(flag) && e.contains("a-file/sub"), "{e}");
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+        assert!(
+            took < std::time::Duration::from_secs(2),
+            "{flag}: took {took:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -313,3 +313,57 @@ fn cli_finetunes_resnet18_on_an_image_folder() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Fine-tuning at 224x224 on a device whose bindings hold a training batch but not the
+/// whole validation set in one batch: the checkpoint is written and validation runs in
+/// batches that fit (`GPU_NN_MAX_BINDING_BYTES` caps the binding size, as on a smaller GPU).
+#[test]
+fn finetuning_at_224_validates_in_batches_that_fit_and_saves() {
+    let dir = std::env::temp_dir().join(format!("nnlab-ft224-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let (_, _, meta) = io("tv_resnet18_formula_io.safetensors");
+    let weights = dir.join("resnet18.safetensors");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(&weights, formula_bytes(&meta)).expect("weights");
+    let data = dir.join("data");
+    for (split, n) in [("train", 2u8), ("val", 3)] {
+        for (class, rgb) in [("red", [220u8, 20, 20]), ("blue", [20, 20, 220])] {
+            let d = data.join(split).join(class);
+            std::fs::create_dir_all(&d).expect("dir");
+            for i in 0..n {
+                let img = image::RgbImage::from_pixel(224, 224, image::Rgb(rgb));
+                img.save(d.join(format!("{i}.png"))).expect("save");
+            }
+        }
+    }
+    let ck = dir.join("ck");
+    // conv1's output is 3.2 MB per 224x224 image: 4 training images fit in 16 MiB, the 6
+    // validation images in one batch do not.
+    let o = Command::new(env!("CARGO_BIN_EXE_nnlab"))
+        .args([
+            "train",
+            "--model",
+            "resnet18",
+            "--weights",
+            weights.to_str().expect("utf-8"),
+            "--finetune",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--checkpoint-dir",
+            ck.to_str().expect("utf-8"),
+        ])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("GPU_NN_MAX_BINDING_BYTES", (16u64 << 20).to_string())
+        .output()
+        .expect("run");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("val acc") && out.contains("saved"), "{out}");
+    assert!(ck.join("last.safetensors").is_file());
+    std::fs::remove_dir_all(&dir).ok();
+}

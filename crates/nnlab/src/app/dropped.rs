@@ -1,16 +1,7 @@
 //! Turning a dropped file into the model's input: decode with `image`, grey, 28x28,
 //! white-on-black like MNIST, normalised like the training data.
 
-use std::io::Cursor;
-
-use anyhow::{Context, Result, bail};
-use image::{ImageReader, Limits};
-
-/// Largest side we decode; bigger images are refused with a message instead of
-/// allocating gigabytes.
-pub const MAX_SIDE: u32 = 16_384;
-/// Largest decoder allocation.
-const MAX_ALLOC: u64 = 1 << 30;
+use anyhow::Result;
 
 /// A dropped image as the model sees it.
 pub struct Prepared {
@@ -24,32 +15,11 @@ pub struct Prepared {
     pub inverted: bool,
 }
 
-/// Decodes `bytes` (any format `image` knows) and prepares a `side` x `side` input.
-pub fn prepare(bytes: &[u8], side: u32, norm: (f32, f32)) -> Result<Prepared> {
-    if bytes.is_empty() {
-        bail!("the file is empty");
-    }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .context("cannot read the file")?;
-    if reader.format().is_none() {
-        bail!("not an image nnlab can read (PNG, JPEG, GIF, BMP or WebP)");
-    }
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_ALLOC);
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => anyhow::anyhow!(
-            "the image is too large to decode (at most {MAX_SIDE}x{MAX_SIDE} pixels, 1 GiB)"
-        ),
-        e => anyhow::anyhow!("the image is corrupt or unsupported: {e}"),
-    })?;
+/// Decodes `bytes` (any format `image` knows, within `images::decode`'s limits) and
+/// prepares a `side` x `side` input; `name` names the file in errors.
+pub fn prepare(bytes: &[u8], name: &str, side: u32, norm: (f32, f32)) -> Result<Prepared> {
+    let img = crate::images::decode(bytes, name)?;
     let original = (img.width(), img.height());
-    if original.0 == 0 || original.1 == 0 {
-        bail!("the image has no pixels");
-    }
     // thumbnail_exact averages areas: fast even for very large images, and keeps thin
     // strokes visible where point sampling would drop them.
     let small = img.thumbnail_exact(side, side).to_luma8();
@@ -84,6 +54,8 @@ pub fn top_k(probs: &[f32], k: usize) -> Vec<(usize, f32)> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
     use super::*;
 
     fn png(w: u32, h: u32, f: impl Fn(u32, u32) -> u8) -> Vec<u8> {
@@ -98,7 +70,7 @@ mod tests {
     fn dark_ink_on_white_is_inverted_and_normalised() {
         // A black vertical bar on white.
         let bytes = png(56, 56, |x, _| if (24..32).contains(&x) { 0 } else { 255 });
-        let p = prepare(&bytes, 28, (0.5, 0.5)).expect("valid png");
+        let p = prepare(&bytes, "f.png", 28, (0.5, 0.5)).expect("valid png");
         assert!(p.inverted);
         assert_eq!(p.original, (56, 56));
         assert_eq!(p.pixels.len(), 28 * 28);
@@ -110,14 +82,16 @@ mod tests {
 
     #[test]
     fn garbage_empty_and_truncated_files_are_errors_with_messages() {
-        let e = prepare(b"hello, not an image", 28, (0.0, 1.0))
+        let e = prepare(b"hello, not an image", "f.png", 28, (0.0, 1.0))
             .err()
             .expect("garbage");
         assert!(e.to_string().contains("not an image"), "{e}");
-        assert!(prepare(&[], 28, (0.0, 1.0)).is_err());
+        assert!(prepare(&[], "f.png", 28, (0.0, 1.0)).is_err());
         let mut bytes = png(40, 40, |x, y| (x * y) as u8);
         bytes.truncate(bytes.len() / 2);
-        let e = prepare(&bytes, 28, (0.0, 1.0)).err().expect("truncated");
+        let e = prepare(&bytes, "f.png", 28, (0.0, 1.0))
+            .err()
+            .expect("truncated");
         assert!(format!("{e:#}").contains("corrupt"), "{e:#}");
     }
 
@@ -130,7 +104,9 @@ mod tests {
             .expect("encode bmp");
         bytes[18..22].copy_from_slice(&100_000i32.to_le_bytes());
         bytes[22..26].copy_from_slice(&100_000i32.to_le_bytes());
-        let e = prepare(&bytes, 28, (0.0, 1.0)).err().expect("huge");
+        let e = prepare(&bytes, "f.png", 28, (0.0, 1.0))
+            .err()
+            .expect("huge");
         assert!(e.to_string().contains("too large"), "{e}");
     }
 

@@ -101,6 +101,24 @@ impl Lab {
         Ok(())
     }
 
+    /// Starts run `id` over: fresh weights and optimizer from its settings (same seed), an
+    /// empty history. Its memory is given back before the new run is built.
+    pub fn reset(&mut self, id: u64) -> Result<()> {
+        let Some(i) = self.runs.iter().position(|r| r.id == id) else {
+            return Ok(());
+        };
+        let old = self.runs.remove(i);
+        let (settings, name, data) = (old.settings.clone(), old.name.clone(), old.data.clone());
+        drop(old);
+        self.gpu.flush()?;
+        self.gpu.trim_pool();
+        let mut run = Run::new(&self.gpu, id, settings, data)
+            .with_context(|| format!("run {id} could not be built again"))?;
+        run.name = name;
+        self.runs.insert(i, run);
+        Ok(())
+    }
+
     /// Datasets held by some run.
     pub fn datasets(&self) -> usize {
         self.data.live()

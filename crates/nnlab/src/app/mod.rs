@@ -42,6 +42,17 @@ const CPU_POLL: std::time::Duration = if cfg!(target_arch = "wasm32") {
     std::time::Duration::from_millis(100)
 };
 
+/// Largest dropped image file read (natively its size is checked before reading).
+#[cfg(not(target_arch = "wasm32"))]
+const MAX_DROPPED_IMAGE: u64 = 256 << 20;
+/// Largest dropped checkpoint read (VGG-16's with Adam state is about 1.6 GB).
+#[cfg(not(target_arch = "wasm32"))]
+const MAX_DROPPED_CHECKPOINT: u64 = 4 << 30;
+
+fn is_checkpoint(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with(".safetensors")
+}
+
 /// The wgpu setup the app asks eframe for: every limit the adapter offers (eframe's default
 /// device has `Limits::default()`, too little for big tensors), and in the browser WebGPU
 /// only, since WebGL2 has no compute shaders.
@@ -216,10 +227,21 @@ impl NnlabApp {
         self.forget_run(id);
     }
 
+    /// Starts run `id` over from fresh weights; its pictures are made anew.
+    pub fn reset_run(&mut self, id: u64) {
+        if let Some(lab) = &mut self.lab
+            && let Err(e) = lab.reset(id)
+        {
+            self.error = Some(format!("{e:#}"));
+        }
+        self.forget_run(id);
+    }
+
     fn forget_run(&mut self, id: u64) {
         self.pictures.forget_prefix(&format!("run{id}/"));
         self.features.forget(id);
-        if self.selected == Some(id) {
+        let exists = self.lab.as_ref().is_some_and(|l| l.get(id).is_some());
+        if self.selected == Some(id) && !exists {
             self.selected = self.lab.as_ref().and_then(|l| l.runs.first()).map(|r| r.id);
         }
     }
@@ -238,7 +260,7 @@ impl NnlabApp {
 
     /// Routes a dropped or picked file: checkpoints become runs, images get classified.
     pub fn open_file(&mut self, name: &str, bytes: &[u8]) {
-        if name.to_ascii_lowercase().ends_with(".safetensors") {
+        if is_checkpoint(name) {
             self.load_checkpoint(name, bytes);
         } else if let Some(lab) = &self.lab {
             self.classify.set_image(name, bytes, lab, self.selected);
@@ -248,23 +270,53 @@ impl NnlabApp {
 
     fn take_dropped_files(&mut self, ctx: &egui::Context) {
         let files = ctx.input(|i| i.raw.dropped_files.clone());
-        for f in files {
-            let name = f.path().file_name().map_or_else(
+        let name_of = |f: &dyn egui::DroppedFile| {
+            f.path().file_name().map_or_else(
                 || "dropped file".into(),
                 |n| n.to_string_lossy().into_owned(),
-            );
+            )
+        };
+        // Every checkpoint becomes a run; of the images only the last one is shown, so
+        // only that one is read and decoded.
+        let last_image = files
+            .iter()
+            .rposition(|f| !is_checkpoint(&name_of(f.as_ref())));
+        for (i, f) in files.iter().enumerate() {
+            let name = name_of(f.as_ref());
+            if !is_checkpoint(&name) && Some(i) != last_image {
+                continue;
+            }
             #[cfg(not(target_arch = "wasm32"))]
-            match f.bytes() {
-                Ok(b) => self.open_file(&name, &b),
-                Err(e) => self
-                    .classify
-                    .set_error(format!("{name}: cannot read the file: {e}")),
+            {
+                let max = if is_checkpoint(&name) {
+                    MAX_DROPPED_CHECKPOINT
+                } else {
+                    MAX_DROPPED_IMAGE
+                };
+                match std::fs::metadata(f.path()) {
+                    Ok(m) if m.len() > max => {
+                        self.error = Some(format!(
+                            "{name}: {} MiB is more than nnlab opens ({} MiB)",
+                            m.len() >> 20,
+                            max >> 20
+                        ));
+                        continue;
+                    }
+                    _ => {}
+                }
+                match f.bytes() {
+                    Ok(b) => self.open_file(&name, &b),
+                    Err(e) => self
+                        .classify
+                        .set_error(format!("{name}: cannot read the file: {e}")),
+                }
             }
             #[cfg(target_arch = "wasm32")]
             {
                 // Browsers read files asynchronously: the bytes arrive in a later frame.
                 let slot = std::rc::Rc::clone(&self.files.incoming);
                 let ctx = ctx.clone();
+                let f = std::sync::Arc::clone(f);
                 wasm_bindgen_futures::spawn_local(async move {
                     let r = f.bytes_async().await;
                     slot.borrow_mut().push((name, r));
@@ -355,25 +407,16 @@ impl NnlabApp {
         }
         let now = ctx.input(|i| i.time);
         let mut actions = Vec::new();
-        let mut removed = Vec::new();
         egui::Panel::left("runs")
             .resizable(true)
-            .default_size(300.0)
+            .default_size(320.0)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     if let Some(lab) = &mut self.lab {
-                        let before: Vec<u64> = lab.runs.iter().map(|r| r.id).collect();
                         actions = self.runs_panel.ui(ui, lab, &mut self.selected, now);
-                        removed = before
-                            .into_iter()
-                            .filter(|id| lab.get(*id).is_none())
-                            .collect();
                     }
                 });
             });
-        for id in removed {
-            self.forget_run(id);
-        }
         for a in actions {
             match a {
                 Action::Save(id) => {
@@ -384,6 +427,8 @@ impl NnlabApp {
                     }
                 }
                 Action::Load => self.files.pick(&ctx),
+                Action::Reset(id) => self.reset_run(id),
+                Action::Remove(id) => self.remove_run(id),
             }
         }
         let Some(lab) = &mut self.lab else { return };

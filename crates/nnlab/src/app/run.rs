@@ -206,6 +206,10 @@ pub struct Run {
     pictures: HashMap<String, TileImage>,
     samples: Option<Samples>,
     rate: Rate,
+    /// (time, steps) of a burst submitted while nothing else of this run was out.
+    burst_timer: Option<(f64, usize)>,
+    /// Seconds one step takes on the device alone (measured on such bursts).
+    step_s: Option<f64>,
     images_done: u64,
     last_step_back: u64,
     last_loss: Option<f32>,
@@ -281,6 +285,8 @@ impl Run {
             pictures: HashMap::new(),
             samples: None,
             rate: Rate::default(),
+            burst_timer: None,
+            step_s: None,
             images_done: 0,
             last_step_back: 0,
             last_loss: None,
@@ -418,17 +424,15 @@ impl Run {
     }
 
     /// Steps to submit in one go: one on a GPU; on a CPU adapter, where every frame is
-    /// drawn by the cores that train, enough for about [`CPU_BURST_S`] (1 to 8) in one
-    /// readback, so the UI wakes once per burst.
+    /// drawn by the cores that train, enough for about [`CPU_BURST_S`] of this run's own
+    /// step time (1 to 64) in one readback, so the UI wakes once per burst. The step time is
+    /// measured on the device alone, not from the run's rate, which other runs' turns slow.
     pub fn burst(&self) -> usize {
         if self.inflight.limit() > 1 {
             return 1;
         }
-        let step_s = self
-            .img_per_s()
-            .filter(|r| *r > 0.0)
-            .map_or(CPU_BURST_S, |r| self.settings.batch as f64 / r);
-        ((CPU_BURST_S / step_s).round() as usize).clamp(1, 8)
+        let step_s = self.step_s.unwrap_or(CPU_BURST_S);
+        ((CPU_BURST_S / step_s.max(1e-4)).round() as usize).clamp(1, 64)
     }
 
     /// Pushes changed live settings (learning rate, momentum) to the optimizer.
@@ -449,6 +453,9 @@ impl Run {
     pub fn submit(&mut self, now: f64, k: usize) -> Result<()> {
         self.apply_live_settings()?;
         let before = self.steps();
+        if self.inflight.is_empty() {
+            self.burst_timer = Some((now, k));
+        }
         match &mut self.trainee {
             Trainee::Classifier(c) => c.submit(&self.data.train, &mut self.inflight, k)?,
             Trainee::Gan(g) => g.submit(self.data.gan_train()?, &mut self.inflight, k)?,
@@ -521,6 +528,12 @@ impl Run {
                 self.record(r);
             }
             self.rate.mark(now, self.images_done);
+            if self.inflight.is_empty()
+                && let Some((t0, k)) = self.burst_timer.take()
+            {
+                let s = (now - t0) / k.max(1) as f64;
+                self.step_s = Some(self.step_s.map_or(s, |old| 0.5 * old + 0.5 * s));
+            }
         }
         if let Some(v) = &mut self.val
             && let Some(r) = v.try_take()?

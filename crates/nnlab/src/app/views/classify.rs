@@ -22,6 +22,8 @@ pub struct ClassifyView {
     pending: Option<(u64, PendingInspect)>,
     /// The message about the last dropped file, if it could not be used.
     pub error: Option<String>,
+    /// Images decoded so far (of many dropped at once, only the last is).
+    pub decoded: u64,
 }
 
 impl ClassifyView {
@@ -29,6 +31,7 @@ impl ClassifyView {
     pub fn set_image(&mut self, name: &str, bytes: &[u8], lab: &Lab, selected: Option<u64>) {
         *self = ClassifyView {
             name: name.to_string(),
+            decoded: self.decoded + 1,
             ..ClassifyView::default()
         };
         let norm = FeaturesView::run_id(lab, selected)
@@ -36,12 +39,12 @@ impl ClassifyView {
             .map_or(crate::data::Bundled::Mnist.normalisation(), |r| {
                 (r.data.mean[0], r.data.std[0])
             });
-        match dropped::prepare(bytes, 28, norm) {
+        match dropped::prepare(bytes, name, 28, norm) {
             Ok(p) => {
                 self.prepared = Some(p);
                 self.wanted = true;
             }
-            Err(e) => self.error = Some(format!("{name}: {e:#}")),
+            Err(e) => self.error = Some(format!("{e:#}")),
         }
     }
 
@@ -49,6 +52,7 @@ impl ClassifyView {
     pub fn set_error(&mut self, msg: String) {
         *self = ClassifyView {
             error: Some(msg),
+            decoded: self.decoded,
             ..ClassifyView::default()
         };
     }

@@ -16,6 +16,10 @@ pub enum Action {
     Save(u64),
     /// Load a checkpoint as a new run.
     Load,
+    /// Start run `id` over from fresh weights.
+    Reset(u64),
+    /// Remove run `id`.
+    Remove(u64),
 }
 
 /// The panel's own state: the new-run form.
@@ -106,7 +110,6 @@ impl RunsPanel {
                 lab.set_all_running(false);
             }
         });
-        let mut remove = None;
         let mut duplicate = None;
         for r in &mut lab.runs {
             ui.separator();
@@ -159,11 +162,18 @@ impl RunsPanel {
                     actions.push(Action::Save(r.id));
                 }
                 if ui
+                    .button("Reset")
+                    .on_hover_text("Start over from fresh weights (same settings and seed)")
+                    .clicked()
+                {
+                    actions.push(Action::Reset(r.id));
+                }
+                if ui
                     .button("Remove")
                     .on_hover_text("Remove the run and free its GPU memory")
                     .clicked()
                 {
-                    remove = Some(r.id);
+                    actions.push(Action::Remove(r.id));
                 }
             });
             if let Some(e) = &r.error {
@@ -177,14 +187,6 @@ impl RunsPanel {
             && let Some(r) = lab.get(id)
         {
             self.duplicate(r);
-        }
-        if let Some(id) = remove {
-            if let Err(e) = lab.remove(id) {
-                self.form_error = Some(format!("{e:#}"));
-            }
-            if *selected == Some(id) {
-                *selected = lab.runs.first().map(|r| r.id);
-            }
         }
         ui.separator();
         let open = self.form_open || lab.runs.is_empty();
