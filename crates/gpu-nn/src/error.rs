@@ -64,6 +64,13 @@ pub enum Error {
     /// The GPU device reported an error (validation, out of memory, device lost).
     #[error("GPU error: {0}")]
     Gpu(String),
+    /// The device was lost (driver reset, GPU removed, browser GPU process gone, or
+    /// `destroy`): nothing recorded since runs, and every later call reports this.
+    #[error(
+        "the GPU device was lost ({0}): work since the last checkpoint is gone; restart to \
+         continue from it"
+    )]
+    DeviceLost(String),
     /// A native blocking wait gave up: the GPU did not finish in time.
     #[error("the GPU did not finish its work within {0} s (a hung driver or a lost device)")]
     Timeout(u64),

@@ -102,6 +102,9 @@ fn operands_as_buffers(source: &str) -> String {
     out
 }
 
+/// What every label of gpu-nn's wgpu objects starts with.
+pub(crate) const LABEL: &str = "gpu-nn";
+
 /// The longest a native blocking wait waits for the GPU. Generous: one training step of a
 /// 224x224 network on a CPU driver takes minutes.
 #[cfg(not(target_arch = "wasm32"))]
@@ -188,6 +191,8 @@ pub(crate) struct GpuInner {
     operands: Mutex<Vec<Option<wgpu::Texture>>>,
     /// First uncaptured wgpu error since the last flush; reported by [`Gpu::flush`].
     error: Arc<Mutex<Option<String>>>,
+    /// Why the device was lost, once it was: every later flush and readback reports it.
+    lost: Arc<Mutex<Option<String>>>,
     /// True while commands are recorded but not submitted: buffers released then must wait
     /// for the submission before they are reused (see `pool.rs`).
     pub(crate) recording: AtomicBool,
@@ -456,19 +461,27 @@ impl Gpu {
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
         let error: Arc<Mutex<Option<String>>> = Arc::default();
         let slot = Arc::clone(&error);
+        // The device may be eframe's: only errors about gpu-nn's objects (their labels start
+        // with LABEL) are the engine's, returned from the next flush; the UI's are logged.
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            log::error!("wgpu: {e}");
+            let msg = e.to_string();
+            if !msg.contains(LABEL) {
+                log::error!("wgpu error outside gpu-nn: {msg}");
+                return;
+            }
+            log::error!("wgpu: {msg}");
             let mut s = lock(&slot);
             if s.is_none() {
-                *s = Some(e.to_string());
+                *s = Some(msg);
             }
         }));
         // A lost device (driver reset, browser GPU process killed) fails every later
         // readback: record why, so the error the caller sees names the cause.
-        let slot = Arc::clone(&error);
+        let lost: Arc<Mutex<Option<String>>> = Arc::default();
+        let slot = Arc::clone(&lost);
         device.set_device_lost_callback(move |reason, msg| {
             log::error!("wgpu device lost ({reason:?}): {msg}");
-            *lock(&slot) = Some(format!("the GPU device was lost ({reason:?}): {msg}"));
+            *lock(&slot) = Some(format!("{reason:?}: {msg}"));
         });
         let limits = device.limits();
         let lanes = subgroup_lanes(device.features().contains(wgpu::Features::SUBGROUP), &info);
@@ -487,6 +500,7 @@ impl Gpu {
             rec: Mutex::default(),
             operands: Mutex::default(),
             error,
+            lost,
             recording: AtomicBool::new(false),
             submissions: AtomicU64::new(0),
             last_submission: Mutex::new(None),
@@ -656,11 +670,17 @@ impl Gpu {
             return Arc::clone(p);
         }
         let subgroup_file = k.file.ends_with("_subgroup.wgsl");
+        // Labels name gpu-nn, so that its errors are told apart from the UI's (see
+        // `from_device`) and a pipeline that failed is evicted (see `take_error`).
+        let (module_label, pipeline_label) = (
+            format!("{LABEL} {}", k.file),
+            format!("{LABEL} {} {}", k.file, k.name),
+        );
         let module = self
             .0
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(k.file),
+                label: Some(&module_label),
                 source: wgpu::ShaderSource::Wgsl(wgsl_source(
                     if !self.0.textures && k.bindings.contains(&Access::Texels) {
                         operands_as_buffers(k.source).into()
@@ -679,7 +699,7 @@ impl Gpu {
             self.0
                 .device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(k.entry),
+                    label: Some(&pipeline_label),
                     layout: Some(&layout.pipeline),
                     module: &module,
                     entry_point: Some(k.entry),
@@ -990,12 +1010,31 @@ impl Gpu {
         self.take_error()
     }
 
-    /// Returns (and clears) a wgpu error reported since the last check.
+    /// Returns (and clears) a wgpu error reported since the last check. A lost device is
+    /// reported every time, not cleared.
     pub fn take_error(&self) -> Result<()> {
+        if lock(&self.0.error).is_some() {
+            // An error may come from a device that was lost just now: a poll runs the
+            // device-lost callback, so the error says what really happened.
+            let _ = self.0.device.poll(wgpu::PollType::Poll);
+        }
+        if let Some(why) = lock(&self.0.lost).clone() {
+            return Err(Error::DeviceLost(why));
+        }
         match lock(&self.0.error).take() {
-            Some(e) => Err(Error::Gpu(e)),
+            Some(e) => {
+                // A pipeline named in the error may be invalid: make it anew at next use
+                // rather than keep a broken one.
+                lock(&self.0.pipelines).retain(|(file, _), _| !e.contains(file));
+                Err(Error::Gpu(e))
+            }
             None => Ok(()),
         }
+    }
+
+    /// True once the device was lost (nothing submitted to it runs any more).
+    pub fn is_lost(&self) -> bool {
+        lock(&self.0.lost).is_some()
     }
 
     /// Non-blocking: lets wgpu run completed callbacks (readbacks). Call once per frame.

@@ -84,6 +84,10 @@ impl Readback {
     }
 
     fn finish(&mut self, r: MapResult) -> Result<Vec<f32>> {
+        if r.is_err() {
+            // A lost device fails its mappings: say that, not that a mapping failed.
+            self.gpu.take_error()?;
+        }
         r.map_err(|e| Error::Readback(e.to_string()))?;
         let staging = self
             .staging

@@ -20,6 +20,8 @@ pub const META_KEY: &str = "nnlab";
 pub const FORMAT: &str = "nnlab-checkpoint";
 /// Version of the metadata layout.
 pub const VERSION: u64 = 1;
+/// Longest metadata read (a checkpoint's is a few KB; class names and history included).
+pub const MAX_META: usize = 16 << 20;
 
 /// Tensors plus metadata, in host memory.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +61,11 @@ impl Checkpoint {
         let meta_str = header
             .get(META_KEY)
             .with_context(|| format!("{name}: not an nnlab checkpoint (no \"{META_KEY}\" metadata; for torchvision weights use --weights)"))?;
+        ensure!(
+            meta_str.len() <= MAX_META,
+            "{name}: {} bytes of metadata, more than the {MAX_META} nnlab reads",
+            meta_str.len()
+        );
         let meta: serde_json::Value = serde_json::from_str(meta_str)
             .with_context(|| format!("{name}: corrupt nnlab metadata"))?;
         ensure!(

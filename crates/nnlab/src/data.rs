@@ -530,9 +530,14 @@ pub fn load_data(spec: &str, folder_input: Option<[usize; 3]>) -> Result<Loaded>
     })?;
     let p = crate::images::Preprocess::default_for(shape)?;
     let (train, val, class_names) = crate::images::load_image_folder(dir, &p)?;
+    let no_val = if val.is_empty() {
+        " (no validation images: with fewer than 10 per class none is held out; add val/)"
+    } else {
+        ""
+    };
     Ok(Loaded {
         description: format!(
-            "image folder {spec}: {} classes, converted to {shape:?}",
+            "image folder {spec}: {} classes, converted to {shape:?}{no_val}",
             class_names.len()
         ),
         train,

@@ -229,6 +229,11 @@ pub fn load_image_folder(dir: &Path, p: &Preprocess) -> Result<(Dataset, Dataset
         return Ok((train, val, classes));
     }
     let classes = folder_classes(dir)?;
+    ensure!(
+        classes.len() >= 2,
+        "{}: a classifier needs at least two classes (sub-folders), found {classes:?}",
+        dir.display()
+    );
     let all = load_image_folder_with(dir, &classes, p)?;
     // Hold out every tenth image of each class, in order.
     let per: usize = p.shape.iter().product();
@@ -352,6 +357,16 @@ mod tests {
         );
         assert!(
             e.contains("broken.jpg") && e.contains("cannot decode"),
+            "{e}"
+        );
+        // One class is no classifier: a clear message, not a silent 100%.
+        std::fs::remove_dir_all(dir.join("dog")).expect("rm");
+        let e = format!(
+            "{:#}",
+            load_image_folder(&dir, &p).err().expect("one class")
+        );
+        assert!(
+            e.contains("at least two classes") && e.contains("cat"),
             "{e}"
         );
         std::fs::remove_dir_all(&dir).ok();

@@ -464,3 +464,21 @@ fn of_twenty_images_dropped_at_once_only_the_last_is_decoded() {
     h.step();
     h.get_by_label_contains("img19.png (32x32");
 }
+
+#[test]
+fn a_lost_device_stops_every_run_and_says_how_to_go_on() {
+    let mut h = harness_with(Launch {
+        runs: vec!["mnist-cnn".into(), "mnist-cnn".into()],
+        batch: Some(8),
+        autostart: true,
+        ..Launch::default()
+    });
+    run_until(&mut h, 120, "training", |a| points(a, 0) >= 1);
+    h.state().gpu().expect("gpu").device().destroy();
+    run_until(&mut h, 60, "the message", |a| {
+        a.error.as_deref().is_some_and(|e| e.contains("was lost"))
+    });
+    assert!(runs(h.state()).iter().all(|r| !r.running));
+    h.step();
+    h.get_by_label_contains("device was lost");
+}

@@ -130,7 +130,7 @@ impl TileImage {
             "a {w}x{h} picture of {layout:?} does not fit the device's {max}x{max} textures"
         );
         let texture = gpu.device().create_texture(&wgpu::TextureDescriptor {
-            label: Some("tile_image"),
+            label: Some("gpu-nn tile image"),
             size: wgpu::Extent3d {
                 width: w as u32,
                 height: h as u32,

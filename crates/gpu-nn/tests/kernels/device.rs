@@ -100,3 +100,48 @@ fn a_profiling_device_books_time_per_kernel() {
         .expect("relu");
     assert!(!plain.is_profiling() && plain.kernel_times().is_empty());
 }
+
+#[test]
+fn a_lost_device_is_an_error_that_says_so_from_then_on() {
+    let gpu = fresh_gpu();
+    let x = Tensor::full(&gpu, &[64], 1.5).expect("full");
+    assert_eq!(x.sum().expect("sum").item_blocking().expect("before"), 96.0);
+    let y = x.relu().expect("relu");
+    gpu.device().destroy();
+    let e = y
+        .read()
+        .and_then(|r| r.wait_blocking())
+        .expect_err("a lost device");
+    assert!(matches!(e, Error::DeviceLost(_)), "{e}");
+    assert!(e.to_string().contains("device was lost"), "{e}");
+    assert!(gpu.is_lost());
+    // And every later flush says so too, not only the first.
+    let _ = x.relu();
+    assert!(matches!(gpu.flush(), Err(Error::DeviceLost(_))));
+    assert!(matches!(gpu.flush(), Err(Error::DeviceLost(_))));
+}
+
+#[test]
+fn a_validation_error_comes_back_from_the_next_flush_once_and_only_the_engines() {
+    let gpu = fresh_gpu();
+    let invalid = |label| wgpu::BufferDescriptor {
+        label: Some(label),
+        size: 16,
+        // Mappable for reading and a storage buffer at once: not allowed.
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    };
+    let _b = gpu.device().create_buffer(&invalid("gpu-nn test buffer"));
+    match gpu.flush() {
+        Err(Error::Gpu(m)) => assert!(m.contains("gpu-nn test buffer"), "{m}"),
+        other => panic!("expected a GPU error, got {other:?}"),
+    }
+    // Reported once: the next flush is clean, and the engine still computes.
+    assert!(gpu.flush().is_ok());
+    // An error about someone else's object (the UI's, on eframe's device) is not the
+    // engine's to report.
+    let _c = gpu.device().create_buffer(&invalid("egui texture"));
+    assert!(gpu.flush().is_ok());
+    let x = Tensor::full(&gpu, &[8], 2.0).expect("full");
+    assert_eq!(x.sum().expect("sum").item_blocking().expect("sum"), 16.0);
+}

@@ -339,6 +339,26 @@ impl NnlabApp {
         self.files.poll();
         let Some(lab) = &mut self.lab else { return };
         lab.poll(now);
+        if lab.gpu().is_lost() {
+            // Nothing submitted runs any more: stop everything and say how to go on.
+            lab.set_all_running(false);
+            if !self
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("was lost"))
+            {
+                let how = if cfg!(target_arch = "wasm32") {
+                    "reload the page"
+                } else {
+                    "restart nnlab"
+                };
+                self.error = Some(format!(
+                    "The GPU device was lost: {how}, then load the checkpoints you saved to \
+                     continue the runs."
+                ));
+            }
+            return;
+        }
         let mut errors = Vec::new();
         if let Err(e) = self.features.poll() {
             errors.push(e);
