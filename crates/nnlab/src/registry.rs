@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail, ensure};
 use gpu_nn::Gpu;
 use gpu_nn::models::{
-    AlexNet, Discriminator, Generator, GoogLeNet, MnistCnn, ResNet, ResNetConfig, Vgg,
+    AlexNet, ConvInit, Discriminator, Generator, GoogLeNet, MnistCnn, ResNet, ResNetConfig, Vgg,
 };
 use gpu_nn::nn::Module;
 
@@ -59,6 +59,77 @@ impl Input {
             Input::Small => "Cx32x32",
             Input::ImageNet => "3x224x224",
         }
+    }
+}
+
+/// Options of the CIFAR-style ResNets and their plain twins for the teaching views: batch
+/// norm or none, He or PyTorch's default initialisation, a width multiplier. Other models
+/// take the default only.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Variant {
+    /// Batch norm after every conv (as the paper); without it gradients can vanish.
+    pub batch_norm: bool,
+    /// He initialisation (torchvision's); false: PyTorch's layer default.
+    pub he_init: bool,
+    /// Channel width multiplier (1 = 16/32/64 channels).
+    pub width: f32,
+}
+
+impl Default for Variant {
+    fn default() -> Self {
+        Self {
+            batch_norm: true,
+            he_init: true,
+            width: 1.0,
+        }
+    }
+}
+
+impl Variant {
+    /// True for the default (the registry's parameter count holds).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// As checkpoint metadata.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"batch_norm": self.batch_norm, "he_init": self.he_init,
+                           "width": self.width})
+    }
+
+    /// From checkpoint metadata (absent fields: the default).
+    pub fn from_json(v: Option<&serde_json::Value>) -> Result<Variant> {
+        let d = Variant::default();
+        let Some(v) = v else { return Ok(d) };
+        let b = |k: &str, d: bool| v.get(k).and_then(|x| x.as_bool()).unwrap_or(d);
+        let width = v
+            .get("width")
+            .and_then(|x| x.as_f64())
+            .map_or(d.width, |w| w as f32);
+        ensure!(
+            width.is_finite() && (0.05..=8.0).contains(&width),
+            "checkpoint metadata: model width {width} out of range"
+        );
+        Ok(Variant {
+            batch_norm: b("batch_norm", d.batch_norm),
+            he_init: b("he_init", d.he_init),
+            width,
+        })
+    }
+
+    /// A few words for names and legends: "no BN, default init, width 0.25".
+    pub fn describe(&self) -> String {
+        let mut v = Vec::new();
+        if !self.batch_norm {
+            v.push("no BN".to_string());
+        }
+        if !self.he_init {
+            v.push("default init".to_string());
+        }
+        if self.width != 1.0 {
+            v.push(format!("width {}", self.width));
+        }
+        v.join(", ")
     }
 }
 
@@ -392,6 +463,29 @@ impl ModelInfo {
         classes: usize,
         seed: u64,
     ) -> Result<Box<dyn Module>> {
+        self.build_variant(gpu, shape, classes, seed, Variant::default())
+    }
+
+    /// Whether the model takes variants other than the default.
+    pub fn has_variants(&self) -> bool {
+        matches!(self.arch, Arch::Cifar { .. })
+    }
+
+    /// [`ModelInfo::build`] with a [`Variant`] (CIFAR-style ResNets only).
+    pub fn build_variant(
+        &self,
+        gpu: &Gpu,
+        shape: [usize; 3],
+        classes: usize,
+        seed: u64,
+        variant: Variant,
+    ) -> Result<Box<dyn Module>> {
+        ensure!(
+            variant.is_default() || self.has_variants(),
+            "{} has no variants ({}): only the CIFAR-style ResNets do",
+            self.name,
+            variant.describe()
+        );
         ensure!(classes > 0, "a classifier needs at least one class");
         ensure!(
             self.accepts(shape),
@@ -414,8 +508,14 @@ impl ModelInfo {
                 Box::new(MnistCnn::new(gpu, seed)?)
             }
             Arch::Cifar { depth, residual } => {
-                let cfg = ResNetConfig::cifar(depth, c, classes)?;
-                let cfg = if residual { cfg } else { cfg.plain() };
+                let mut cfg = ResNetConfig::cifar(depth, c, classes)?.width(variant.width);
+                cfg.residual = residual;
+                cfg.batch_norm = variant.batch_norm;
+                cfg.init = if variant.he_init {
+                    ConvInit::He
+                } else {
+                    ConvInit::PyTorchDefault
+                };
                 Box::new(ResNet::new(gpu, cfg, seed)?)
             }
             Arch::GoogLeNetSmall => Box::new(GoogLeNet::small(gpu, c, classes, seed)?),

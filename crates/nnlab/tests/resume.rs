@@ -46,6 +46,7 @@ fn spec() -> ModelSpec {
         mean: vec![m],
         std: vec![s],
         finetune: false,
+        variant: Default::default(),
     }
 }
 

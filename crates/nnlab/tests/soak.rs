@@ -58,6 +58,7 @@ fn ten_thousand_steps_keep_memory_flat() {
         mean: vec![m],
         std: vec![s],
         finetune: false,
+        variant: Default::default(),
     };
     let config = TrainConfig {
         batch: 4,

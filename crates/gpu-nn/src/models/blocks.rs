@@ -1,6 +1,6 @@
 //! ResNet's BasicBlock and Bottleneck, GoogLeNet's Inception module.
 
-use crate::error::Result;
+use crate::error::{Result, ensure_shape};
 use crate::gpu::Gpu;
 use crate::init::SeedRng;
 use crate::nn::{BatchNorm, Conv2d, Ctx, Entry, MaxPool2d, Module, Sequential, join};
@@ -27,17 +27,21 @@ fn conv(
 }
 
 /// The 1x1 projection shortcut: Sequential(conv1x1(stride), BatchNorm), named
-/// `downsample.0` / `downsample.1` as in torchvision.
+/// `downsample.0` / `downsample.1` as in torchvision (no batch norm in a network without).
 fn downsample(
     gpu: &Gpu,
     rng: &mut SeedRng,
     inp: usize,
     out: usize,
     stride: usize,
+    batch_norm: bool,
 ) -> Result<Sequential> {
-    Ok(Sequential::new()
-        .push(conv(gpu, rng, inp, out, 1, stride, 0)?)
-        .push(BatchNorm::new(gpu, out)?))
+    let s = Sequential::new().push(conv(gpu, rng, inp, out, 1, stride, 0)?);
+    Ok(if batch_norm {
+        s.push(BatchNorm::new(gpu, out)?)
+    } else {
+        s
+    })
 }
 
 /// ResNet's BasicBlock: two 3x3 convs with batch norm, plus the shortcut. With
@@ -45,11 +49,54 @@ fn downsample(
 /// teaching the degradation problem.
 pub struct BasicBlock {
     conv1: Conv2d,
-    bn1: BatchNorm,
+    bn1: Option<BatchNorm>,
     conv2: Conv2d,
-    bn2: BatchNorm,
+    bn2: Option<BatchNorm>,
     downsample: Option<Sequential>,
     residual: bool,
+    same_shape: bool,
+}
+
+/// Runs `bn` (named `name`) on `h`, or passes `h` on in a network without batch norm.
+fn maybe_bn(bn: &Option<BatchNorm>, name: &str, h: Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+    match bn {
+        Some(b) => ctx.scope(name, |c| b.forward(&h, c)),
+        None => Ok(h),
+    }
+}
+
+/// The end of a residual block: relu(F(x) + shortcut), where a lesioned block's residual
+/// branch F(x) counts as zero. A plain block has no shortcut: lesioned, it passes its input
+/// on where the shapes allow (it is deleted), else it is an error.
+fn block_output(
+    branch: impl FnOnce(&mut Ctx) -> Result<Tensor>,
+    shortcut: Option<&Sequential>,
+    residual: bool,
+    same_shape: bool,
+    x: &Tensor,
+    ctx: &mut Ctx,
+) -> Result<Tensor> {
+    let lesioned = ctx.is_lesioned("");
+    if !residual {
+        if lesioned {
+            ensure_shape!(
+                same_shape,
+                "lesion",
+                "{}: a plain block that changes the shape cannot be deleted",
+                ctx.path()
+            );
+            return Ok(x.clone());
+        }
+        return branch(ctx)?.relu();
+    }
+    let identity = match shortcut {
+        Some(d) => ctx.scope("downsample", |c| d.forward(x, c))?,
+        None => x.clone(),
+    };
+    if lesioned {
+        return identity.relu();
+    }
+    branch(ctx)?.add(&identity)?.relu()
 }
 
 impl BasicBlock {
@@ -57,6 +104,8 @@ impl BasicBlock {
     pub const EXPANSION: usize = 1;
 
     /// `inp` -> `planes` channels; a projection shortcut is added when the shape changes.
+    /// Without `batch_norm` the convs follow each other directly (for teaching: a deep
+    /// plain net without batch norm is where gradients vanish).
     pub fn new(
         gpu: &Gpu,
         rng: &mut SeedRng,
@@ -64,43 +113,59 @@ impl BasicBlock {
         planes: usize,
         stride: usize,
         residual: bool,
+        batch_norm: bool,
     ) -> Result<Self> {
         let needs_proj = residual && (stride != 1 || inp != planes);
+        let bn = |c| -> Result<Option<BatchNorm>> {
+            Ok(if batch_norm {
+                Some(BatchNorm::new(gpu, c)?)
+            } else {
+                None
+            })
+        };
         Ok(Self {
             conv1: conv(gpu, rng, inp, planes, 3, stride, 1)?,
-            bn1: BatchNorm::new(gpu, planes)?,
+            bn1: bn(planes)?,
             conv2: conv(gpu, rng, planes, planes, 3, 1, 1)?,
-            bn2: BatchNorm::new(gpu, planes)?,
+            bn2: bn(planes)?,
             downsample: if needs_proj {
-                Some(downsample(gpu, rng, inp, planes, stride)?)
+                Some(downsample(gpu, rng, inp, planes, stride, batch_norm)?)
             } else {
                 None
             },
             residual,
+            same_shape: stride == 1 && inp == planes,
         })
     }
 }
 
 impl Module for BasicBlock {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let h = ctx.scope("conv1", |c| self.conv1.forward(x, c))?;
-        let h = ctx.scope("bn1", |c| self.bn1.forward(&h, c))?.relu()?;
-        let h = ctx.scope("conv2", |c| self.conv2.forward(&h, c))?;
-        let h = ctx.scope("bn2", |c| self.bn2.forward(&h, c))?;
-        if !self.residual {
-            return h.relu();
-        }
-        let identity = match &self.downsample {
-            Some(d) => ctx.scope("downsample", |c| d.forward(x, c))?,
-            None => x.clone(),
+        let branch = |ctx: &mut Ctx| -> Result<Tensor> {
+            let h = ctx.scope("conv1", |c| self.conv1.forward(x, c))?;
+            let h = maybe_bn(&self.bn1, "bn1", h, ctx)?.relu()?;
+            let h = ctx.scope("conv2", |c| self.conv2.forward(&h, c))?;
+            maybe_bn(&self.bn2, "bn2", h, ctx)
         };
-        h.add(&identity)?.relu()
+        let same = self.same_shape;
+        block_output(
+            branch,
+            self.downsample.as_ref(),
+            self.residual,
+            same,
+            x,
+            ctx,
+        )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry<'_>)) {
         self.conv1.visit(&join(prefix, "conv1"), f);
-        self.bn1.visit(&join(prefix, "bn1"), f);
+        if let Some(b) = &self.bn1 {
+            b.visit(&join(prefix, "bn1"), f);
+        }
         self.conv2.visit(&join(prefix, "conv2"), f);
-        self.bn2.visit(&join(prefix, "bn2"), f);
+        if let Some(b) = &self.bn2 {
+            b.visit(&join(prefix, "bn2"), f);
+        }
         if let Some(d) = &self.downsample {
             d.visit(&join(prefix, "downsample"), f);
         }
@@ -118,6 +183,7 @@ pub struct Bottleneck {
     bn3: BatchNorm,
     downsample: Option<Sequential>,
     residual: bool,
+    same_shape: bool,
 }
 
 impl Bottleneck {
@@ -143,31 +209,35 @@ impl Bottleneck {
             conv3: conv(gpu, rng, planes, out, 1, 1, 0)?,
             bn3: BatchNorm::new(gpu, out)?,
             downsample: if needs_proj {
-                Some(downsample(gpu, rng, inp, out, stride)?)
+                Some(downsample(gpu, rng, inp, out, stride, true)?)
             } else {
                 None
             },
             residual,
+            same_shape: stride == 1 && inp == out,
         })
     }
 }
 
 impl Module for Bottleneck {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let h = ctx.scope("conv1", |c| self.conv1.forward(x, c))?;
-        let h = ctx.scope("bn1", |c| self.bn1.forward(&h, c))?.relu()?;
-        let h = ctx.scope("conv2", |c| self.conv2.forward(&h, c))?;
-        let h = ctx.scope("bn2", |c| self.bn2.forward(&h, c))?.relu()?;
-        let h = ctx.scope("conv3", |c| self.conv3.forward(&h, c))?;
-        let h = ctx.scope("bn3", |c| self.bn3.forward(&h, c))?;
-        if !self.residual {
-            return h.relu();
-        }
-        let identity = match &self.downsample {
-            Some(d) => ctx.scope("downsample", |c| d.forward(x, c))?,
-            None => x.clone(),
+        let branch = |ctx: &mut Ctx| -> Result<Tensor> {
+            let h = ctx.scope("conv1", |c| self.conv1.forward(x, c))?;
+            let h = ctx.scope("bn1", |c| self.bn1.forward(&h, c))?.relu()?;
+            let h = ctx.scope("conv2", |c| self.conv2.forward(&h, c))?;
+            let h = ctx.scope("bn2", |c| self.bn2.forward(&h, c))?.relu()?;
+            let h = ctx.scope("conv3", |c| self.conv3.forward(&h, c))?;
+            ctx.scope("bn3", |c| self.bn3.forward(&h, c))
         };
-        h.add(&identity)?.relu()
+        let same = self.same_shape;
+        block_output(
+            branch,
+            self.downsample.as_ref(),
+            self.residual,
+            same,
+            x,
+            ctx,
+        )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry<'_>)) {
         self.conv1.visit(&join(prefix, "conv1"), f);
@@ -279,10 +349,18 @@ impl Inception {
 
 impl Module for Inception {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let b1 = ctx.scope("branch1", |c| self.branch1.forward(x, c))?;
-        let b2 = ctx.scope("branch2", |c| self.branch2.forward(x, c))?;
-        let b3 = ctx.scope("branch3", |c| self.branch3.forward(x, c))?;
-        let b4 = ctx.scope("branch4", |c| self.branch4.forward(x, c))?;
+        // A lesioned branch outputs zeros of its shape (test-time branch ablation).
+        let branch = |ctx: &mut Ctx, name: &str, m: &dyn Module| -> Result<Tensor> {
+            let out = ctx.scope(name, |c| m.forward(x, c))?;
+            if ctx.is_lesioned(name) {
+                return out.scale(0.0);
+            }
+            Ok(out)
+        };
+        let b1 = branch(ctx, "branch1", &self.branch1)?;
+        let b2 = branch(ctx, "branch2", &self.branch2)?;
+        let b3 = branch(ctx, "branch3", &self.branch3)?;
+        let b4 = branch(ctx, "branch4", &self.branch4)?;
         cat_channels(&[&b1, &b2, &b3, &b4])
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry<'_>)) {

@@ -14,7 +14,7 @@ pub use blocks::*;
 pub use dcgan::{Discriminator, Generator, LATENT};
 pub use googlenet::GoogLeNet;
 pub use mnist::MnistCnn;
-pub use resnet::{Block, ResNet, ResNetConfig, Stem};
+pub use resnet::{Block, ConvInit, ResNet, ResNetConfig, Stem};
 pub use vgg::Vgg;
 
 use crate::error::Result;

@@ -45,6 +45,20 @@ pub struct ResNetConfig {
     pub num_classes: usize,
     /// False gives the plain network of the same depth (no shortcuts).
     pub residual: bool,
+    /// False leaves batch norm out (teaching: where gradients vanish); basic blocks only.
+    pub batch_norm: bool,
+    /// How the convolutions start.
+    pub init: ConvInit,
+}
+
+/// How a ResNet's convolution weights are initialised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvInit {
+    /// He et al. 2015 ("Delving deep"), as torchvision: normal with std sqrt(2 / fan_out).
+    He,
+    /// PyTorch's layer default, kaiming_uniform(a = sqrt(5)): variance 1 / (3 fan_in), a
+    /// sixth of what ReLU layers need to keep the signal's scale.
+    PyTorchDefault,
 }
 
 impl ResNetConfig {
@@ -70,6 +84,8 @@ impl ResNetConfig {
             in_channels: 3,
             num_classes,
             residual: true,
+            batch_norm: true,
+            init: ConvInit::He,
         }
     }
 
@@ -90,6 +106,8 @@ impl ResNetConfig {
             in_channels,
             num_classes,
             residual: true,
+            batch_norm: true,
+            init: ConvInit::He,
         })
     }
 
@@ -98,12 +116,23 @@ impl ResNetConfig {
         self.residual = false;
         self
     }
+
+    /// Channel widths scaled by `w` (at least one channel each): a thinner net for slow
+    /// devices, the same depth and shape otherwise.
+    pub fn width(mut self, w: f32) -> Self {
+        self.widths = self
+            .widths
+            .iter()
+            .map(|&c| ((c as f32 * w).round() as usize).max(1))
+            .collect();
+        self
+    }
 }
 
 /// A ResNet (or its plain twin).
 pub struct ResNet {
     conv1: Conv2d,
-    bn1: BatchNorm,
+    bn1: Option<BatchNorm>,
     stem: Stem,
     stages: Vec<Sequential>,
     fc: Linear,
@@ -120,6 +149,11 @@ impl ResNet {
             "layers {:?} and widths {:?} must be non-empty and of equal length",
             config.layers,
             config.widths
+        );
+        ensure_shape!(
+            config.batch_norm || config.block == Block::Basic,
+            "ResNet",
+            "bottleneck ResNets always have batch norm"
         );
         let mut rng = SeedRng::new(seed);
         let w0 = config.widths[0];
@@ -141,7 +175,11 @@ impl ResNet {
             stem_opts,
             false,
         )?;
-        let bn1 = BatchNorm::new(gpu, w0)?;
+        let bn1 = if config.batch_norm {
+            Some(BatchNorm::new(gpu, w0)?)
+        } else {
+            None
+        };
         let expansion = match config.block {
             Block::Basic => BasicBlock::EXPANSION,
             Block::Bottleneck => Bottleneck::EXPANSION,
@@ -160,6 +198,7 @@ impl ResNet {
                         width,
                         stride,
                         config.residual,
+                        config.batch_norm,
                     )?),
                     Block::Bottleneck => stage.push(Bottleneck::new(
                         gpu,
@@ -183,7 +222,9 @@ impl ResNet {
             fc,
             config,
         };
-        super::kaiming_normal_convs(&net, &mut rng)?;
+        if net.config.init == ConvInit::He {
+            super::kaiming_normal_convs(&net, &mut rng)?;
+        }
         Ok(net)
     }
 
@@ -204,7 +245,11 @@ impl ResNet {
 impl Module for ResNet {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let h = ctx.scope("conv1", |c| self.conv1.forward(x, c))?;
-        let mut h = ctx.scope("bn1", |c| self.bn1.forward(&h, c))?.relu()?;
+        let h = match &self.bn1 {
+            Some(b) => ctx.scope("bn1", |c| b.forward(&h, c))?,
+            None => h,
+        };
+        let mut h = h.relu()?;
         if self.stem == Stem::ImageNet {
             let opts = MaxPool2dOpts {
                 stride: (2, 2),
@@ -221,7 +266,9 @@ impl Module for ResNet {
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry<'_>)) {
         self.conv1.visit(&join(prefix, "conv1"), f);
-        self.bn1.visit(&join(prefix, "bn1"), f);
+        if let Some(b) = &self.bn1 {
+            b.visit(&join(prefix, "bn1"), f);
+        }
         for (i, s) in self.stages.iter().enumerate() {
             s.visit(&join(prefix, &format!("layer{}", i + 1)), f);
         }

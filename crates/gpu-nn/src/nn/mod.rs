@@ -24,6 +24,9 @@ pub struct Ctx {
     seed: u64,
     path: Vec<String>,
     captures: Option<Vec<(String, Tensor)>>,
+    /// Layer paths that are lesioned: residual blocks pass their shortcut on, Inception
+    /// branches output zeros (test-time ablation studies).
+    lesions: Option<std::sync::Arc<std::collections::BTreeSet<String>>>,
 }
 
 impl Ctx {
@@ -34,6 +37,7 @@ impl Ctx {
             seed,
             path: Vec::new(),
             captures: None,
+            lesions: None,
         }
     }
 
@@ -49,6 +53,32 @@ impl Ctx {
     pub fn capturing(mut self) -> Self {
         self.captures = Some(Vec::new());
         self
+    }
+
+    /// Lesions the layers at `paths` (`layer2.1`, `inception3a.branch2`): a residual block
+    /// outputs its shortcut, an Inception branch zeros.
+    pub fn lesioning(mut self, paths: impl IntoIterator<Item = String>) -> Self {
+        self.lesions = Some(std::sync::Arc::new(paths.into_iter().collect()));
+        self
+    }
+
+    /// The dotted path of the layer being run (`layer2.1`).
+    pub fn path(&self) -> String {
+        self.path.join(".")
+    }
+
+    /// Whether the layer being run, or its child `name` (if not empty), is lesioned.
+    pub fn is_lesioned(&self, name: &str) -> bool {
+        let Some(l) = &self.lesions else {
+            return false;
+        };
+        let p = self.path();
+        let full = match (p.is_empty(), name.is_empty()) {
+            (_, true) => p,
+            (true, false) => name.to_string(),
+            (false, false) => format!("{p}.{name}"),
+        };
+        l.contains(&full)
     }
 
     /// A fresh seed for one random op; deterministic given the starting seed.

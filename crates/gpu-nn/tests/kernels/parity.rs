@@ -385,7 +385,7 @@ fn module_parity(m: &dyn Module, fixture: &'static str) {
 
 #[test]
 fn residual_basic_block_matches_torch() {
-    let blk = BasicBlock::new(&gpu(), &mut SeedRng::new(0), 4, 8, 2, true).expect("block");
+    let blk = BasicBlock::new(&gpu(), &mut SeedRng::new(0), 4, 8, 2, true, true).expect("block");
     module_parity(&blk, "basic_block");
 }
 

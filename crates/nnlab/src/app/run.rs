@@ -237,6 +237,7 @@ impl Run {
                 mean: data.mean.clone(),
                 std: data.std.clone(),
                 finetune: false,
+                variant: Default::default(),
             };
             ensure!(
                 info.accepts(spec.input),

@@ -98,6 +98,7 @@ fn classifier(
         mean: vec![0.0; shape[0]],
         std: vec![1.0; shape[0]],
         finetune: false,
+        variant: Default::default(),
     };
     let config = TrainConfig {
         batch: tb,

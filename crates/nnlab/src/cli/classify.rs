@@ -71,6 +71,7 @@ fn classifier_from_weights(
         mean: p.mean,
         std: p.std,
         finetune: false,
+        variant: Default::default(),
     };
     Ok((net, spec))
 }

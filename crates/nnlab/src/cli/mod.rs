@@ -130,7 +130,7 @@ fn load_classifier(gpu: &Gpu, path: &Path) -> Result<(Box<dyn Module>, ModelSpec
     let spec = ModelSpec::from_json(c.meta_field(&["model"])?).with_context(what)?;
     let net = spec
         .info()?
-        .build(gpu, spec.input, spec.classes(), 0)
+        .build_variant(gpu, spec.input, spec.classes(), 0, spec.variant)
         .with_context(what)?;
     nn::load_state(net.as_ref(), &c.section("model"), true)
         .with_context(|| format!("{}: checkpoint does not fit its model", what()))?;

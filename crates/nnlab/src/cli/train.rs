@@ -164,6 +164,7 @@ fn fresh(gpu: &gpu_nn::Gpu, a: &TrainArgs) -> Result<(Classifier, Loaded)> {
         mean: d.mean.clone(),
         std: d.std.clone(),
         finetune: a.finetune,
+        variant: Default::default(),
     };
     let config = TrainConfig {
         batch: a.batch_size.unwrap_or(64),

@@ -13,9 +13,10 @@ use serde_json::json;
 use super::inflight::InFlight;
 #[cfg(not(target_arch = "wasm32"))]
 use super::inflight::StepResult;
+use super::probe::GradProbe;
 use super::snapshot::PendingCheckpoint;
 use super::spec::{DataSource, ModelSpec, Opt, Progress, TrainConfig};
-use super::step::classifier_step;
+use super::step::classifier_step_probed;
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{Augment, Dataset};
 
@@ -34,6 +35,12 @@ pub struct Classifier {
     pub history: Vec<serde_json::Value>,
     /// The data it trains on, as the CLI names it (stored in checkpoints).
     pub data: Option<DataSource>,
+    /// Read back gradient and weight norms every this many steps (0: never; see
+    /// [`Classifier::take_probes`]).
+    pub probe_every: u64,
+    probes: Vec<GradProbe>,
+    /// Norms recorded but not yet read back: read with the step's results, one submission.
+    unread_probes: Vec<(u64, Vec<String>, Tensor)>,
     opt: Opt,
     gpu: Gpu,
     /// The batches of one epoch (epoch, set size, batches), computed once per epoch.
@@ -64,6 +71,9 @@ impl Classifier {
             progress: Progress::default(),
             history: Vec::new(),
             data: None,
+            probe_every: 0,
+            probes: Vec::new(),
+            unread_probes: Vec::new(),
             opt,
             gpu: gpu.clone(),
             order: None,
@@ -155,7 +165,18 @@ impl Classifier {
             Some(a) => data.batch_augmented(&self.gpu, &idx, a, seed ^ step ^ 0xA5A5_5A5A)?,
             None => data.batch(&self.gpu, &idx)?,
         };
-        let pair = classifier_step(self.net.as_ref(), self.opt.as_dyn(), &x, &y, seed ^ step)?;
+        let probe = self.probe_every > 0 && step.is_multiple_of(self.probe_every);
+        let (pair, norms) = classifier_step_probed(
+            self.net.as_ref(),
+            self.opt.as_dyn(),
+            &x,
+            &y,
+            seed ^ step,
+            probe,
+        )?;
+        if let Some((layers, t)) = norms {
+            self.unread_probes.push((step + 1, layers, t));
+        }
         self.progress.step += 1;
         self.progress.batch += 1;
         if self.progress.batch >= self.epoch_len(data) {
@@ -163,6 +184,11 @@ impl Classifier {
             self.progress.batch = 0;
         }
         Ok((pair, (self.progress.step, idx.len())))
+    }
+
+    /// The gradient probes submitted since the last call (see [`Classifier::probe_every`]).
+    pub fn take_probes(&mut self) -> Vec<GradProbe> {
+        std::mem::take(&mut self.probes)
     }
 
     /// Records and submits `k` steps (one submission each) whose results come back in one
@@ -182,8 +208,18 @@ impl Classifier {
             return Ok(());
         }
         let refs: Vec<&Tensor> = pairs.iter().collect();
-        // The readback submits the last step.
-        inflight.push(cat_channels(&refs)?.read()?, steps);
+        let results = cat_channels(&refs)?;
+        // One readback submission for the results and any gradient probes: it submits the
+        // last step.
+        let probes = std::mem::take(&mut self.unread_probes);
+        let mut tensors = vec![&results];
+        tensors.extend(probes.iter().map(|(_, _, t)| t));
+        let mut reads = gpu_nn::read_all(&tensors)?.into_iter();
+        let first = reads.next().context("no readback")?;
+        inflight.push(first, steps);
+        for ((step, layers, _), r) in probes.into_iter().zip(reads) {
+            self.probes.push(GradProbe::new(step, layers, r));
+        }
         Ok(())
     }
 

@@ -39,9 +39,22 @@ impl Evaluation {
         batch: usize,
         step: u64,
     ) -> Result<Evaluation> {
+        Self::start_lesioned(gpu, net, data, batch, step, &[])
+    }
+
+    /// [`Evaluation::start`] with the layers at `lesions` lesioned (see
+    /// `gpu_nn::nn::Ctx::lesioning`): a test-time ablation.
+    pub fn start_lesioned(
+        gpu: &Gpu,
+        net: &dyn Module,
+        data: &Dataset,
+        batch: usize,
+        step: u64,
+        lesions: &[String],
+    ) -> Result<Evaluation> {
         let mut batch = batch.max(1);
         loop {
-            match Self::record(gpu, net, data, batch) {
+            match Self::record(gpu, net, data, batch, lesions) {
                 Ok(reads) => {
                     return Ok(Evaluation {
                         reads,
@@ -70,12 +83,14 @@ impl Evaluation {
         net: &dyn Module,
         data: &Dataset,
         batch: usize,
+        lesions: &[String],
     ) -> Result<Vec<(Readback, Option<Vec<f32>>)>> {
         let _g = gpu_nn::no_grad();
         let mut reads = Vec::new();
         for idx in data.batches(batch, None) {
             let (x, y) = data.batch(gpu, &idx)?;
-            let logits = net.forward(&x, &mut Ctx::eval())?;
+            let mut ctx = Ctx::eval().lesioning(lesions.iter().cloned());
+            let logits = net.forward(&x, &mut ctx)?;
             // Mean loss times the batch size: batches of different sizes sum correctly.
             let loss = cross_entropy(&logits, &y)?.scale(idx.len() as f32)?;
             let count = correct_count(&logits, &y)?;

@@ -8,9 +8,11 @@ pub mod classifier;
 pub mod eval;
 pub mod gan;
 pub mod inflight;
+pub mod probe;
 pub mod snapshot;
 pub mod spec;
 pub mod step;
+pub mod study;
 
 pub use classifier::Classifier;
 #[cfg(not(target_arch = "wasm32"))]
@@ -18,5 +20,6 @@ pub use classifier::{EpochRun, Running};
 pub use eval::{EVAL_BATCH, EvalResult, Evaluation};
 pub use gan::Gan;
 pub use inflight::{Diverged, InFlight, StepResult};
+pub use probe::{GradNorms, GradProbe};
 pub use snapshot::PendingCheckpoint;
 pub use spec::{DataSource, ModelSpec, Opt, OptSettings, Progress, TrainConfig};

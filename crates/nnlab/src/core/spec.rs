@@ -7,7 +7,7 @@ use gpu_nn::{Adam, AdamConfig, CosineAnnealingLr, Gpu, Optimizer, Sgd, SgdConfig
 use serde_json::json;
 
 use crate::data::Augment;
-use crate::registry;
+use crate::registry::{self, Variant};
 
 /// Largest class count a checkpoint may declare (ImageNet-21k has 21,841).
 pub const MAX_CLASSES: usize = 100_000;
@@ -27,6 +27,8 @@ pub struct ModelSpec {
     pub std: Vec<f32>,
     /// Transfer learning: everything but the classifier head is frozen.
     pub finetune: bool,
+    /// Batch norm, initialisation and width of the CIFAR-style ResNets.
+    pub variant: Variant,
 }
 
 impl ModelSpec {
@@ -42,7 +44,8 @@ impl ModelSpec {
 
     /// Builds the model (and freezes the backbone when fine-tuning).
     pub fn build(&self, gpu: &Gpu, seed: u64) -> Result<Box<dyn Module>> {
-        let net = self.info()?.build(gpu, self.input, self.classes(), seed)?;
+        let info = self.info()?;
+        let net = info.build_variant(gpu, self.input, self.classes(), seed, self.variant)?;
         if self.finetune {
             freeze_backbone(net.as_ref(), self.info()?.head())?;
         }
@@ -58,6 +61,7 @@ impl ModelSpec {
             "mean": self.mean,
             "std": self.std,
             "finetune": self.finetune,
+            "variant": self.variant.to_json(),
         })
     }
 
@@ -105,6 +109,7 @@ impl ModelSpec {
             mean: floats("mean")?,
             std: floats("std")?,
             finetune: v.get("finetune").and_then(|f| f.as_bool()).unwrap_or(false),
+            variant: Variant::from_json(v.get("variant"))?,
         };
         ensure!(
             spec.mean.len() == input[0]

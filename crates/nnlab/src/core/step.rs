@@ -16,15 +16,69 @@ pub fn classifier_step(
     y: &Tensor,
     seed: u64,
 ) -> Result<Tensor> {
+    Ok(classifier_step_probed(net, opt, x, y, seed, false)?.0)
+}
+
+/// Scales at which gradient squares are summed: 2^50 resolves gradients down to 1e-37
+/// (and overflows above 1e4), 2^-10 takes the large ones.
+pub const PROBE_SMALL: f32 = 1_125_899_906_842_624.0;
+/// See [`PROBE_SMALL`].
+pub const PROBE_LARGE: f32 = 1.0 / 1024.0;
+
+/// The probed weights' names and their [1, 3L] squared norms on the GPU.
+pub type Probed = (Vec<String>, Tensor);
+
+/// The weights whose gradients the gradient-flow view follows: every conv and linear
+/// weight, in the model's order (biases and batch-norm parameters left out).
+pub fn probed_weights(net: &dyn Module) -> Vec<(String, Tensor)> {
+    gpu_nn::nn::named_tensors(net)
+        .into_iter()
+        .filter(|(name, t)| name.ends_with("weight") && t.shape().len() >= 2)
+        .collect()
+}
+
+/// [`classifier_step`], and with `probe` also the names of the [`probed_weights`] that got
+/// a gradient and [1, 3L]: ((2^50 ‖∇W‖)², (2^-10 ‖∇W‖)², ‖W‖²) of each, W before the update;
+/// recorded in the same submission.
+pub fn classifier_step_probed(
+    net: &dyn Module,
+    opt: &mut dyn Optimizer,
+    x: &Tensor,
+    y: &Tensor,
+    seed: u64,
+    probe: bool,
+) -> Result<(Tensor, Option<Probed>)> {
     let logits = net.forward(x, &mut Ctx::train(seed))?;
     let loss = cross_entropy(&logits, y)?;
     let grads = loss.backward()?;
+    let norms = if probe {
+        let _g = gpu_nn::no_grad();
+        let mut parts = Vec::new();
+        let mut names = Vec::new();
+        for (name, w) in probed_weights(net) {
+            let Some(g) = grads.get(&w) else { continue };
+            // A deep net without batch norm has gradients near 1e-21, whose squares
+            // underflow f32: the squares are summed at two scales, and the host takes the
+            // finite one (see `probe::GradProbe`).
+            for scale in [PROBE_SMALL, PROBE_LARGE] {
+                let sq = g.scale(scale)?.unary(gpu_nn::Unary::Square)?.sum()?;
+                parts.push(sq.reshape(&[1, 1])?);
+            }
+            parts.push(w.unary(gpu_nn::Unary::Square)?.sum()?.reshape(&[1, 1])?);
+            names.push(name);
+        }
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        match refs.is_empty() {
+            true => None,
+            false => Some((names, cat_channels(&refs)?)),
+        }
+    } else {
+        None
+    };
     opt.step(&grads)?;
     let count = correct_count(&logits.detach(), y)?;
-    Ok(cat_channels(&[
-        &loss.detach().reshape(&[1, 1])?,
-        &count.reshape(&[1, 1])?,
-    ])?)
+    let pair = cat_channels(&[&loss.detach().reshape(&[1, 1])?, &count.reshape(&[1, 1])?])?;
+    Ok((pair, norms))
 }
 
 /// The DCGAN and its two optimizers (Adam 2e-4, betas 0.5/0.999).
