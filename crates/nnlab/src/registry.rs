@@ -147,6 +147,8 @@ pub enum Arch {
     },
     /// A small GoogLeNet for small images.
     GoogLeNetSmall,
+    /// The same with true 5x5 third branches.
+    InceptionSmall,
     /// VGG-11 at 1/8 width for small images.
     Vgg11Small,
     /// torchvision's resnet18.
@@ -297,6 +299,13 @@ pub const MODELS: &[ModelInfo] = &[
         Input::Small,
         "A small GoogLeNet: Inception modules (1x1, 3x3, 5x5 and pool branches, concatenated)",
         76_306,
+    ),
+    m(
+        "inception-small",
+        Arch::InceptionSmall,
+        Input::Small,
+        "googlenet-small with true 5x5 branches (torchvision's \"5x5\" is a 3x3): branches of 1, 3, 5 and pooled 3 pixels",
+        83_986,
     ),
     m(
         "vgg11-small",
@@ -519,6 +528,7 @@ impl ModelInfo {
                 Box::new(ResNet::new(gpu, cfg, seed)?)
             }
             Arch::GoogLeNetSmall => Box::new(GoogLeNet::small(gpu, c, classes, seed)?),
+            Arch::InceptionSmall => Box::new(GoogLeNet::small_with(gpu, c, classes, seed, 5)?),
             Arch::Vgg11Small => Box::new(Vgg::vgg11_small(gpu, c, classes, seed)?),
             Arch::ResNet18 => Box::new(ResNet::new(gpu, ResNetConfig::resnet18(classes), seed)?),
             Arch::ResNet34 => Box::new(ResNet::new(gpu, ResNetConfig::resnet34(classes), seed)?),

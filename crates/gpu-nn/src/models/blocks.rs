@@ -305,6 +305,8 @@ pub struct InceptionSpec {
     pub ch5x5red: usize,
     /// The "5x5" branch, a 3x3 conv in torchvision (kept for weight compatibility).
     pub ch5x5: usize,
+    /// Kernel of that branch: 3 as torchvision, 5 for a true 5x5 (pytorch/vision#906).
+    pub k5x5: usize,
     /// 1x1 projection after the 3x3 max pool.
     pub pool_proj: usize,
 }
@@ -334,7 +336,15 @@ impl Inception {
                 .push(BasicConv2d::new(gpu, rng, s.ch3x3red, s.ch3x3, 3, 1, 1)?),
             branch3: Sequential::new()
                 .push(BasicConv2d::new(gpu, rng, s.inp, s.ch5x5red, 1, 1, 0)?)
-                .push(BasicConv2d::new(gpu, rng, s.ch5x5red, s.ch5x5, 3, 1, 1)?),
+                .push(BasicConv2d::new(
+                    gpu,
+                    rng,
+                    s.ch5x5red,
+                    s.ch5x5,
+                    s.k5x5,
+                    1,
+                    s.k5x5 / 2,
+                )?),
             branch4: Sequential::new()
                 .push(MaxPool2d(MaxPool2dOpts {
                     stride: (1, 1),

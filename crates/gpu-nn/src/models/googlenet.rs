@@ -10,7 +10,12 @@ use crate::ops::pool::{MaxPool2dOpts, global_avg_pool2d, max_pool2d};
 use crate::tensor::Tensor;
 
 fn spec(inp: usize, c: [usize; 6]) -> InceptionSpec {
+    spec_k(inp, c, 3)
+}
+
+fn spec_k(inp: usize, c: [usize; 6], k5x5: usize) -> InceptionSpec {
     InceptionSpec {
+        k5x5,
         inp,
         ch1x1: c[0],
         ch3x3red: c[1],
@@ -99,7 +104,21 @@ impl GoogLeNet {
     /// A small GoogLeNet-style net for 28x28 or 32x32 input: a 3x3 stem, two inception
     /// modules, a pool, two more, global pooling and a classifier (about 0.2M parameters).
     pub fn small(gpu: &Gpu, in_channels: usize, num_classes: usize, seed: u64) -> Result<Self> {
+        Self::small_with(gpu, in_channels, num_classes, seed, 3)
+    }
+
+    /// [`GoogLeNet::small`] whose third branches have `k5x5` x `k5x5` kernels: 5 gives the
+    /// true 5x5 branch of the paper, so the four branches see 1, 3, 5 and 3 (pooled)
+    /// pixels wide within a module.
+    pub fn small_with(
+        gpu: &Gpu,
+        in_channels: usize,
+        num_classes: usize,
+        seed: u64,
+        k5x5: usize,
+    ) -> Result<Self> {
         let r = &mut SeedRng::new(seed);
+        let spec = |inp, c| spec_k(inp, c, k5x5);
         let stages = vec![
             Stage::Conv("conv1", BasicConv2d::new(gpu, r, in_channels, 32, 3, 1, 1)?),
             Stage::Inception(

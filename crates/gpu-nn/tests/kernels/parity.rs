@@ -398,6 +398,7 @@ fn inception_module_matches_torch() {
         ch3x3: 5,
         ch5x5red: 2,
         ch5x5: 3,
+        k5x5: 3,
         pool_proj: 2,
     };
     let m = Inception::new(&gpu(), &mut SeedRng::new(0), spec).expect("inception");

@@ -14,6 +14,8 @@ pub struct Launch {
     pub autostart: bool,
     /// The tab to open.
     pub tab: Option<Tab>,
+    /// The study view to open (and the Study tab with it).
+    pub study: Option<super::views::study::StudyTab>,
     /// One run per model name (default: one MNIST CNN; on the GAN tab one DCGAN).
     pub runs: Vec<String>,
     /// Batch size of the runs.
@@ -32,7 +34,7 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// Parses the settings `get` finds by key (`runs`, `model`, `tab`, `autostart`, `batch`,
+    /// Parses the settings `get` finds by key (`runs`, `model`, `tab`, `study`, `autostart`, `batch`,
     /// `val_every`, `opt`, `lr`, `data`, `screenshot`, `screenshot_steps`).
     pub fn parse(get: impl Fn(&str) -> Option<String>) -> Self {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
@@ -55,6 +57,7 @@ impl Launch {
         Self {
             autostart: get("autostart").is_some_and(|v| v != "0"),
             tab: get("tab").and_then(|t| Tab::from_name(&t)),
+            study: get("study").and_then(|t| super::views::study::StudyTab::from_name(&t)),
             runs,
             batch: get("batch").and_then(|b| b.parse().ok()),
             val_every: get("val_every").and_then(|b| b.parse().ok()),
@@ -65,7 +68,7 @@ impl Launch {
         }
     }
 
-    /// Reads `NNLAB_RUNS`, `NNLAB_MODEL`, `NNLAB_TAB`, `NNLAB_AUTOSTART`, `NNLAB_BATCH`,
+    /// Reads `NNLAB_RUNS`, `NNLAB_MODEL`, `NNLAB_TAB`, `NNLAB_STUDY`, `NNLAB_AUTOSTART`, `NNLAB_BATCH`,
     /// `NNLAB_VAL_EVERY`, `NNLAB_OPT`, `NNLAB_LR`, `NNLAB_DATA`, `NNLAB_SCREENSHOT` and
     /// `NNLAB_SCREENSHOT_STEPS` (native).
     #[cfg(not(target_arch = "wasm32"))]

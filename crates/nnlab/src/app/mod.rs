@@ -106,6 +106,8 @@ pub struct NnlabApp {
     pub gan: GanView,
     /// The classify view.
     pub classify: ClassifyView,
+    /// The study views (why residual and inception networks work).
+    pub study: views::study::StudyViews,
     /// Engine pictures registered with egui's renderer.
     pub pictures: Pictures,
     textures: Textures,
@@ -162,12 +164,17 @@ impl NnlabApp {
             gpu,
             gpu_error,
             selected: None,
-            tab: launch.tab.unwrap_or(Tab::Curves),
+            tab: match (launch.tab, launch.study) {
+                (_, Some(_)) => Tab::Study,
+                (Some(t), None) => t,
+                (None, None) => Tab::Curves,
+            },
             runs_panel: RunsPanel::default(),
             curves: CurvesView::default(),
             features: FeaturesView::default(),
             gan: GanView::default(),
             classify: ClassifyView::default(),
+            study: views::study::StudyViews::new(cpu_adapter),
             pictures: Pictures::new(cc.wgpu_render_state.clone()),
             textures: Textures::default(),
             files: files::Files::default(),
@@ -180,6 +187,9 @@ impl NnlabApp {
             #[cfg(target_arch = "wasm32")]
             published_at: f64::NEG_INFINITY,
         };
+        if let Some(t) = app.launch.study {
+            app.study.tab = t;
+        }
         app.start_launch_runs();
         app
     }
@@ -379,6 +389,9 @@ impl NnlabApp {
         {
             errors.push(e);
         }
+        if let Err(e) = self.study.advance(lab, self.selected, now) {
+            errors.push(e);
+        }
         if let Some(e) = errors.first() {
             self.error = Some(format!("{e:#}"));
         }
@@ -394,6 +407,7 @@ impl NnlabApp {
                 ui.selectable_value(&mut self.tab, Tab::Features, "Feature maps");
                 ui.selectable_value(&mut self.tab, Tab::Gan, "GAN");
                 ui.selectable_value(&mut self.tab, Tab::Classify, "Classify");
+                ui.selectable_value(&mut self.tab, Tab::Study, "Why it works");
                 ui.separator();
                 ui.label(format!(
                     "frame {:.1} ms (steps {:.1} ms)",
@@ -467,6 +481,14 @@ impl NnlabApp {
             Tab::Features => self.features.ui(ui, lab, self.selected, &mut self.pictures),
             Tab::Gan => self.gan.ui(ui, lab, self.selected, &mut self.pictures),
             Tab::Classify => self.classify.ui(ui, &mut self.textures),
+            Tab::Study => {
+                egui::ScrollArea::vertical()
+                    .show(ui, |ui| {
+                        self.study
+                            .ui(ui, lab, &mut self.selected, &mut self.pictures)
+                    })
+                    .inner
+            }
         });
     }
 
@@ -555,7 +577,9 @@ impl eframe::App for NnlabApp {
         #[cfg(target_arch = "wasm32")]
         self.publish(now);
         // Keep frames coming while anything is in flight: readbacks are polled per frame.
-        let busy = self.lab.as_ref().is_some_and(Lab::busy) || self.files.saving();
+        let busy = self.lab.as_ref().is_some_and(Lab::busy)
+            || self.files.saving()
+            || self.study.lesions.busy();
         if busy && self.cpu_adapter {
             // On a CPU adapter every frame is drawn by the cores that run the steps: draw when
             // results come back (readbacks wake the UI, and that frame submits the next

@@ -18,7 +18,9 @@ use crate::core::{
     Classifier, DataSource, EVAL_BATCH, Evaluation, Gan, ModelSpec, OptSettings, PendingCheckpoint,
     TrainConfig,
 };
+use crate::core::{GradNorms, GradProbe};
 use crate::registry;
+use crate::registry::Variant;
 
 /// Training time (seconds) one burst of steps aims at on a CPU adapter (see
 /// [`Run::burst`]): the curves there move every few seconds.
@@ -47,6 +49,8 @@ pub struct RunSettings {
     pub val_every: u64,
     /// The DCGAN's width multiplier (1 = the paper's).
     pub width: f32,
+    /// Batch norm, initialisation and width of the CIFAR-style ResNets.
+    pub variant: Variant,
 }
 
 impl Default for RunSettings {
@@ -75,6 +79,7 @@ impl RunSettings {
             seed: 1,
             val_every: 50,
             width: 0.25,
+            variant: Variant::default(),
         }
     }
 
@@ -109,6 +114,9 @@ impl RunSettings {
         }
         if self.width != other.width && self.is_gan() {
             d.push(format!("width {}", self.width));
+        }
+        if self.variant != other.variant {
+            d.push(self.variant.describe());
         }
         d
     }
@@ -213,7 +221,16 @@ pub struct Run {
     images_done: u64,
     last_step_back: u64,
     last_loss: Option<f32>,
+    probes: Vec<GradProbe>,
+    /// Per-layer gradient norms, oldest first (see [`Run::set_probe_every`]).
+    pub grad_flow: VecDeque<GradNorms>,
 }
+
+/// Steps between gradient probes of a new classifier run (for the gradient-flow view).
+pub const GRAD_PROBE_EVERY: u64 = 10;
+
+/// Gradient probes a run keeps (older ones are dropped).
+pub const MAX_PROBES: usize = 500;
 
 impl Run {
     /// A fresh run of `settings` on `data`.
@@ -237,7 +254,7 @@ impl Run {
                 mean: data.mean.clone(),
                 std: data.std.clone(),
                 finetune: false,
-                variant: Default::default(),
+                variant: settings.variant,
             };
             ensure!(
                 info.accepts(spec.input),
@@ -261,6 +278,7 @@ impl Run {
             };
             let mut c = Classifier::new(gpu, spec, config)?;
             c.data = Some(source);
+            c.probe_every = GRAD_PROBE_EVERY;
             Trainee::Classifier(Box::new(c))
         };
         Ok(Self::wrap(gpu, id, settings, data, trainee))
@@ -273,7 +291,10 @@ impl Run {
         };
         Run {
             id,
-            name: format!("{id}: {}", settings.model),
+            name: match settings.variant.describe().as_str() {
+                "" => format!("{id}: {}", settings.model),
+                v => format!("{id}: {} ({v})", settings.model),
+            },
             settings,
             running: false,
             error: None,
@@ -291,6 +312,8 @@ impl Run {
             images_done: 0,
             last_step_back: 0,
             last_loss: None,
+            probes: Vec::new(),
+            grad_flow: VecDeque::new(),
         }
     }
 
@@ -343,6 +366,7 @@ impl Run {
                     lr: t.config.opt.lr,
                     momentum: t.config.opt.momentum,
                     seed: t.config.seed,
+                    variant: t.spec.variant,
                     ..RunSettings::default()
                 }
             }
@@ -414,9 +438,9 @@ impl Run {
         self.inflight.len()
     }
 
-    /// True while any of its work is on the GPU (steps or a validation pass).
+    /// True while any of its work is on the GPU (steps, probes or a validation pass).
     pub fn busy(&self) -> bool {
-        !self.inflight.is_empty() || self.val.is_some()
+        !self.inflight.is_empty() || self.val.is_some() || !self.probes.is_empty()
     }
 
     /// True when another step may be submitted now.
@@ -434,6 +458,19 @@ impl Run {
         }
         let step_s = self.step_s.unwrap_or(CPU_BURST_S);
         ((CPU_BURST_S / step_s.max(1e-4)).round() as usize).clamp(1, 64)
+    }
+
+    /// Reads back per-layer gradient norms every `every` steps (0: never), into
+    /// [`Run::grad_flow`].
+    pub fn set_probe_every(&mut self, every: u64) {
+        if let Trainee::Classifier(c) = &mut self.trainee {
+            c.probe_every = every;
+        }
+    }
+
+    /// Every how many steps gradients are probed (0: never).
+    pub fn probe_every(&self) -> u64 {
+        self.classifier().map_or(0, |c| c.probe_every)
     }
 
     /// Pushes changed live settings (learning rate, momentum) to the optimizer.
@@ -458,7 +495,10 @@ impl Run {
             self.burst_timer = Some((now, k));
         }
         match &mut self.trainee {
-            Trainee::Classifier(c) => c.submit(&self.data.train, &mut self.inflight, k)?,
+            Trainee::Classifier(c) => {
+                c.submit(&self.data.train, &mut self.inflight, k)?;
+                self.probes.extend(c.take_probes());
+            }
             Trainee::Gan(g) => g.submit(self.data.gan_train()?, &mut self.inflight, k)?,
         }
         if self.rate.marks.is_empty() {
@@ -536,6 +576,19 @@ impl Run {
                 self.step_s = Some(self.step_s.map_or(s, |old| 0.5 * old + 0.5 * s));
             }
         }
+        let mut i = 0;
+        while i < self.probes.len() {
+            match self.probes[i].try_take()? {
+                Some(n) => {
+                    self.probes.remove(i);
+                    if self.grad_flow.len() >= MAX_PROBES {
+                        self.grad_flow.pop_front();
+                    }
+                    self.grad_flow.push_back(n);
+                }
+                None => i += 1,
+            }
+        }
         if let Some(v) = &mut self.val
             && let Some(r) = v.try_take()?
         {
@@ -571,6 +624,17 @@ impl Run {
     /// Submits an eval-mode forward pass of one image (C*H*W normalised values) that draws
     /// every layer's output, and the first conv layer's filters, into pictures.
     pub fn inspect(&mut self, image: &[f32]) -> Result<PendingInspect> {
+        self.inspect_where(image, &|_| true, true)
+    }
+
+    /// [`Run::inspect`], keeping only the layers whose path `keep` accepts, and the
+    /// first-layer filters if `filters`.
+    pub fn inspect_where(
+        &mut self,
+        image: &[f32],
+        keep: &dyn Fn(&str) -> bool,
+        filters: bool,
+    ) -> Result<PendingInspect> {
         let Trainee::Classifier(c) = &self.trainee else {
             anyhow::bail!("a GAN run has no classifier to inspect");
         };
@@ -584,10 +648,13 @@ impl Run {
         let x = Tensor::from_slice(&self.gpu, image, &[1, ch, h, w])?;
         let mut ctx = Ctx::eval().capturing();
         let logits = c.net.forward(&x, &mut ctx)?;
-        let filters_w = c.first_conv_weight();
+        let filters_w = if filters { c.first_conv_weight() } else { None };
         let step = c.progress.step;
         let mut layers = Vec::new();
         for (name, t) in ctx.take_captures() {
+            if !keep(&name) {
+                continue;
+            }
             if let Some(l) = TileLayout::activation(t.shape()) {
                 let pic = self.picture(&name, l)?;
                 pic.draw(&t)?;

@@ -6,6 +6,7 @@ pub mod curves;
 pub mod features;
 pub mod gan;
 pub mod runs;
+pub mod study;
 
 pub use classify::ClassifyView;
 pub use curves::CurvesView;
@@ -24,6 +25,8 @@ pub enum Tab {
     Gan,
     /// A dropped image, classified.
     Classify,
+    /// Why residual and inception networks work: the study views.
+    Study,
 }
 
 impl Tab {
@@ -34,6 +37,7 @@ impl Tab {
             "features" => Some(Tab::Features),
             "gan" => Some(Tab::Gan),
             "classify" => Some(Tab::Classify),
+            "study" => Some(Tab::Study),
             _ => None,
         }
     }

@@ -244,6 +244,27 @@ impl RunsPanel {
             });
         if let Some(info) = info {
             ui.label(RichText::new(info.description).weak().small());
+            if info.has_variants() {
+                let v = &mut f.variant;
+                ui.horizontal(|ui| {
+                    ui.checkbox(&mut v.batch_norm, "batch norm")
+                        .on_hover_text("Without it, a deep plain net's gradients vanish");
+                    ui.checkbox(&mut v.he_init, "He init").on_hover_text(
+                        "He et al. 2015 (torchvision's); off: PyTorch's layer default, \
+                         variance 1/(3 fan_in)",
+                    );
+                });
+                ui.horizontal(|ui| {
+                    let l = ui.label("Width");
+                    ui.add(
+                        egui::DragValue::new(&mut v.width)
+                            .range(0.125..=2.0)
+                            .speed(0.05),
+                    )
+                    .labelled_by(l.id)
+                    .on_hover_text("Channel multiplier: 1 = 16/32/64 channels");
+                });
+            }
         }
         egui::ComboBox::from_label("Data")
             .selected_text(f.data.label())
