@@ -51,6 +51,8 @@ mod native {
         Bench(cli::BenchArgs),
         /// List the models: name, input, parameters, one line each.
         Models(cli::ModelsArgs),
+        /// The study views' computations, headless, as JSON (gradients, lesion, branches).
+        Study(cli::StudyArgs),
     }
 
     pub fn main() {
@@ -81,6 +83,7 @@ mod native {
             Command::Gan(a) => cli::gan(a),
             Command::Bench(a) => cli::bench(a),
             Command::Models(a) => cli::models(a),
+            Command::Study(a) => cli::study(a),
         }
     }
 

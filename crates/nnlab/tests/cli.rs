@@ -435,3 +435,98 @@ fn unwritable_output_paths_fail_at_once_naming_them() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn study_prints_gradients_lesions_and_branches_as_json() {
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&ok(args)).expect("study JSON")
+    };
+    let g = json(&[
+        "study",
+        "gradients",
+        "--model",
+        "resnet20-plain",
+        "--no-batch-norm",
+        "--default-init",
+        "--batch-size",
+        "8",
+    ]);
+    let layers = g["runs"][0]["layers"].as_array().expect("layers");
+    // 19 convs and the fc; no projection shortcuts in a plain net.
+    assert_eq!(layers.len(), 20, "{g}");
+    assert!(
+        layers
+            .iter()
+            .all(|l| l["grad_norm"].as_f64().is_some_and(|v| v > 0.0))
+    );
+    let dir = tmp("study");
+    for model in ["resnet8", "googlenet-small"] {
+        let ck = dir.join(model);
+        ok(&[
+            "train",
+            "--model",
+            model,
+            "--data",
+            "mnist",
+            "--limit",
+            "64",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "1",
+            "--checkpoint-dir",
+            s(&ck),
+        ]);
+        let last = ck.join("last.safetensors");
+        let study = if model == "resnet8" {
+            "lesion"
+        } else {
+            "branches"
+        };
+        let v = json(&[
+            "study",
+            study,
+            "--checkpoint",
+            s(&last),
+            "--data",
+            "mnist",
+            "--limit",
+            "64",
+        ]);
+        let acc = v["accuracy"].as_f64().expect("accuracy");
+        // The baseline is what `nnlab eval` reports.
+        let e: serde_json::Value = serde_json::from_str(&ok(&[
+            "eval",
+            "--checkpoint",
+            s(&last),
+            "--data",
+            "mnist",
+            "--limit",
+            "64",
+            "--json",
+        ]))
+        .expect("eval");
+        assert_eq!(Some(acc), e["accuracy"].as_f64(), "{v}");
+        if study == "lesion" {
+            let blocks = v["blocks"].as_array().expect("blocks");
+            assert_eq!(blocks.len(), 3, "{v}");
+            assert!(
+                blocks.iter().all(|b| b["accuracy"].as_f64().is_some()),
+                "{v}"
+            );
+        } else {
+            for m in v["modules"].as_array().expect("modules") {
+                let total: f64 = m["branches"]
+                    .as_array()
+                    .expect("branches")
+                    .iter()
+                    .map(|b| b["energy_share"].as_f64().expect("share"))
+                    .sum();
+                assert!((total - 1.0).abs() < 1e-4, "{m}");
+            }
+        }
+    }
+    let e = fails(&["study", "gradients", "--model", "mnist-cnn"]);
+    assert!(e.contains("CIFAR-style"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -204,3 +204,18 @@ fn the_branch_lens_shows_shares_and_ablations() {
     }
     assert!(h.query_all_by_label_contains("branch3 (5x5)").count() >= 1);
 }
+
+#[test]
+fn the_loss_landscape_computes_a_line_and_a_plane() {
+    let mut h = harness(&["resnet8"], StudyTab::Landscape);
+    train(&mut h, 2);
+    h.state_mut().study.landscape.n = 3;
+    h.step();
+    h.get_by_label("Compute 2: resnet8").click();
+    h.step();
+    run_until(&mut h, 300, "the landscape", |a| !a.study.landscape.busy());
+    for _ in 0..5 {
+        h.step();
+    }
+    assert!(h.query_all_by_label_contains("the plane through the current weights").count() >= 1);
+}

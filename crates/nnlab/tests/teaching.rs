@@ -225,3 +225,66 @@ fn inception_branches_make_up_their_module_and_without_them_the_net_guesses() {
         "predictions still vary"
     );
 }
+
+#[test]
+fn the_landscape_is_centred_on_the_trained_weights_with_filter_normalised_directions() {
+    use nnlab::core::landscape::{Landscape, is_filtered};
+    let gpu = gpu();
+    let data = mnist(64);
+    let c = trained(&gpu, "resnet8", 4, &data);
+    let theta = gpu_nn::nn::read_state_blocking(c.net.as_ref()).expect("theta");
+    let fresh = c.spec.build(&gpu, c.config.seed).expect("fresh");
+    let theta0 = gpu_nn::nn::read_state_blocking(fresh.as_ref()).expect("theta0");
+    let idx: Vec<usize> = (0..16).collect();
+    let (x, y) = data.batch(&gpu, &idx).expect("batch");
+    let loss_of = |net: &dyn gpu_nn::nn::Module| {
+        let _g = gpu_nn::no_grad();
+        let l = net
+            .forward(&x, &mut gpu_nn::nn::Ctx::train(0))
+            .expect("forward");
+        gpu_nn::cross_entropy(&l, &y)
+            .expect("loss")
+            .item_blocking()
+            .expect("loss")
+    };
+    let (trained_loss, initial_loss) = (loss_of(c.net.as_ref()), loss_of(fresh.as_ref()));
+    let scratch = c.spec.build(&gpu, 9).expect("scratch");
+    let mut l = Landscape::new(
+        scratch,
+        (x.clone(), y.clone()),
+        theta.clone(),
+        theta0,
+        (7, 3, 5),
+    )
+    .expect("landscape");
+    l.run_blocking().expect("computed");
+    assert_eq!(l.progress(), (16, 16));
+    // The centre of the plane, and the end of the line, are the trained weights.
+    assert_eq!(l.alphas[1], 0.0);
+    assert!(
+        (l.grid[4] - trained_loss).abs() < 1e-5,
+        "{} vs {trained_loss}",
+        l.grid[4]
+    );
+    let at = |t: f32| l.line.iter().find(|p| p.0 == t).expect("point").1;
+    assert!((at(1.0) - trained_loss).abs() < 1e-5);
+    assert!((at(0.0) - initial_loss).abs() < 1e-5);
+    assert!(l.grid.iter().all(|v| v.is_finite()));
+    // Each direction's filters have the weights' filter norms; biases and batch-norm
+    // entries are zero.
+    let (d1, d2) = l.directions();
+    for d in [d1, d2] {
+        for (name, t) in &theta {
+            let dt = &d[name];
+            if is_filtered(name, &t.shape) {
+                let per = t.data.len() / t.shape[0];
+                for (a, b) in dt.data.chunks(per).zip(t.data.chunks(per)) {
+                    let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    assert!((n(a) - n(b)).abs() <= 1e-4 * n(b).max(1e-6), "{name}");
+                }
+            } else {
+                assert!(dt.data.iter().all(|v| *v == 0.0), "{name} is perturbed");
+            }
+        }
+    }
+}

@@ -577,9 +577,8 @@ impl eframe::App for NnlabApp {
         #[cfg(target_arch = "wasm32")]
         self.publish(now);
         // Keep frames coming while anything is in flight: readbacks are polled per frame.
-        let busy = self.lab.as_ref().is_some_and(Lab::busy)
-            || self.files.saving()
-            || self.study.lesions.busy();
+        let busy =
+            self.lab.as_ref().is_some_and(Lab::busy) || self.files.saving() || self.study.busy();
         if busy && self.cpu_adapter {
             // On a CPU adapter every frame is drawn by the cores that run the steps: draw when
             // results come back (readbacks wake the UI, and that frame submits the next

@@ -7,6 +7,7 @@ mod eval;
 mod gan;
 mod info;
 mod models;
+mod study;
 mod train;
 
 pub use bench::{BenchArgs, bench};
@@ -15,6 +16,7 @@ pub use eval::{EvalArgs, eval};
 pub use gan::{GanArgs, gan};
 pub use info::info;
 pub use models::{ModelsArgs, models};
+pub use study::{StudyArgs, study};
 pub use train::{TrainArgs, train};
 
 use std::path::Path;

@@ -8,6 +8,7 @@ pub mod classifier;
 pub mod eval;
 pub mod gan;
 pub mod inflight;
+pub mod landscape;
 pub mod probe;
 pub mod snapshot;
 pub mod spec;

@@ -35,7 +35,13 @@ pub struct DegradationView {
     /// Smoothing of the training error.
     smoothing: f32,
     error: Option<String>,
+    /// Race runs paused by the race itself because they got ahead of the others.
+    held: std::collections::BTreeSet<u64>,
 }
+
+/// Steps a race run may get ahead of the slowest before it waits: the runs must see the
+/// same batches at the same time, whatever their speed.
+const LEAD: u64 = 16;
 
 impl DegradationView {
     /// Defaults: ResNet-20 against ResNet-56, full width on a GPU, a quarter on a CPU
@@ -49,6 +55,35 @@ impl DegradationView {
             runs: Vec::new(),
             smoothing: 0.9,
             error: None,
+            held: Default::default(),
+        }
+    }
+
+    /// Keeps the race in step: a run that got [`LEAD`] steps ahead of the slowest waits for
+    /// it (and goes on once it caught up). A run the user paused holds the whole race.
+    pub fn advance(&mut self, lab: &mut Lab) {
+        self.runs.retain(|id| lab.get(*id).is_some());
+        let Some(min) = self
+            .runs
+            .iter()
+            .filter_map(|id| lab.get(*id))
+            .map(Run::steps)
+            .min()
+        else {
+            return;
+        };
+        for id in &self.runs {
+            let Some(r) = lab.get_mut(*id) else { continue };
+            if r.error.is_some() {
+                continue;
+            }
+            let ahead = r.steps() >= min + LEAD;
+            if r.running && ahead {
+                r.running = false;
+                self.held.insert(*id);
+            } else if !ahead && self.held.remove(id) {
+                r.running = true;
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 //! at the latest probe, for every classifier run side by side.
 
 use egui::{Color32, Rect, Sense, Stroke, pos2, vec2};
-use egui_plot::{Bar, BarChart, Legend, Plot};
+use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 
 use super::{info, viridis};
 use crate::app::lab::{Lab, color};
@@ -11,18 +11,20 @@ use crate::core::GradNorms;
 use crate::registry::Variant;
 
 const INFO: &str = "Every few steps the training step also reads back, per conv and linear \
-weight W (input side at the top), the norm of its gradient ||dL/dW|| and ||W|| before the \
-update. The heatmap is log10 of the chosen value, layers down, probes across, on one colour \
-scale for all runs shown; the bars are the latest probe.\n\
-Three remedies, apart. Without batch norm and with PyTorch's default initialisation \
-(weight variance 1/(3 fan_in), a sixth of what ReLU layers need), a deep plain net's signal \
-shrinks at every layer: its gradients vanish at EVERY layer alike (about 1e-23 for plain-56, \
-measured), while the residual twin's identity paths keep them near 1e-2 (He et al. 2016, \
-'Identity Mappings'). He initialisation keeps the plain net's gradients in scale at \
-initialisation (He et al. 2015, 'Delving Deep into Rectifiers'). With batch norm both nets \
-have healthy gradients, and the deep plain net still trains worse (see the degradation \
-race): degradation is an optimisation problem, not vanishing gradients (He et al. 2015 \
-section 4.1). Not 'ResNets fix vanishing gradients'.";
+weight W (input side first), the norm of its gradient ||dL/dW|| and ||W|| before the update. \
+Lines: log10 of the chosen value at the latest probe, layer by layer; heatmaps: the same over \
+training, layers down, probes across, on one colour scale for all runs shown.\n\
+Three remedies, apart (Add the comparison runs: depth 56, one step each). Without batch norm \
+and with PyTorch's default initialisation (weight variance 1/(3 fan_in), a sixth of what \
+ReLU layers need), the plain net's signal shrinks at every layer: its gradients vanish at \
+EVERY layer alike (about 1e-23 measured for plain-56), while the residual twin's identity \
+paths keep them near 1e-2 (He et al. 2016, 'Identity Mappings'). He initialisation alone \
+keeps the plain net's gradients in scale at initialisation (He et al. 2015, 'Delving Deep \
+into Rectifiers'). With batch norm nothing vanishes (in plain-56 the gradients even grow \
+towards the input, about 1000x at initialisation, as Yang et al. 2019 predict), and yet \
+the deep plain net trains worse than the shallow one (the degradation race): degradation \
+is an optimisation problem, not vanishing gradients (He et al. 2015, section 4.1). Not \
+'ResNets fix vanishing gradients'.";
 
 /// Which value the view shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,76 +159,81 @@ impl GradientsView {
         ui.label(format!(
             "colour: log10 of the value, from {lo:.1} (dark) to {hi:.1} (yellow)"
         ));
-        let mut bars = Vec::new();
-        ui.scope(|ui| {
-            for (k, (id, name, probes)) in shown.iter().enumerate() {
-                ui.horizontal(|ui| {
-                    let (r, _) = ui.allocate_exact_size(vec2(10.0, 10.0), Sense::hover());
-                    ui.painter().rect_filled(r, 2.0, color(*id));
-                    ui.label(name);
-                });
-                let layers = probes.last().map_or(0, |n| n.layers.len()).max(1);
-                let width = ui.available_width().min(900.0);
-                let height = (layers as f32 * 4.0).clamp(60.0, 240.0);
-                let (rect, resp) = ui.allocate_exact_size(vec2(width, height), Sense::hover());
-                let cols: Vec<usize> = crate::app::history::decimate(probes.len(), 300).collect();
-                let cw = width / cols.len().max(1) as f32;
-                let rh = height / layers as f32;
-                let painter = ui.painter_at(rect);
-                for (c, &i) in cols.iter().enumerate() {
-                    let v = values(&probes[i], self.measure);
-                    for (l, x) in v.iter().enumerate() {
-                        let t = (log10(*x) - lo) / span;
-                        let min = pos2(rect.left() + c as f32 * cw, rect.top() + l as f32 * rh);
-                        painter.rect_filled(
-                            Rect::from_min_size(min, vec2(cw + 0.5, rh + 0.5)),
-                            0.0,
-                            viridis(t),
-                        );
-                    }
-                }
-                painter.rect_stroke(
-                    rect,
-                    0.0,
-                    Stroke::new(1.0, Color32::GRAY),
-                    egui::StrokeKind::Inside,
-                );
-                if let (Some(n), Some(p)) = (probes.last(), resp.hover_pos()) {
-                    let l =
-                        (((p.y - rect.top()) / rh) as usize).min(n.layers.len().saturating_sub(1));
-                    let c = (((p.x - rect.left()) / cw) as usize).min(cols.len().saturating_sub(1));
-                    let probe = &probes[cols[c]];
-                    if let Some(name) = probe.layers.get(l) {
-                        resp.on_hover_text(format!(
-                            "{name} at step {}: ||dL/dW|| {:.3e}, ||W|| {:.3e}",
-                            probe.step, probe.grad[l], probe.weight[l]
-                        ));
-                    }
-                }
-                if let Some(n) = probes.last() {
-                    let off = k as f64 * 0.8 / shown.len() as f64;
-                    let v = values(n, self.measure);
-                    let b: Vec<Bar> = v
-                        .iter()
-                        .enumerate()
-                        .map(|(l, x)| {
-                            Bar::new(l as f64 + off, f64::from(log10(*x)))
-                                .width(0.8 / shown.len() as f64)
-                        })
-                        .collect();
-                    bars.push(BarChart::new(name.clone(), b).color(color(*id)));
-                }
+        let mut lines = Vec::new();
+        for (id, name, probes) in &shown {
+            if let Some(n) = probes.last() {
+                let pts: Vec<[f64; 2]> = values(n, self.measure)
+                    .iter()
+                    .enumerate()
+                    .map(|(l, x)| [l as f64, f64::from(log10(*x))])
+                    .collect();
+                lines.push((
+                    Line::new(name.clone(), PlotPoints::from(pts.clone())).color(color(*id)),
+                    Points::new(name.clone(), PlotPoints::from(pts))
+                        .color(color(*id))
+                        .radius(2.0),
+                ));
             }
-        });
+        }
         ui.label("latest probe: log10 of the value per layer (input side left)");
-        Plot::new("gradient-bars")
+        Plot::new("gradient-layers")
             .legend(Legend::default())
             .height(260.0)
             .x_axis_label("layer")
             .show(ui, |p| {
-                for b in bars {
-                    p.bar_chart(b);
+                for (l, pts) in lines {
+                    p.line(l);
+                    p.points(pts);
                 }
             });
+        ui.label("per run: layers down (input side at the top), probes across");
+        for (id, name, probes) in &shown {
+            ui.horizontal(|ui| {
+                let (r, _) = ui.allocate_exact_size(vec2(10.0, 10.0), Sense::hover());
+                ui.painter().rect_filled(r, 2.0, color(*id));
+                ui.label(name);
+            });
+            let layers = probes.last().map_or(0, |n| n.layers.len()).max(1);
+            let cols: Vec<usize> = crate::app::history::decimate(probes.len(), 300).collect();
+            // Columns of at most 12 pixels: a few probes make a narrow map.
+            let width = ui
+                .available_width()
+                .min(900.0)
+                .min(12.0 * cols.len() as f32);
+            let height = (layers as f32 * 2.0).clamp(40.0, 110.0);
+            let (rect, resp) = ui.allocate_exact_size(vec2(width, height), Sense::hover());
+            let cw = width / cols.len().max(1) as f32;
+            let rh = height / layers as f32;
+            let painter = ui.painter_at(rect);
+            for (c, &i) in cols.iter().enumerate() {
+                for (l, x) in values(&probes[i], self.measure).iter().enumerate() {
+                    let t = (log10(*x) - lo) / span;
+                    let min = pos2(rect.left() + c as f32 * cw, rect.top() + l as f32 * rh);
+                    painter.rect_filled(
+                        Rect::from_min_size(min, vec2(cw + 0.5, rh + 0.5)),
+                        0.0,
+                        viridis(t),
+                    );
+                }
+            }
+            painter.rect_stroke(
+                rect,
+                0.0,
+                Stroke::new(1.0, Color32::GRAY),
+                egui::StrokeKind::Inside,
+            );
+            if let Some(p) = resp.hover_pos() {
+                let c = (((p.x - rect.left()) / cw) as usize).min(cols.len().saturating_sub(1));
+                let probe = &probes[cols[c]];
+                let l =
+                    (((p.y - rect.top()) / rh) as usize).min(probe.layers.len().saturating_sub(1));
+                if let Some(name) = probe.layers.get(l) {
+                    resp.on_hover_text(format!(
+                        "{name} at step {}: ||dL/dW|| {:.3e}, ||W|| {:.3e}",
+                        probe.step, probe.grad[l], probe.weight[l]
+                    ));
+                }
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod branches;
 pub mod degradation;
 pub mod gradients;
+pub mod landscape;
 pub mod lesions;
 
 use anyhow::Result;
@@ -24,15 +25,18 @@ pub enum StudyTab {
     Lesions,
     /// The four branches of an Inception module.
     Branches,
+    /// The loss around the trained weights.
+    Landscape,
 }
 
 impl StudyTab {
     /// Every view, in menu order, with its label.
-    pub const ALL: [(StudyTab, &'static str); 4] = [
+    pub const ALL: [(StudyTab, &'static str); 5] = [
         (StudyTab::Degradation, "Degradation race"),
         (StudyTab::Gradients, "Gradient flow"),
         (StudyTab::Lesions, "Lesion board"),
         (StudyTab::Branches, "Inception branches"),
+        (StudyTab::Landscape, "Loss landscape"),
     ];
 
     /// Looks a view up by its URL / `NNLAB_STUDY` name.
@@ -42,6 +46,7 @@ impl StudyTab {
             "gradients" => Some(StudyTab::Gradients),
             "lesions" => Some(StudyTab::Lesions),
             "branches" => Some(StudyTab::Branches),
+            "landscape" => Some(StudyTab::Landscape),
             _ => None,
         }
     }
@@ -59,6 +64,8 @@ pub struct StudyViews {
     pub lesions: lesions::LesionsView,
     /// The Inception branch lens.
     pub branches: branches::BranchesView,
+    /// Loss landscapes.
+    pub landscape: landscape::LandscapeView,
 }
 
 impl StudyViews {
@@ -71,12 +78,20 @@ impl StudyViews {
             gradients: gradients::GradientsView::default(),
             lesions: lesions::LesionsView::default(),
             branches: branches::BranchesView::default(),
+            landscape: landscape::LandscapeView::new(cpu),
         }
+    }
+
+    /// True while a study computes (its results are polled every frame).
+    pub fn busy(&self) -> bool {
+        self.lesions.busy() || self.landscape.busy()
     }
 
     /// Collects and submits the open view's work (never waits).
     pub fn advance(&mut self, lab: &mut Lab, selected: Option<u64>, now: f64) -> Result<()> {
         self.lesions.advance(lab)?;
+        self.degradation.advance(lab);
+        self.landscape.advance(lab)?;
         if self.tab == StudyTab::Branches {
             self.branches.advance(lab, selected, now)?;
         }
@@ -103,6 +118,7 @@ impl StudyViews {
             StudyTab::Gradients => self.gradients.ui(ui, lab, selected),
             StudyTab::Lesions => self.lesions.ui(ui, lab),
             StudyTab::Branches => self.branches.ui(ui, lab, *selected, pics),
+            StudyTab::Landscape => self.landscape.ui(ui, lab),
         }
     }
 }
