@@ -217,5 +217,31 @@ fn the_loss_landscape_computes_a_line_and_a_plane() {
     for _ in 0..5 {
         h.step();
     }
-    assert!(h.query_all_by_label_contains("the plane through the current weights").count() >= 1);
+    assert!(
+        h.query_all_by_label_contains("the plane through the current weights")
+            .count()
+            >= 1
+    );
+}
+
+#[test]
+fn residual_responses_and_the_block_anatomy_draw_for_a_resnet_and_its_twin() {
+    let mut h = harness(&["resnet8", "resnet8-plain"], StudyTab::Response);
+    train(&mut h, 2);
+    let t0 = Instant::now();
+    while h
+        .query_by_label_contains("F(x): the residual branch")
+        .is_none()
+        || h.query_all_by_label_contains("std of each residual branch")
+            .count()
+            == 0
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the response view did not draw"
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(h.query_by_label_contains("shortcut: identity").is_some());
 }

@@ -151,6 +151,16 @@ fn lesions_change_nothing_where_nothing_is_lesioned_or_the_branches_are_zero() {
     // No lesion: exactly the model's own output.
     let base = logits(&gpu, c.net.as_ref(), x, &[]);
     assert_eq!(logits(&gpu, c.net.as_ref(), x, &["layer9.9".into()]), base);
+    // A trained net's branches respond.
+    let xt = gpu_nn::Tensor::from_slice(&gpu, x, &[4, 1, 28, 28]).expect("x");
+    let r = nnlab::core::study::residual_response(c.net.as_ref(), &xt)
+        .expect("response")
+        .wait_blocking()
+        .expect("response");
+    assert!(
+        r.iter().all(|b| b.branch_std > 0.0 && b.ratio > 0.0),
+        "{r:?}"
+    );
     // A lesion changes a trained block's output.
     assert_ne!(logits(&gpu, c.net.as_ref(), x, &["layer1.0".into()]), base);
     // Zero every residual branch (its last batch norm's scale and shift): then deleting a
@@ -167,6 +177,17 @@ fn lesions_change_nothing_where_nothing_is_lesioned_or_the_branches_are_zero() {
         t.write(&vec![0.0; t.numel()]).expect("zero");
     }
     let zeroed = logits(&gpu, c.net.as_ref(), x, &[]);
+    // And every residual response is zero: the branches output nothing.
+    let xt = gpu_nn::Tensor::from_slice(&gpu, x, &[4, 1, 28, 28]).expect("x");
+    let r = nnlab::core::study::residual_response(c.net.as_ref(), &xt)
+        .expect("response")
+        .wait_blocking()
+        .expect("response");
+    assert_eq!(r.len(), 3);
+    assert!(
+        r.iter().all(|b| b.branch_std == 0.0 && b.ratio == 0.0),
+        "{r:?}"
+    );
     for b in &blocks {
         assert_eq!(
             logits(&gpu, c.net.as_ref(), x, std::slice::from_ref(&b.path)),

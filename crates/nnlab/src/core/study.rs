@@ -174,3 +174,119 @@ pub fn lesion_board(
     }
     Ok((base.acc, out))
 }
+
+/// Where a block's pieces are captured: (block, its input, its residual branch's last
+/// layer, its shortcut if a projection). CIFAR-style ResNets and their plain twins.
+pub fn block_parts(net: &dyn Module) -> Vec<(String, String, String, Option<String>)> {
+    let mut names = Vec::new();
+    net.visit("", &mut |name, _| names.push(name));
+    let has = |p: &str| names.iter().any(|n| n.starts_with(&format!("{p}.")));
+    let bs = blocks(net);
+    let mut out = Vec::new();
+    for (k, b) in bs.iter().enumerate() {
+        let input = match k {
+            0 => "bn1".to_string(),
+            _ => bs[k - 1].path.clone(),
+        };
+        let branch = ["bn3", "bn2", "conv2"]
+            .iter()
+            .map(|l| format!("{}.{l}", b.path))
+            .find(|p| has(p))
+            .unwrap_or_else(|| format!("{}.conv2", b.path));
+        let proj = format!("{}.downsample", b.path);
+        let proj = has(&proj).then_some(proj);
+        out.push((b.path.clone(), input, branch, proj));
+    }
+    out
+}
+
+/// One block's residual response.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    /// The block (`layer2.1`).
+    pub block: String,
+    /// Standard deviation of its residual branch's output (after its last batch norm,
+    /// before the add).
+    pub branch_std: f32,
+    /// rms(F(x)) / rms(x): how much the block changes what flows through it.
+    pub ratio: f32,
+}
+
+/// Residual responses of every block for a batch, on their way back.
+pub struct PendingResponse {
+    read: Readback,
+    blocks: Vec<(String, [usize; 2])>,
+}
+
+/// Starts measuring every block's residual response on `x` (eval mode).
+pub fn residual_response(net: &dyn Module, x: &Tensor) -> Result<PendingResponse> {
+    let parts = block_parts(net);
+    ensure!(
+        !parts.is_empty(),
+        "this model has no residual or plain blocks"
+    );
+    let _g = gpu_nn::no_grad();
+    let mut ctx = Ctx::eval().capturing();
+    net.forward(x, &mut ctx)?;
+    let caps = ctx.take_captures();
+    let get = |name: &str| {
+        caps.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| anyhow::anyhow!("{name} was not captured"))
+    };
+    let mut stats = Vec::new();
+    let mut blocks = Vec::new();
+    for (block, input, branch, _) in &parts {
+        let f = get(branch)?;
+        // The first block's input is the stem after its relu.
+        let x = if input == "bn1" {
+            get(input)?.relu()?
+        } else {
+            get(input)?
+        };
+        stats.push(f.sum()?.reshape(&[1, 1])?);
+        stats.push(f.unary(gpu_nn::Unary::Square)?.sum()?.reshape(&[1, 1])?);
+        stats.push(x.unary(gpu_nn::Unary::Square)?.sum()?.reshape(&[1, 1])?);
+        blocks.push((block.clone(), [f.numel(), x.numel()]));
+    }
+    let refs: Vec<&Tensor> = stats.iter().collect();
+    Ok(PendingResponse {
+        read: cat_channels(&refs)?.read()?,
+        blocks,
+    })
+}
+
+impl PendingResponse {
+    fn responses(&mut self, v: Vec<f32>) -> Vec<Response> {
+        std::mem::take(&mut self.blocks)
+            .into_iter()
+            .zip(v.chunks_exact(3))
+            .map(|((block, [nf, nx]), s)| {
+                let (mean, sq) = (f64::from(s[0]) / nf as f64, f64::from(s[1]) / nf as f64);
+                let rms_x = (f64::from(s[2]) / nx as f64).sqrt();
+                Response {
+                    block,
+                    branch_std: (sq - mean * mean).max(0.0).sqrt() as f32,
+                    ratio: if rms_x > 0.0 {
+                        (sq.sqrt() / rms_x) as f32
+                    } else {
+                        0.0
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Non-blocking: the responses once back.
+    pub fn try_take(&mut self) -> Result<Option<Vec<Response>>> {
+        Ok(self.read.try_take()?.map(|v| self.responses(v)))
+    }
+
+    /// Waits for the responses. Native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn wait_blocking(mut self) -> Result<Vec<Response>> {
+        let v = self.read.take_blocking()?;
+        Ok(self.responses(v))
+    }
+}

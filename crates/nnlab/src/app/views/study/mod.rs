@@ -7,6 +7,7 @@ pub mod degradation;
 pub mod gradients;
 pub mod landscape;
 pub mod lesions;
+pub mod response;
 
 use anyhow::Result;
 use egui::Color32;
@@ -21,6 +22,8 @@ pub enum StudyTab {
     Degradation,
     /// Per-layer gradient norms.
     Gradients,
+    /// Residual branch responses and block anatomy.
+    Response,
     /// Test-time deletion of blocks.
     Lesions,
     /// The four branches of an Inception module.
@@ -31,9 +34,10 @@ pub enum StudyTab {
 
 impl StudyTab {
     /// Every view, in menu order, with its label.
-    pub const ALL: [(StudyTab, &'static str); 5] = [
+    pub const ALL: [(StudyTab, &'static str); 6] = [
         (StudyTab::Degradation, "Degradation race"),
         (StudyTab::Gradients, "Gradient flow"),
+        (StudyTab::Response, "Residual response"),
         (StudyTab::Lesions, "Lesion board"),
         (StudyTab::Branches, "Inception branches"),
         (StudyTab::Landscape, "Loss landscape"),
@@ -45,6 +49,7 @@ impl StudyTab {
             "degradation" => Some(StudyTab::Degradation),
             "gradients" => Some(StudyTab::Gradients),
             "lesions" => Some(StudyTab::Lesions),
+            "response" => Some(StudyTab::Response),
             "branches" => Some(StudyTab::Branches),
             "landscape" => Some(StudyTab::Landscape),
             _ => None,
@@ -66,6 +71,8 @@ pub struct StudyViews {
     pub branches: branches::BranchesView,
     /// Loss landscapes.
     pub landscape: landscape::LandscapeView,
+    /// Residual responses and block anatomy.
+    pub response: response::ResponseView,
 }
 
 impl StudyViews {
@@ -79,6 +86,7 @@ impl StudyViews {
             lesions: lesions::LesionsView::default(),
             branches: branches::BranchesView::default(),
             landscape: landscape::LandscapeView::new(cpu),
+            response: response::ResponseView::default(),
         }
     }
 
@@ -92,8 +100,10 @@ impl StudyViews {
         self.lesions.advance(lab)?;
         self.degradation.advance(lab);
         self.landscape.advance(lab)?;
-        if self.tab == StudyTab::Branches {
-            self.branches.advance(lab, selected, now)?;
+        match self.tab {
+            StudyTab::Branches => self.branches.advance(lab, selected, now)?,
+            StudyTab::Response => self.response.advance(lab, selected)?,
+            _ => {}
         }
         Ok(())
     }
@@ -119,6 +129,7 @@ impl StudyViews {
             StudyTab::Lesions => self.lesions.ui(ui, lab),
             StudyTab::Branches => self.branches.ui(ui, lab, *selected, pics),
             StudyTab::Landscape => self.landscape.ui(ui, lab),
+            StudyTab::Response => self.response.ui(ui, lab, *selected, pics),
         }
     }
 }
