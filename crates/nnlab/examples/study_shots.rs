@@ -100,21 +100,32 @@ fn main() {
     train(&mut h, steps);
     shot(&mut h, StudyTab::Degradation, &out, "study-degradation.png");
 
-    // The lesion board on a trained ResNet-20 and its plain twin.
-    let mut h = harness(&["resnet20", "resnet20-plain"], 64);
-    train(&mut h, steps);
+    // A trained ResNet-20 and its plain twin: responses, lesions, landscapes.
+    let mut h = harness(&["resnet20", "resnet20-plain"], 32);
     h.state_mut().tab = Tab::Study;
+    h.state_mut().study.tab = StudyTab::Response;
+    train(&mut h, steps);
+    wait(&mut h, 600, |a| a.study.response.anatomy_ready());
+    shot(&mut h, StudyTab::Response, &out, "study-response.png");
     h.state_mut().study.tab = StudyTab::Lesions;
     h.step();
     h.get_by_label("Measure 1: resnet20").click();
     h.step();
     h.get_by_label("Measure 2: resnet20-plain").click();
     h.step();
-    wait(&mut h, 3600, |a| !a.study.lesions.busy());
+    wait(&mut h, 7200, |a| !a.study.lesions.busy());
     shot(&mut h, StudyTab::Lesions, &out, "study-lesions.png");
+    h.state_mut().study.tab = StudyTab::Landscape;
+    h.step();
+    h.get_by_label("Compute 1: resnet20").click();
+    h.step();
+    h.get_by_label("Compute 2: resnet20-plain").click();
+    h.step();
+    wait(&mut h, 7200, |a| !a.study.landscape.busy());
+    shot(&mut h, StudyTab::Landscape, &out, "study-landscape.png");
 
     // The branch lens on a trained small Inception net with true 5x5 branches.
-    let mut h = harness(&["inception-small"], 64);
+    let mut h = harness(&["inception-small"], 32);
     h.state_mut().tab = Tab::Study;
     h.state_mut().study.tab = StudyTab::Branches;
     train(&mut h, steps);

@@ -51,8 +51,10 @@ mod native {
         Bench(cli::BenchArgs),
         /// List the models: name, input, parameters, one line each.
         Models(cli::ModelsArgs),
-        /// The study views' computations, headless, as JSON (gradients, lesion, branches).
+        /// The study views' computations, headless, as JSON and PNG plots.
         Study(cli::StudyArgs),
+        /// A model's layers: output shapes, parameters, multiply-accumulates, totals.
+        Summary(cli::SummaryArgs),
     }
 
     pub fn main() {
@@ -84,6 +86,7 @@ mod native {
             Command::Bench(a) => cli::bench(a),
             Command::Models(a) => cli::models(a),
             Command::Study(a) => cli::study(a),
+            Command::Summary(a) => cli::summary(a),
         }
     }
 

@@ -482,3 +482,52 @@ fn a_lost_device_stops_every_run_and_says_how_to_go_on() {
     h.step();
     h.get_by_label_contains("device was lost");
 }
+
+#[test]
+fn clicking_a_confusion_cell_lists_exactly_that_cells_images() {
+    let mut h = harness(32);
+    h.state_mut().tab = Tab::Mistakes;
+    run_mut(&mut h, 0).running = true;
+    run_until(&mut h, 120, "20 steps", |a| run(a, 0).steps_back() >= 20);
+    run_mut(&mut h, 0).running = false;
+    settle(&mut h);
+    h.get_by_label("Validate now").click();
+    run_until(&mut h, 120, "a validation", |a| {
+        run(a, 0).last_val.as_ref().is_some_and(|v| v.step >= 20)
+    });
+    // The most crowded mistake (or, failing one, the biggest cell).
+    let (t, p, n) = {
+        let r = run(h.state(), 0);
+        let v = r.last_val.as_ref().expect("validated");
+        let m = &v.confusion;
+        assert_eq!(m.total() as usize, r.data.val.len());
+        let cells = (0..m.classes).flat_map(|t| (0..m.classes).map(move |p| (t, p)));
+        cells
+            .map(|(t, p)| (t, p, m.counts[t * m.classes + p]))
+            .max_by_key(|&(t, p, n)| (t != p && n > 0, n))
+            .expect("cells")
+    };
+    h.get_by_label(&format!("true {t}, predicted {p}: {n} images"))
+        .click();
+    run_until(&mut h, 60, "the cell's probabilities", |a| {
+        !a.confusion.shown.is_empty() && a.confusion.shown.iter().all(|(_, top)| top.is_some())
+    });
+    let app = h.state();
+    let r = run(app, 0);
+    let v = r.last_val.as_ref().expect("validated");
+    // A recount from the labels and predictions: exactly that cell's images, in order.
+    let want: Vec<usize> = (0..r.data.val.len())
+        .filter(|&i| usize::from(r.data.val.labels[i]) == t && v.predicted[i] as usize == p)
+        .take(nnlab::app::views::confusion::MAX_SHOWN)
+        .collect();
+    let got: Vec<usize> = app.confusion.shown.iter().map(|(i, _)| *i).collect();
+    assert_eq!(got, want);
+    assert_eq!(app.confusion.in_cell as u64, n);
+    // Each image's top class is the predicted one (the same weights, in eval mode).
+    for (i, top) in &app.confusion.shown {
+        let top = top.as_ref().expect("top-3");
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[0].0, p, "image {i}: {top:?}");
+        assert!(top[0].1 >= top[1].1 && top[1].1 >= top[2].1);
+    }
+}

@@ -109,8 +109,34 @@ fn train_resume_eval_classify() {
         "--limit",
         "20",
         "--json",
+        "--confusion",
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("eval JSON");
+    // The matrix holds every image once, and its diagonal is the accuracy.
+    let rows: Vec<Vec<u64>> =
+        serde_json::from_value(v["confusion"]["counts"].clone()).expect("confusion counts");
+    let total: u64 = rows.iter().flatten().sum();
+    let trace: u64 = (0..rows.len()).map(|i| rows[i][i]).sum();
+    assert_eq!((rows.len(), total), (10, 20), "{v}");
+    assert_eq!(
+        trace as f64 / 20.0,
+        v["accuracy"].as_f64().expect("accuracy"),
+        "{v}"
+    );
+    let text = ok(&[
+        "eval",
+        "--checkpoint",
+        s(&last),
+        "--data",
+        "mnist",
+        "--limit",
+        "20",
+        "--confusion",
+    ]);
+    assert!(
+        text.contains("predicted") && text.matches('%').count() >= 11,
+        "{text}"
+    );
     let e = fails(&["eval", "--checkpoint", s(&last), "--data", "fashion-mnist"]);
     assert!(e.contains("are not the model's"), "{e}");
     assert_eq!(v["images"], 20);

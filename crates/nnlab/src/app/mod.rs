@@ -106,6 +106,8 @@ pub struct NnlabApp {
     pub gan: GanView,
     /// The classify view.
     pub classify: ClassifyView,
+    /// The confusion matrix and its images.
+    pub confusion: views::ConfusionView,
     /// The study views (why residual and inception networks work).
     pub study: views::study::StudyViews,
     /// Engine pictures registered with egui's renderer.
@@ -174,6 +176,7 @@ impl NnlabApp {
             features: FeaturesView::default(),
             gan: GanView::default(),
             classify: ClassifyView::default(),
+            confusion: views::ConfusionView::default(),
             study: views::study::StudyViews::new(cpu_adapter),
             pictures: Pictures::new(cc.wgpu_render_state.clone()),
             textures: Textures::default(),
@@ -376,6 +379,9 @@ impl NnlabApp {
         if let Err(e) = self.classify.poll(lab) {
             errors.push(e);
         }
+        if let Err(e) = self.confusion.poll(lab) {
+            errors.push(e);
+        }
         lab.submit(now, STEP_BUDGET_S);
         // Behind the steps: on a CPU adapter they come back with the burst.
         if let Err(e) = self.features.maybe_inspect(lab, self.selected, now) {
@@ -407,6 +413,7 @@ impl NnlabApp {
                 ui.selectable_value(&mut self.tab, Tab::Features, "Feature maps");
                 ui.selectable_value(&mut self.tab, Tab::Gan, "GAN");
                 ui.selectable_value(&mut self.tab, Tab::Classify, "Classify");
+                ui.selectable_value(&mut self.tab, Tab::Mistakes, "Mistakes");
                 ui.selectable_value(&mut self.tab, Tab::Study, "Why it works");
                 ui.separator();
                 ui.label(format!(
@@ -481,6 +488,17 @@ impl NnlabApp {
             Tab::Features => self.features.ui(ui, lab, self.selected, &mut self.pictures),
             Tab::Gan => self.gan.ui(ui, lab, self.selected, &mut self.pictures),
             Tab::Classify => self.classify.ui(ui, &mut self.textures),
+            Tab::Mistakes => {
+                let r = egui::ScrollArea::vertical()
+                    .show(ui, |ui| {
+                        self.confusion
+                            .ui(ui, lab, self.selected, &mut self.textures)
+                    })
+                    .inner;
+                if let Err(e) = r {
+                    self.error = Some(format!("{e:#}"));
+                }
+            }
             Tab::Study => {
                 egui::ScrollArea::vertical()
                     .show(ui, |ui| {

@@ -15,8 +15,8 @@ use super::history::{History, Point};
 use crate::checkpoint::Checkpoint;
 use crate::core::inflight::{InFlight, StepResult, limit_for};
 use crate::core::{
-    Classifier, DataSource, EVAL_BATCH, Evaluation, Gan, ModelSpec, OptSettings, PendingCheckpoint,
-    TrainConfig,
+    Classifier, Confusion, DataSource, EVAL_BATCH, Evaluation, Gan, ModelSpec, OptSettings,
+    PendingCheckpoint, TrainConfig,
 };
 use crate::core::{GradNorms, GradProbe};
 use crate::registry;
@@ -224,6 +224,38 @@ pub struct Run {
     probes: Vec<GradProbe>,
     /// Per-layer gradient norms, oldest first (see [`Run::set_probe_every`]).
     pub grad_flow: VecDeque<GradNorms>,
+    /// What the latest validation predicted, image by image.
+    pub last_val: Option<Validated>,
+}
+
+/// A finished validation's predictions.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    /// Optimizer steps of the weights validated.
+    pub step: u64,
+    /// The predicted class of each validation image.
+    pub predicted: Vec<u32>,
+    /// Their confusion matrix against the labels.
+    pub confusion: Confusion,
+}
+
+/// Class probabilities of some validation images, on their way back.
+pub struct PendingProbs {
+    /// The validation images, in the order of the rows.
+    pub images: Vec<usize>,
+    classes: usize,
+    read: gpu_nn::Readback,
+}
+
+impl PendingProbs {
+    /// Non-blocking: one row of probabilities per image once back.
+    pub fn try_take(&mut self) -> Result<Option<Vec<Vec<f32>>>> {
+        let c = self.classes.max(1);
+        Ok(self
+            .read
+            .try_take()?
+            .map(|v| v.chunks(c).map(<[f32]>::to_vec).collect()))
+    }
 }
 
 /// Steps between gradient probes of a new classifier run (for the gradient-flow view).
@@ -314,6 +346,7 @@ impl Run {
             last_loss: None,
             probes: Vec::new(),
             grad_flow: VecDeque::new(),
+            last_val: None,
         }
     }
 
@@ -607,6 +640,11 @@ impl Run {
             };
             self.history.val_loss.push(p(r.loss));
             self.history.val_acc.push(p(r.acc));
+            self.last_val = Some(Validated {
+                step,
+                confusion: r.confusion(&self.data.val.labels, self.data.val.classes),
+                predicted: r.predicted,
+            });
         }
         Ok(())
     }
@@ -625,6 +663,23 @@ impl Run {
     /// every layer's output, and the first conv layer's filters, into pictures.
     pub fn inspect(&mut self, image: &[f32]) -> Result<PendingInspect> {
         self.inspect_where(image, &|_| true, true)
+    }
+
+    /// Submits an eval-mode forward pass of validation images `images` whose class
+    /// probabilities come back later.
+    pub fn probabilities(&self, images: &[usize]) -> Result<PendingProbs> {
+        let Trainee::Classifier(c) = &self.trainee else {
+            anyhow::bail!("a GAN run has no classes");
+        };
+        ensure!(!images.is_empty(), "no images to classify");
+        let _g = gpu_nn::no_grad();
+        let (x, _) = self.data.val.batch(&self.gpu, images)?;
+        let probs = c.net.forward(&x, &mut Ctx::eval())?.softmax()?;
+        Ok(PendingProbs {
+            images: images.to_vec(),
+            classes: self.data.val.classes,
+            read: probs.read()?,
+        })
     }
 
     /// [`Run::inspect`], keeping only the layers whose path `keep` accepts, and the

@@ -7,7 +7,10 @@ mod eval;
 mod gan;
 mod info;
 mod models;
+mod plot;
 mod study;
+mod study_plot;
+mod summary;
 mod train;
 
 pub use bench::{BenchArgs, bench};
@@ -17,6 +20,7 @@ pub use gan::{GanArgs, gan};
 pub use info::info;
 pub use models::{ModelsArgs, models};
 pub use study::{StudyArgs, study};
+pub use summary::{SummaryArgs, summary};
 pub use train::{TrainArgs, train};
 
 use std::path::Path;

@@ -64,7 +64,7 @@ pub fn models(a: ModelsArgs) -> Result<()> {
 }
 
 /// 11689512 -> "11,689,512".
-fn group(n: usize) -> String {
+pub(super) fn group(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

@@ -14,11 +14,12 @@ pub mod snapshot;
 pub mod spec;
 pub mod step;
 pub mod study;
+pub mod summary;
 
 pub use classifier::Classifier;
 #[cfg(not(target_arch = "wasm32"))]
 pub use classifier::{EpochRun, Running};
-pub use eval::{EVAL_BATCH, EvalResult, Evaluation};
+pub use eval::{Confusion, EVAL_BATCH, EvalResult, Evaluation};
 pub use gan::Gan;
 pub use inflight::{Diverged, InFlight, StepResult};
 pub use probe::{GradNorms, GradProbe};

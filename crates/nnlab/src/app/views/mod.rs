@@ -2,6 +2,7 @@
 //! lab. The runs panel is always on the left; the others are tabs.
 
 pub mod classify;
+pub mod confusion;
 pub mod curves;
 pub mod features;
 pub mod gan;
@@ -9,6 +10,7 @@ pub mod runs;
 pub mod study;
 
 pub use classify::ClassifyView;
+pub use confusion::ConfusionView;
 pub use curves::CurvesView;
 pub use features::FeaturesView;
 pub use gan::GanView;
@@ -25,6 +27,8 @@ pub enum Tab {
     Gan,
     /// A dropped image, classified.
     Classify,
+    /// The selected run's confusion matrix and its images.
+    Mistakes,
     /// Why residual and inception networks work: the study views.
     Study,
 }
@@ -37,6 +41,7 @@ impl Tab {
             "features" => Some(Tab::Features),
             "gan" => Some(Tab::Gan),
             "classify" => Some(Tab::Classify),
+            "mistakes" | "confusion" => Some(Tab::Mistakes),
             "study" => Some(Tab::Study),
             _ => None,
         }

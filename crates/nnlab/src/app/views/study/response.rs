@@ -107,6 +107,11 @@ impl ResponseView {
         Ok(())
     }
 
+    /// True once the block anatomy is drawn.
+    pub fn anatomy_ready(&self) -> bool {
+        self.anatomy.is_some()
+    }
+
     /// The run the anatomy shows: the selected ResNet-style run, else the first.
     pub fn run_id(lab: &Lab, selected: Option<u64>) -> Option<u64> {
         let is_resnet = |r: &crate::app::run::Run| {

@@ -1,0 +1,324 @@
+//! What the selected run gets wrong: the confusion matrix of its latest validation (rows
+//! the true class, columns the prediction), each class's accuracy, and the images of a
+//! clicked cell with their top-3 probabilities.
+
+use anyhow::Result;
+use egui::{Color32, RichText};
+
+use crate::app::lab::Lab;
+use crate::app::pictures::Textures;
+use crate::app::run::{PendingProbs, Run};
+use crate::app::views::FeaturesView;
+use crate::data::Dataset;
+
+/// Images of a cell shown at once.
+pub const MAX_SHOWN: usize = 48;
+
+const INFO: &str = "Every validation image is counted once: its row is the class it is, its \
+column the class the run predicted (the largest logit, in eval mode). The diagonal holds the \
+correct ones; off the diagonal, what the model confuses with what. Normalising the rows shows \
+each class's recall. Click a cell to see its images.";
+
+/// A validation image and, once back, its top-3 (class, probability).
+pub type Shown = (usize, Option<Vec<(usize, f32)>>);
+
+/// The view's state: the chosen cell and its images' probabilities.
+#[derive(Default)]
+pub struct ConfusionView {
+    /// Divide each row by its total.
+    pub normalise: bool,
+    /// The chosen cell: (run, step validated, true class, predicted class).
+    pub cell: Option<(u64, u64, usize, usize)>,
+    /// The cell's validation images (at most [`MAX_SHOWN`]) and, once back, their top-3.
+    pub shown: Vec<Shown>,
+    /// Images in the cell in all.
+    pub in_cell: usize,
+    pending: Option<PendingProbs>,
+    /// The cell whose pictures are in the texture cache.
+    drawn_for: Option<(u64, usize, usize)>,
+}
+
+/// The validation images of `run` whose label is `t` and prediction `p`.
+pub fn cell_images(run: &Run, t: usize, p: usize) -> Vec<usize> {
+    let Some(v) = &run.last_val else {
+        return Vec::new();
+    };
+    run.data
+        .val
+        .labels
+        .iter()
+        .zip(&v.predicted)
+        .enumerate()
+        .filter(|(_, (l, q))| usize::from(**l) == t && **q as usize == p)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn top3(probs: &[f32]) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..probs.len()).collect();
+    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    idx.into_iter().take(3).map(|c| (c, probs[c])).collect()
+}
+
+/// Image `i` of `d` as egui pixels: normalisation undone, grey or RGB.
+fn picture(d: &Dataset, i: usize, mean: &[f32], std: &[f32]) -> egui::ColorImage {
+    let [c, h, w] = d.shape;
+    let px = h * w;
+    let img = &d.images[i * c * px..(i + 1) * c * px];
+    let at = |ch: usize, k: usize| {
+        let (m, s) = (
+            mean.get(ch).copied().unwrap_or(0.0),
+            std.get(ch).copied().unwrap_or(1.0),
+        );
+        ((img[ch * px + k] * s + m).clamp(0.0, 1.0) * 255.0) as u8
+    };
+    let pixels = (0..px)
+        .map(|k| {
+            if c >= 3 {
+                Color32::from_rgb(at(0, k), at(1, k), at(2, k))
+            } else {
+                let v = at(0, k);
+                Color32::from_gray(v)
+            }
+        })
+        .collect();
+    egui::ColorImage::new([w, h], pixels)
+}
+
+impl ConfusionView {
+    /// Chooses cell (t, p) of run `id`'s latest validation and asks for its images' top-3.
+    pub fn choose(&mut self, lab: &Lab, id: u64, t: usize, p: usize) -> Result<()> {
+        let Some(run) = lab.get(id) else {
+            return Ok(());
+        };
+        let Some(v) = &run.last_val else {
+            return Ok(());
+        };
+        let all = cell_images(run, t, p);
+        self.in_cell = all.len();
+        self.cell = Some((id, v.step, t, p));
+        self.shown = all.iter().take(MAX_SHOWN).map(|&i| (i, None)).collect();
+        self.pending = None;
+        if !all.is_empty() {
+            let idx: Vec<usize> = self.shown.iter().map(|(i, _)| *i).collect();
+            self.pending = Some(run.probabilities(&idx)?);
+        }
+        Ok(())
+    }
+
+    /// Collects the cell's probabilities (never waits); forgets a cell of a removed run and
+    /// follows a new validation of the cell's run.
+    pub fn poll(&mut self, lab: &Lab) -> Result<()> {
+        if let Some((id, step, t, p)) = self.cell {
+            match lab.get(id).and_then(|r| r.last_val.as_ref()) {
+                None => {
+                    *self = ConfusionView {
+                        normalise: self.normalise,
+                        ..ConfusionView::default()
+                    };
+                }
+                Some(v) if v.step != step && self.pending.is_none() => {
+                    self.choose(lab, id, t, p)?;
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(p) = &mut self.pending
+            && let Some(rows) = p.try_take()?
+        {
+            for ((_, top), probs) in self.shown.iter_mut().zip(rows) {
+                *top = Some(top3(&probs));
+            }
+            self.pending = None;
+        }
+        Ok(())
+    }
+
+    /// Draws the matrix of the selected run and the chosen cell's images.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        lab: &mut Lab,
+        selected: Option<u64>,
+        textures: &mut Textures,
+    ) -> Result<()> {
+        ui.horizontal(|ui| {
+            ui.heading("What the run gets wrong");
+            ui.label("(i)").on_hover_text(INFO);
+        });
+        let Some(id) = FeaturesView::run_id(lab, selected) else {
+            ui.label("Add a classifier run to see its confusion matrix.");
+            return Ok(());
+        };
+        let mut validate = false;
+        let mut clicked = None;
+        {
+            let Some(run) = lab.get(id) else {
+                return Ok(());
+            };
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(&run.name).strong());
+                match &run.last_val {
+                    Some(v) => ui.label(format!(
+                        "validation at step {}: {} images, accuracy {:.2}%",
+                        v.step,
+                        v.confusion.total(),
+                        100.0 * v.confusion.accuracy()
+                    )),
+                    None => ui.label("not validated yet"),
+                };
+                validate = ui.button("Validate now").clicked();
+                ui.checkbox(&mut self.normalise, "normalise rows");
+            });
+            if let Some(v) = &run.last_val {
+                clicked = self.matrix(ui, run, &v.confusion);
+            }
+        }
+        if validate && let Some(run) = lab.get_mut(id) {
+            run.start_validation()?;
+        }
+        if let Some((t, p)) = clicked {
+            self.choose(lab, id, t, p)?;
+        }
+        ui.separator();
+        self.cell_ui(ui, lab, textures);
+        Ok(())
+    }
+
+    fn matrix(
+        &self,
+        ui: &mut egui::Ui,
+        run: &Run,
+        m: &crate::core::Confusion,
+    ) -> Option<(usize, usize)> {
+        let names = &run.data.class_names;
+        let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
+        let acc = m.per_class_accuracy();
+        let chosen = self
+            .cell
+            .filter(|c| c.0 == run.id)
+            .map(|(_, _, t, p)| (t, p));
+        let mut clicked = None;
+        ui.label("rows: true class, columns: predicted");
+        egui::Grid::new("confusion")
+            .spacing([2.0, 2.0])
+            .show(ui, |ui| {
+                ui.label("");
+                for p in 0..m.classes {
+                    ui.label(RichText::new(name(p)).small());
+                }
+                ui.label(RichText::new("accuracy").small());
+                ui.end_row();
+                for (t, &a) in acc.iter().enumerate() {
+                    ui.label(RichText::new(name(t)).small());
+                    let row = m.row_total(t).max(1) as f32;
+                    for p in 0..m.classes {
+                        let n = m.counts[t * m.classes + p];
+                        let share = n as f32 / row;
+                        let text = if self.normalise {
+                            format!("{:.2}", share)
+                        } else {
+                            n.to_string()
+                        };
+                        // Correct cells in blue, mistakes in red, by their share of the row.
+                        let base = if t == p {
+                            Color32::from_rgb(40, 110, 200)
+                        } else {
+                            Color32::from_rgb(210, 60, 40)
+                        };
+                        let fill = if n == 0 {
+                            Color32::TRANSPARENT
+                        } else {
+                            base.gamma_multiply(0.15 + 0.85 * share)
+                        };
+                        let b = egui::Button::new(RichText::new(text).small().monospace())
+                            .fill(fill)
+                            .selected(chosen == Some((t, p)))
+                            .min_size(egui::vec2(34.0, 18.0));
+                        let what = format!("true {}, predicted {}: {n} images", name(t), name(p));
+                        let r = ui.add(b);
+                        // Screen readers (and tests) name the cell, not just its count.
+                        r.widget_info(|| {
+                            egui::WidgetInfo::labeled(egui::Role::Button, true, &what)
+                        });
+                        let r = r.on_hover_text(&what);
+                        if r.clicked() {
+                            clicked = Some((t, p));
+                        }
+                    }
+                    ui.label(if a.is_finite() {
+                        format!("{:.1}%", 100.0 * a)
+                    } else {
+                        "-".into()
+                    });
+                    ui.end_row();
+                }
+            });
+        clicked
+    }
+
+    fn cell_ui(&mut self, ui: &mut egui::Ui, lab: &Lab, textures: &mut Textures) {
+        let Some((id, step, t, p)) = self.cell else {
+            ui.label("Click a cell to see its images.");
+            return;
+        };
+        let Some(run) = lab.get(id) else { return };
+        let names = &run.data.class_names;
+        let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
+        ui.label(format!(
+            "true {}, predicted {}: {} images (validation at step {step}){}",
+            name(t),
+            name(p),
+            self.in_cell,
+            if self.in_cell > self.shown.len() {
+                format!(", the first {} shown", self.shown.len())
+            } else {
+                String::new()
+            }
+        ));
+        let prefix = format!("cell:{id}:");
+        if self.drawn_for != Some((id, t, p)) {
+            // Only the shown cell's pictures are kept.
+            textures.clear_prefix("cell:");
+            self.drawn_for = Some((id, t, p));
+        }
+        egui::ScrollArea::vertical()
+            .id_salt("cell_images")
+            .show(ui, |ui| {
+                ui.horizontal_wrapped(|ui| {
+                    for (i, top) in &self.shown {
+                        let key = format!("{prefix}{i}");
+                        if textures.get(&key).is_none() {
+                            let img = picture(&run.data.val, *i, &run.data.mean, &run.data.std);
+                            textures.set(ui.ctx(), &key, img);
+                        }
+                        ui.vertical(|ui| {
+                            if let Some(tex) = textures.get(&key) {
+                                ui.add(
+                                    egui::Image::new(tex).fit_to_exact_size(egui::vec2(56.0, 56.0)),
+                                );
+                            }
+                            ui.label(RichText::new(format!("#{i}")).small());
+                            match top {
+                                Some(top) => {
+                                    for (c, pr) in top {
+                                        ui.label(
+                                            RichText::new(format!(
+                                                "{} {:.0}%",
+                                                name(*c),
+                                                100.0 * pr
+                                            ))
+                                            .small(),
+                                        );
+                                    }
+                                }
+                                None => {
+                                    ui.spinner();
+                                }
+                            }
+                        });
+                    }
+                });
+            });
+    }
+}
