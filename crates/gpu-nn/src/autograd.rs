@@ -48,7 +48,7 @@ impl Drop for NoGradGuard {
     }
 }
 
-/// Gradients of tracked leaves, keyed by tensor id.
+/// Gradients of tracked leaves (and of retained intermediates), keyed by tensor id.
 #[derive(Default)]
 pub struct Grads(HashMap<TensorId, Tensor>);
 
@@ -108,6 +108,13 @@ impl Tensor {
 
     /// Backpropagates `grad` (the gradient of some scalar w.r.t. this tensor).
     pub fn backward_with(&self, grad: &Tensor) -> Result<Grads> {
+        self.backward_retaining(grad, &[])
+    }
+
+    /// [`Tensor::backward_with`], also keeping the gradients of the intermediate tensors
+    /// `retain` (layer activations, for Grad-CAM), as PyTorch's `retain_grad` does. A
+    /// retained tensor the loss does not depend on gets no gradient.
+    pub fn backward_retaining(&self, grad: &Tensor, retain: &[Tensor]) -> Result<Grads> {
         if grad.shape() != self.shape() {
             return Err(Error::Autograd(format!(
                 "gradient shape {:?} does not match tensor shape {:?}",
@@ -123,6 +130,7 @@ impl Tensor {
             ));
         }
         let _g = no_grad();
+        let keep: HashSet<TensorId> = retain.iter().map(Tensor::id).collect();
         let order = topo_order(self);
         let mut pending: HashMap<TensorId, Tensor> = HashMap::new();
         pending.insert(self.id(), grad.clone());
@@ -131,6 +139,9 @@ impl Tensor {
             let Some(g) = pending.remove(&node.id()) else {
                 continue;
             };
+            if node.0.op.is_some() && keep.contains(&node.id()) {
+                leaves.0.insert(node.id(), g.clone());
+            }
             let Some(op) = node.0.op.as_ref() else {
                 add_into(&mut leaves.0, node.id(), g)?;
                 continue;

@@ -45,6 +45,8 @@ mod native {
         Eval(cli::EvalArgs),
         /// Classify image files with a checkpoint (top-k with probabilities, or JSON).
         Classify(cli::ClassifyArgs),
+        /// Why: Grad-CAM, input-gradient or SmoothGrad overlays of image files as PNG.
+        Explain(cli::ExplainArgs),
         /// Train the 28x28 DCGAN, or write a PNG grid of samples from a checkpoint.
         Gan(cli::GanArgs),
         /// Measure training and inference images/s per model on random data.
@@ -82,6 +84,7 @@ mod native {
             Command::Train(a) => cli::train(a),
             Command::Eval(a) => cli::eval(a),
             Command::Classify(a) => cli::classify(a),
+            Command::Explain(a) => cli::explain_images(a),
             Command::Gan(a) => cli::gan(a),
             Command::Bench(a) => cli::bench(a),
             Command::Models(a) => cli::models(a),

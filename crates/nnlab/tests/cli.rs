@@ -176,6 +176,33 @@ fn train_resume_eval_classify() {
     let out = ok(&["classify", s(&png), "--checkpoint", s(&last)]);
     assert!(out.contains("digit.png: ") && out.contains('%'), "{out}");
 
+    // Grad-CAM as a PNG overlay, the 28x28 input enlarged to 224x224.
+    let cams = dir.join("cams");
+    let out = ok(&[
+        "explain",
+        s(&png),
+        "--checkpoint",
+        s(&last),
+        "--class",
+        "3",
+        "--out",
+        s(&cams),
+    ]);
+    assert!(out.contains("class 3 at conv2"), "{out}");
+    let cam = image::open(cams.join("digit-gradcam.png")).expect("overlay");
+    assert_eq!((cam.width(), cam.height()), (224, 224));
+    let e = fails(&[
+        "explain",
+        s(&png),
+        "--checkpoint",
+        s(&last),
+        "--layer",
+        "fc9",
+        "--out",
+        s(&cams),
+    ]);
+    assert!(e.contains("fc9") && e.contains("conv1, conv2"), "{e}");
+
     // A corrupt image fails the command, naming the file; nothing is printed.
     let bad = dir.join("broken.png");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really").expect("write");

@@ -24,6 +24,8 @@ pub struct Ctx {
     seed: u64,
     path: Vec<String>,
     captures: Option<Vec<(String, Tensor)>>,
+    /// Captures stay in the autodiff graph (their gradients can be retained).
+    tracked_captures: bool,
     /// Layer paths that are lesioned: residual blocks pass their shortcut on, Inception
     /// branches output zeros (test-time ablation studies).
     lesions: Option<std::sync::Arc<std::collections::BTreeSet<String>>>,
@@ -37,6 +39,7 @@ impl Ctx {
             seed,
             path: Vec::new(),
             captures: None,
+            tracked_captures: false,
             lesions: None,
         }
     }
@@ -52,6 +55,14 @@ impl Ctx {
     /// Also keep every named layer's output (feature maps).
     pub fn capturing(mut self) -> Self {
         self.captures = Some(Vec::new());
+        self
+    }
+
+    /// [`Ctx::capturing`], keeping the captured outputs in the autodiff graph, so that
+    /// `Tensor::backward_retaining` can give their gradients (Grad-CAM).
+    pub fn capturing_tracked(mut self) -> Self {
+        self.captures = Some(Vec::new());
+        self.tracked_captures = true;
         self
     }
 
@@ -99,7 +110,12 @@ impl Ctx {
         self.path.push(name.to_string());
         let out = f(self);
         if let (Ok(t), Some(c)) = (&out, self.captures.as_mut()) {
-            c.push((self.path.join("."), t.detach()));
+            let kept = if self.tracked_captures {
+                t.clone()
+            } else {
+                t.detach()
+            };
+            c.push((self.path.join("."), kept));
         }
         self.path.pop();
         out

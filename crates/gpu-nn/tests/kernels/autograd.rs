@@ -81,3 +81,22 @@ fn zero_sized_and_mismatched_inputs_are_errors() {
     let e = Tensor::zeros(&gpu, &[too_big]).expect_err("larger than a binding");
     assert!(e.to_string().contains("maximum storage binding"), "{e}");
 }
+
+#[test]
+fn retained_intermediates_get_their_gradients() {
+    // h = 2x, y = sum(h * h)  ->  dy/dh = 2h = 4x; dy/dx = 8x.
+    let x = param(&[1.0, -2.0, 0.5], &[3]);
+    let h = x.scale(2.0).expect("scale");
+    let y = h.mul(&h).expect("mul").sum().expect("sum");
+    let unrelated = x.scale(5.0).expect("scale");
+    let seed = Tensor::full(y.gpu(), y.shape(), 1.0).expect("seed");
+    let g = y
+        .backward_retaining(&seed, &[h.clone(), unrelated.clone()])
+        .expect("backward");
+    assert_eq!(read(g.get(&h).expect("grad of h")), vec![4.0, -8.0, 2.0]);
+    assert_eq!(read(g.get(&x).expect("grad of x")), vec![8.0, -16.0, 4.0]);
+    assert!(g.get(&unrelated).is_none());
+    // Without retaining, only the leaf's.
+    let g = y.backward().expect("backward");
+    assert!(g.get(&h).is_none() && g.get(&x).is_some());
+}

@@ -46,7 +46,7 @@ pub struct ClassifyArgs {
 
 /// A model with torchvision weights for classification: the class count comes from the
 /// file's classifier head, the input is colour at `size` (default as for image folders).
-fn classifier_from_weights(
+pub(super) fn classifier_from_weights(
     gpu: &Gpu,
     path: &Path,
     model: &str,

@@ -4,6 +4,7 @@
 mod bench;
 mod classify;
 mod eval;
+mod explain;
 mod gan;
 mod info;
 mod models;
@@ -16,6 +17,7 @@ mod train;
 pub use bench::{BenchArgs, bench};
 pub use classify::{ClassifyArgs, classify};
 pub use eval::{EvalArgs, eval};
+pub use explain::{ExplainArgs, explain_images};
 pub use gan::{GanArgs, gan};
 pub use info::info;
 pub use models::{ModelsArgs, models};

@@ -73,9 +73,14 @@ pub fn write_chart_and_heatmaps(path: &Path, chart: &Chart, maps: &[Heatmap]) ->
     write_panels(path, (SIZE.0 * panels, SIZE.1), |area| {
         let (l, mut rest) = area.split_horizontally(SIZE.0);
         draw_chart(&l, chart)?;
+        // One colour scale for every map, so that they compare.
+        let shared = range(
+            maps.iter().flat_map(log_values).filter(|v| v.is_finite()),
+            false,
+        );
         for m in maps {
             let (here, next) = rest.split_horizontally(SIZE.0);
-            draw_heatmap(&here, m)?;
+            draw_heatmap(&here, m, shared)?;
             rest = next;
         }
         Ok(())
@@ -229,26 +234,32 @@ fn viridis(t: f64) -> RGBColor {
     RGBColor(m(a.0, b.0), m(a.1, b.1), m(a.2, b.2))
 }
 
-fn draw_heatmap(area: &Area<'_>, h: &Heatmap) -> Result<()> {
+/// The log of each value (the loss), NaN where not positive: the basin's shape shows next
+/// to huge values at the edges.
+fn log_values(h: &Heatmap) -> Vec<f64> {
+    h.values
+        .iter()
+        .map(|v| if *v > 0.0 { v.ln() } else { f64::NAN })
+        .collect()
+}
+
+fn draw_heatmap(area: &Area<'_>, h: &Heatmap, (lo, hi): (f64, f64)) -> Result<()> {
     let (nx, ny) = (h.xs.len(), h.ys.len());
     ensure!(
         nx >= 2 && ny >= 2 && h.values.len() == nx * ny,
         "a heatmap needs at least 2x2 values"
     );
     area.fill(&WHITE).map_err(err)?;
-    // Log of the loss, so that the basin's shape shows next to huge values at the edges.
-    let logv: Vec<f64> = h
-        .values
-        .iter()
-        .map(|v| if *v > 0.0 { v.ln() } else { f64::NAN })
-        .collect();
-    let (lo, hi) = range(logv.iter().copied().filter(|v| v.is_finite()), false);
+    let logv = log_values(h);
     let (dx, dy) = (
         (h.xs[nx - 1] - h.xs[0]) / (nx - 1) as f64,
         (h.ys[ny - 1] - h.ys[0]) / (ny - 1) as f64,
     );
     let mut ch = ChartBuilder::on(area)
-        .caption(&h.title, (FONT, 22))
+        .caption(
+            format!("{} (dark {:.2}, light {:.2})", h.title, lo.exp(), hi.exp()),
+            (FONT, 20),
+        )
         .margin(12)
         .x_label_area_size(42)
         .y_label_area_size(56)

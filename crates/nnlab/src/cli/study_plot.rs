@@ -189,7 +189,7 @@ pub fn plot(out: &Value, path: &Path) -> Result<()> {
                     .map(num)
                     .collect();
                 maps.push(Heatmap {
-                    title: format!("{m}: log loss on the plane"),
+                    title: format!("{m}: loss on the plane, log colours"),
                     ys: xs.clone(),
                     xs,
                     values,

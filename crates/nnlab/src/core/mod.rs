@@ -6,6 +6,7 @@
 
 pub mod classifier;
 pub mod eval;
+pub mod explain;
 pub mod gan;
 pub mod inflight;
 pub mod landscape;
