@@ -1,7 +1,9 @@
-//! Renders the study views for the README: each view on runs trained for a while, drawn
-//! by the app itself through egui_kittest's wgpu renderer.
+//! Renders the study views and the mistakes view for the README: each on runs trained for a
+//! while, drawn by the app itself through egui_kittest's wgpu renderer.
 //!
-//! `cargo run --release -p nnlab --example study_shots -- docs [steps]`
+//! `cargo run --release -p nnlab --example study_shots -- docs [steps] [shot...]`, shots
+//! among mistakes, graph, gradients, degradation, resnets (response, lesions, landscape),
+//! branches; all when none is named.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -56,6 +58,10 @@ fn train(h: &mut Harness<'_, NnlabApp>, steps: u64) {
 fn shot(h: &mut Harness<'_, NnlabApp>, tab: StudyTab, out: &Path, name: &str) {
     h.state_mut().tab = Tab::Study;
     h.state_mut().study.tab = tab;
+    save(h, out, name);
+}
+
+fn save(h: &mut Harness<'_, NnlabApp>, out: &Path, name: &str) {
     for _ in 0..30 {
         h.step();
     }
@@ -64,12 +70,90 @@ fn shot(h: &mut Harness<'_, NnlabApp>, tab: StudyTab, out: &Path, name: &str) {
     println!("wrote {}", path.display());
 }
 
+/// The confusion matrix of a trained MNIST CNN, its most crowded mistake and the Grad-CAM
+/// of that cell's first image.
+fn mistakes(out: &Path, steps: u64) {
+    let mut h = harness(&["mnist-cnn"], 64);
+    h.state_mut().tab = Tab::Mistakes;
+    train(&mut h, steps);
+    h.get_by_label("Validate now").click();
+    wait(&mut h, 600, |a| {
+        a.lab()
+            .and_then(|l| l.runs.first())
+            .is_some_and(|r| r.last_val.is_some())
+    });
+    let cell = h
+        .state()
+        .lab()
+        .and_then(|l| l.runs.first())
+        .and_then(|r| r.last_val.as_ref())
+        .map(|v| {
+            let m = &v.confusion;
+            let (mut best, mut n) = ((0, 0), 0);
+            for t in 0..m.classes {
+                for p in (0..m.classes).filter(|&p| p != t) {
+                    if m.counts[t * m.classes + p] > n {
+                        (best, n) = ((t, p), m.counts[t * m.classes + p]);
+                    }
+                }
+            }
+            (best, n)
+        });
+    let Some(((t, p), n)) = cell else { return };
+    h.get_by_label(&format!("true {t}, predicted {p}: {n} images"))
+        .click();
+    wait(&mut h, 120, |a| !a.confusion.shown.is_empty());
+    let i = h.state().confusion.shown[0].0;
+    h.get_by_label(&format!("validation image {i}")).click();
+    wait(&mut h, 120, |a| {
+        a.confusion.saliency.latest().is_some() && !a.confusion.saliency.busy()
+    });
+    save(&mut h, out, "mistakes.png");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let out = PathBuf::from(args.get(1).map_or("docs", String::as_str));
     let steps: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
+    let only: Vec<&str> = args.iter().skip(3).map(String::as_str).collect();
+    let wanted = |name: &str| only.is_empty() || only.contains(&name);
 
-    // Gradient flow at initialisation: the comparison runs of depth 56.
+    if wanted("mistakes") {
+        mistakes(&out, steps * 3);
+    }
+    if wanted("graph") {
+        graph(&out);
+    }
+    if wanted("gradients") {
+        gradients(&out);
+    }
+    if wanted("degradation") {
+        degradation(&out, steps);
+    }
+    if wanted("resnets") {
+        resnets(&out, steps);
+    }
+    if wanted("branches") {
+        branches(&out, steps);
+    }
+}
+
+/// The model graph of a ResNet-20 with one residual block and its projection opened.
+fn graph(out: &Path) {
+    let mut h = harness(&["resnet20"], 32);
+    h.state_mut().tab = Tab::Model;
+    train(&mut h, 20);
+    for node in ["node layer2.0", "node layer2.0.conv1"] {
+        h.get_by_label(node).click_accesskit();
+        for _ in 0..5 {
+            h.step();
+        }
+    }
+    save(&mut h, out, "model-graph.png");
+}
+
+/// Gradient flow at initialisation: the comparison runs of depth 56.
+fn gradients(out: &Path) {
     let mut h = harness(&[], 32);
     let first = h.state().lab().and_then(|l| l.runs.first()).map(|r| r.id);
     if let Some(id) = first {
@@ -84,9 +168,11 @@ fn main() {
         a.lab()
             .is_some_and(|l| l.runs.iter().all(|r| !r.grad_flow.is_empty()))
     });
-    shot(&mut h, StudyTab::Gradients, &out, "study-gradients.png");
+    shot(&mut h, StudyTab::Gradients, out, "study-gradients.png");
+}
 
-    // The degradation race, thinner on a CPU driver.
+/// The degradation race, thinner on a CPU driver.
+fn degradation(out: &Path, steps: u64) {
     let mut h = harness(&[], 32);
     h.state_mut().tab = Tab::Study;
     h.state_mut().study.degradation.batch = 32;
@@ -98,15 +184,17 @@ fn main() {
         h.state_mut().remove_run(id);
     }
     train(&mut h, steps);
-    shot(&mut h, StudyTab::Degradation, &out, "study-degradation.png");
+    shot(&mut h, StudyTab::Degradation, out, "study-degradation.png");
+}
 
-    // A trained ResNet-20 and its plain twin: responses, lesions, landscapes.
+/// A trained ResNet-20 and its plain twin: responses, lesions, landscapes.
+fn resnets(out: &Path, steps: u64) {
     let mut h = harness(&["resnet20", "resnet20-plain"], 32);
     h.state_mut().tab = Tab::Study;
     h.state_mut().study.tab = StudyTab::Response;
     train(&mut h, steps);
     wait(&mut h, 600, |a| a.study.response.anatomy_ready());
-    shot(&mut h, StudyTab::Response, &out, "study-response.png");
+    shot(&mut h, StudyTab::Response, out, "study-response.png");
     h.state_mut().study.tab = StudyTab::Lesions;
     h.step();
     h.get_by_label("Measure 1: resnet20").click();
@@ -114,7 +202,7 @@ fn main() {
     h.get_by_label("Measure 2: resnet20-plain").click();
     h.step();
     wait(&mut h, 7200, |a| !a.study.lesions.busy());
-    shot(&mut h, StudyTab::Lesions, &out, "study-lesions.png");
+    shot(&mut h, StudyTab::Lesions, out, "study-lesions.png");
     h.state_mut().study.tab = StudyTab::Landscape;
     h.step();
     h.get_by_label("Compute 1: resnet20").click();
@@ -122,9 +210,11 @@ fn main() {
     h.get_by_label("Compute 2: resnet20-plain").click();
     h.step();
     wait(&mut h, 7200, |a| !a.study.landscape.busy());
-    shot(&mut h, StudyTab::Landscape, &out, "study-landscape.png");
+    shot(&mut h, StudyTab::Landscape, out, "study-landscape.png");
+}
 
-    // The branch lens on a trained small Inception net with true 5x5 branches.
+/// The branch lens on a trained small Inception net with true 5x5 branches.
+fn branches(out: &Path, steps: u64) {
     let mut h = harness(&["inception-small"], 32);
     h.state_mut().tab = Tab::Study;
     h.state_mut().study.tab = StudyTab::Branches;
@@ -138,5 +228,5 @@ fn main() {
     {
         h.step();
     }
-    shot(&mut h, StudyTab::Branches, &out, "study-branches.png");
+    shot(&mut h, StudyTab::Branches, out, "study-branches.png");
 }

@@ -531,3 +531,93 @@ fn clicking_a_confusion_cell_lists_exactly_that_cells_images() {
         assert!(top[0].1 >= top[1].1 && top[1].1 >= top[2].1);
     }
 }
+
+#[test]
+fn a_validation_image_opens_its_grad_cam_and_randomised_weights_change_it() {
+    let mut h = harness(32);
+    h.state_mut().tab = Tab::Mistakes;
+    run_mut(&mut h, 0).running = true;
+    run_until(&mut h, 120, "30 steps", |a| run(a, 0).steps_back() >= 30);
+    run_mut(&mut h, 0).running = false;
+    settle(&mut h);
+    h.get_by_label("Validate now").click();
+    run_until(&mut h, 120, "a validation", |a| {
+        run(a, 0).last_val.is_some()
+    });
+    let (t, n) = {
+        let m = &run(h.state(), 0)
+            .last_val
+            .as_ref()
+            .expect("validated")
+            .confusion;
+        (0..m.classes)
+            .map(|t| (t, m.counts[t * m.classes + t]))
+            .max_by_key(|&(_, n)| n)
+            .expect("classes")
+    };
+    h.get_by_label(&format!("true {t}, predicted {t}: {n} images"))
+        .click();
+    run_until(&mut h, 60, "the cell's images", |a| {
+        !a.confusion.shown.is_empty()
+    });
+    let i = h.state().confusion.shown[0].0;
+    h.get_by_label(&format!("validation image {i}")).click();
+    run_until(&mut h, 60, "a Grad-CAM map", |a| {
+        a.confusion.saliency.latest().is_some() && !a.confusion.saliency.busy()
+    });
+    let (class, map, size) = {
+        let (c, m, s) = h.state().confusion.saliency.latest().expect("map");
+        (c, m.to_vec(), s)
+    };
+    // mnist-cnn's last stage is conv2 (8x8 maps), explained for the predicted class.
+    assert_eq!((class, size), (t, (8, 8)));
+    assert!(map.iter().all(|v| v.is_finite() && *v >= 0.0) && map.iter().any(|v| *v > 0.0));
+    h.get_by_label("randomise weights").click();
+    run_until(&mut h, 60, "the randomised map", |a| {
+        !a.confusion.saliency.busy()
+            && a.confusion
+                .saliency
+                .latest()
+                .is_some_and(|(_, m, _)| m != map.as_slice())
+    });
+    let (c2, _, s2) = h.state().confusion.saliency.latest().expect("map");
+    assert_eq!(
+        (c2, s2),
+        (t, size),
+        "the twin explains the trained model's class"
+    );
+}
+
+#[test]
+fn the_model_graph_opens_for_every_model_a_run_can_train_here() {
+    // Every registry classifier that takes MNIST's 28x28 images, side by side.
+    let models: Vec<String> = nnlab::registry::classifiers()
+        .filter(|m| m.accepts([1, 28, 28]))
+        .map(|m| m.name.to_string())
+        .collect();
+    assert!(models.len() >= 15, "{models:?}");
+    let mut h = harness_with(Launch {
+        runs: models.clone(),
+        batch: Some(4),
+        ..Launch::default()
+    });
+    h.state_mut().tab = Tab::Model;
+    let frames = |h: &mut Harness<'_, NnlabApp>| {
+        for _ in 0..3 {
+            h.step();
+        }
+    };
+    for i in 0..models.len() {
+        let id = run(h.state(), i).id;
+        h.state_mut().selected = Some(id);
+        frames(&mut h);
+        h.get_by_label("Expand all").click();
+        frames(&mut h);
+        assert!(h.state().error.is_none(), "{}: {:?}", models[i], h.state().error);
+        // The first layer is drawn as a node, and clicking it selects it (through
+        // accesskit: nodes inside the zoomable scene may lie outside the window).
+        h.get_by_label("node conv1").click_accesskit();
+        frames(&mut h);
+        assert_eq!(h.state().graph.selected.as_deref(), Some("conv1"), "{}", models[i]);
+    }
+}

@@ -388,3 +388,38 @@ fn grad_cam_changes_when_the_weights_are_randomised() {
         "randomising the weights left the maps alike: {rho}"
     );
 }
+
+#[test]
+fn the_model_graph_draws_each_shortcut_add_and_concatenation() {
+    use nnlab::app::views::graph::{Outline, outline};
+    let gpu = gpu();
+    // (model, input, residual adds, of them projections, plain blocks, concatenations).
+    let cases = [
+        ("resnet18", [3, 224, 224], 8, 3, 0, 0),
+        ("resnet50", [3, 224, 224], 16, 4, 0, 0),
+        ("googlenet", [3, 224, 224], 0, 0, 0, 9),
+        ("resnet20", [1, 28, 28], 9, 2, 0, 0),
+        ("resnet20-plain", [1, 28, 28], 0, 0, 9, 0),
+        ("inception-small", [1, 28, 28], 0, 0, 0, 4),
+        ("mnist-cnn", [1, 28, 28], 0, 0, 0, 0),
+    ];
+    for (name, input, adds, proj, plain, cats) in cases {
+        let info = nnlab::registry::find(name).expect("registered");
+        let net = info
+            .build(&gpu, input, info.default_classes(), 0)
+            .expect(name);
+        let (s, o) = outline(&gpu, net.as_ref(), name, input).expect(name);
+        let leaves = s.layers.iter().filter(|l| l.kind != "group").count();
+        assert_eq!(
+            o,
+            Outline {
+                layers: leaves,
+                residual_adds: adds,
+                projections: proj,
+                plain_blocks: plain,
+                concats: cats,
+            },
+            "{name}"
+        );
+    }
+}

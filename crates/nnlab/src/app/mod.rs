@@ -108,6 +108,8 @@ pub struct NnlabApp {
     pub classify: ClassifyView,
     /// The confusion matrix and its images.
     pub confusion: views::ConfusionView,
+    /// The model graph.
+    pub graph: views::graph::GraphView,
     /// The study views (why residual and inception networks work).
     pub study: views::study::StudyViews,
     /// Engine pictures registered with egui's renderer.
@@ -177,6 +179,7 @@ impl NnlabApp {
             gan: GanView::default(),
             classify: ClassifyView::default(),
             confusion: views::ConfusionView::default(),
+            graph: views::graph::GraphView::default(),
             study: views::study::StudyViews::new(cpu_adapter),
             pictures: Pictures::new(cc.wgpu_render_state.clone()),
             textures: Textures::default(),
@@ -414,6 +417,7 @@ impl NnlabApp {
                 ui.selectable_value(&mut self.tab, Tab::Gan, "GAN");
                 ui.selectable_value(&mut self.tab, Tab::Classify, "Classify");
                 ui.selectable_value(&mut self.tab, Tab::Mistakes, "Mistakes");
+                ui.selectable_value(&mut self.tab, Tab::Model, "Model");
                 ui.selectable_value(&mut self.tab, Tab::Study, "Why it works");
                 ui.separator();
                 ui.label(format!(
@@ -487,7 +491,19 @@ impl NnlabApp {
             }
             Tab::Features => self.features.ui(ui, lab, self.selected, &mut self.pictures),
             Tab::Gan => self.gan.ui(ui, lab, self.selected, &mut self.pictures),
-            Tab::Classify => self.classify.ui(ui, &mut self.textures),
+            Tab::Classify => {
+                if let Err(e) = self.classify.ui(ui, lab, self.selected, &mut self.textures) {
+                    self.error = Some(format!("{e:#}"));
+                }
+            }
+            Tab::Model => {
+                let r = self
+                    .graph
+                    .ui(ui, lab, self.selected, &self.features, &mut self.pictures);
+                if let Err(e) = r {
+                    self.error = Some(format!("{e:#}"));
+                }
+            }
             Tab::Mistakes => {
                 let r = egui::ScrollArea::vertical()
                     .show(ui, |ui| {

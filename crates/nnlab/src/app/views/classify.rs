@@ -9,6 +9,7 @@ use crate::app::lab::Lab;
 use crate::app::pictures::Textures;
 use crate::app::run::PendingInspect;
 use crate::app::views::FeaturesView;
+use crate::app::views::saliency::{SaliencyPanel, Subject};
 
 /// The view's own state: the last dropped image and its prediction.
 #[derive(Default)]
@@ -24,6 +25,8 @@ pub struct ClassifyView {
     pub error: Option<String>,
     /// Images decoded so far (of many dropped at once, only the last is).
     pub decoded: u64,
+    /// Where the run looks in the image.
+    pub saliency: SaliencyPanel,
 }
 
 impl ClassifyView {
@@ -32,6 +35,7 @@ impl ClassifyView {
         *self = ClassifyView {
             name: name.to_string(),
             decoded: self.decoded + 1,
+            saliency: std::mem::take(&mut self.saliency),
             ..ClassifyView::default()
         };
         let norm = FeaturesView::run_id(lab, selected)
@@ -53,6 +57,7 @@ impl ClassifyView {
         *self = ClassifyView {
             error: Some(msg),
             decoded: self.decoded,
+            saliency: std::mem::take(&mut self.saliency),
             ..ClassifyView::default()
         };
     }
@@ -101,14 +106,22 @@ impl ClassifyView {
         Ok(())
     }
 
-    /// Draws the image as the model sees it and its top-3 classes.
-    pub fn ui(&mut self, ui: &mut egui::Ui, textures: &mut Textures) {
+    /// Draws the image as the model sees it, its top-3 classes and where the run looks.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        lab: &Lab,
+        selected: Option<u64>,
+        textures: &mut Textures,
+    ) -> Result<()> {
         ui.heading("Classify an image");
         ui.label("Drop an image file on the window: the selected classifier run labels it.");
         if let Some(e) = &self.error {
             ui.colored_label(Color32::LIGHT_RED, e);
         }
-        let Some(p) = &self.prepared else { return };
+        let Some(p) = &self.prepared else {
+            return Ok(());
+        };
         ui.label(format!(
             "{} ({}x{}{})",
             self.name,
@@ -137,5 +150,21 @@ impl ClassifyView {
                 }
             });
         });
+        let Some(id) = FeaturesView::run_id(lab, selected).filter(|&id| {
+            lab.get(id)
+                .is_some_and(|r| r.data.train.shape == [1, 28, 28])
+        }) else {
+            return Ok(());
+        };
+        ui.separator();
+        let subject = Subject {
+            key: format!("drop:{}:{}", self.decoded, self.name),
+            input: &p.input,
+            pixels: p.pixels.iter().map(|&v| [v, v, v]).collect(),
+        };
+        let now = ui.input(|i| i.time);
+        self.saliency.advance(lab, id, &subject, now)?;
+        self.saliency.ui(ui, lab, id, &subject, textures);
+        Ok(())
     }
 }

@@ -9,6 +9,7 @@ use crate::app::lab::Lab;
 use crate::app::pictures::Textures;
 use crate::app::run::{PendingProbs, Run};
 use crate::app::views::FeaturesView;
+use crate::app::views::saliency::{SaliencyPanel, Subject};
 use crate::data::Dataset;
 
 /// Images of a cell shown at once.
@@ -36,6 +37,10 @@ pub struct ConfusionView {
     pending: Option<PendingProbs>,
     /// The cell whose pictures are in the texture cache.
     drawn_for: Option<(u64, usize, usize)>,
+    /// The validation image opened in the saliency panel.
+    pub opened: Option<usize>,
+    /// Grad-CAM and the gradients of the opened image.
+    pub saliency: SaliencyPanel,
 }
 
 /// The validation images of `run` whose label is `t` and prediction `p`.
@@ -58,6 +63,18 @@ fn top3(probs: &[f32]) -> Vec<(usize, f32)> {
     let mut idx: Vec<usize> = (0..probs.len()).collect();
     idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
     idx.into_iter().take(3).map(|c| (c, probs[c])).collect()
+}
+
+/// Validation image `i` of `run` for the saliency panel.
+pub fn subject(run: &Run, i: usize) -> Subject<'_> {
+    let d = &run.data.val;
+    let per: usize = d.shape.iter().product();
+    let img = picture(d, i, &run.data.mean, &run.data.std);
+    Subject {
+        key: format!("val:{i}"),
+        input: &d.images[i * per..(i + 1) * per],
+        pixels: img.pixels.iter().map(|c| [c.r(), c.g(), c.b()]).collect(),
+    }
 }
 
 /// Image `i` of `d` as egui pixels: normalisation undone, grey or RGB.
@@ -181,8 +198,7 @@ impl ConfusionView {
             self.choose(lab, id, t, p)?;
         }
         ui.separator();
-        self.cell_ui(ui, lab, textures);
-        Ok(())
+        self.cell_ui(ui, lab, textures)
     }
 
     fn matrix(
@@ -257,12 +273,14 @@ impl ConfusionView {
         clicked
     }
 
-    fn cell_ui(&mut self, ui: &mut egui::Ui, lab: &Lab, textures: &mut Textures) {
+    fn cell_ui(&mut self, ui: &mut egui::Ui, lab: &Lab, textures: &mut Textures) -> Result<()> {
         let Some((id, step, t, p)) = self.cell else {
             ui.label("Click a cell to see its images.");
-            return;
+            return Ok(());
         };
-        let Some(run) = lab.get(id) else { return };
+        let Some(run) = lab.get(id) else {
+            return Ok(());
+        };
         let names = &run.data.class_names;
         let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
         ui.label(format!(
@@ -282,8 +300,10 @@ impl ConfusionView {
             textures.clear_prefix("cell:");
             self.drawn_for = Some((id, t, p));
         }
+        let mut opened = None;
         egui::ScrollArea::vertical()
             .id_salt("cell_images")
+            .max_height(260.0)
             .show(ui, |ui| {
                 ui.horizontal_wrapped(|ui| {
                     for (i, top) in &self.shown {
@@ -294,9 +314,18 @@ impl ConfusionView {
                         }
                         ui.vertical(|ui| {
                             if let Some(tex) = textures.get(&key) {
-                                ui.add(
+                                let b = egui::Button::image(
                                     egui::Image::new(tex).fit_to_exact_size(egui::vec2(56.0, 56.0)),
-                                );
+                                )
+                                .selected(self.opened == Some(*i));
+                                let r = ui.add(b);
+                                let what = format!("validation image {i}");
+                                r.widget_info(|| {
+                                    egui::WidgetInfo::labeled(egui::Role::Button, true, &what)
+                                });
+                                if r.on_hover_text("where the run looks").clicked() {
+                                    opened = Some(*i);
+                                }
                             }
                             ui.label(RichText::new(format!("#{i}")).small());
                             match top {
@@ -320,5 +349,21 @@ impl ConfusionView {
                     }
                 });
             });
+        if opened.is_some() {
+            self.opened = opened;
+        }
+        let Some(i) = self.opened.filter(|&i| i < run.data.val.len()) else {
+            return Ok(());
+        };
+        ui.separator();
+        let subject = subject(run, i);
+        let now = ui.input(|inp| inp.time);
+        self.saliency.advance(lab, id, &subject, now)?;
+        ui.label(format!(
+            "validation image {i}: true class {}",
+            name(usize::from(run.data.val.labels[i]))
+        ));
+        self.saliency.ui(ui, lab, id, &subject, textures);
+        Ok(())
     }
 }

@@ -6,7 +6,9 @@ pub mod confusion;
 pub mod curves;
 pub mod features;
 pub mod gan;
+pub mod graph;
 pub mod runs;
+pub mod saliency;
 pub mod study;
 
 pub use classify::ClassifyView;
@@ -29,6 +31,8 @@ pub enum Tab {
     Classify,
     /// The selected run's confusion matrix and its images.
     Mistakes,
+    /// The selected run's model as a graph.
+    Model,
     /// Why residual and inception networks work: the study views.
     Study,
 }
@@ -42,6 +46,7 @@ impl Tab {
             "gan" => Some(Tab::Gan),
             "classify" => Some(Tab::Classify),
             "mistakes" | "confusion" => Some(Tab::Mistakes),
+            "model" | "graph" => Some(Tab::Model),
             "study" => Some(Tab::Study),
             _ => None,
         }
