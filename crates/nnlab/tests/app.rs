@@ -607,17 +607,21 @@ fn the_model_graph_opens_for_every_model_a_run_can_train_here() {
             h.step();
         }
     };
-    for i in 0..models.len() {
+    for (i, model) in models.iter().enumerate() {
         let id = run(h.state(), i).id;
         h.state_mut().selected = Some(id);
         frames(&mut h);
         h.get_by_label("Expand all").click();
         frames(&mut h);
-        assert!(h.state().error.is_none(), "{}: {:?}", models[i], h.state().error);
+        assert!(h.state().error.is_none(), "{model}: {:?}", h.state().error);
         // The first layer is drawn as a node, and clicking it selects it (through
         // accesskit: nodes inside the zoomable scene may lie outside the window).
         h.get_by_label("node conv1").click_accesskit();
         frames(&mut h);
-        assert_eq!(h.state().graph.selected.as_deref(), Some("conv1"), "{}", models[i]);
+        assert_eq!(
+            h.state().graph.selected.as_deref(),
+            Some("conv1"),
+            "{model}"
+        );
     }
 }

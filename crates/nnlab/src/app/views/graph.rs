@@ -280,7 +280,12 @@ impl Painter<'_> {
         p.text(
             title.left_center(),
             Align2::LEFT_CENTER,
-            format!("[-] {} ({}, {} params)", l.path, kind_of(n), group_params(l)),
+            format!(
+                "[-] {} ({}, {} params)",
+                l.path,
+                kind_of(n),
+                group_params(l)
+            ),
             FontId::proportional(12.0),
             Color32::from_gray(200),
         );
