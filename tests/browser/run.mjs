@@ -4,7 +4,9 @@
 //     first one's loss falls; prints the img/s the page reports;
 //  2. with WebGPU, the GAN tab (?tab=gan): a DCGAN run trains, its losses come back finite
 //     and samples from the fixed noise are drawn;
-//  3. without WebGPU: asserts the page shows the clear "no WebGPU" message.
+//  3. with WebGPU, the Mistakes tab (?tab=mistakes) validates a run and has its confusion
+//     matrix, and the Model tab (?tab=model) draws a ResNet-20 with its nine residual adds;
+//  4. without WebGPU: asserts the page shows the clear "no WebGPU" message.
 // The page exposes its state as JSON in #nnlab-state (WebGPU canvases screenshot blank in
 // headless Chromium, so we read state, not pixels).
 // Usage: node run.mjs [dist dir]  (env: STEPS=8 BATCH=128 OPT=adam LR=0.003 TIMEOUT_S=400
@@ -152,6 +154,35 @@ await test(`WebGPU: the GAN tab trains a DCGAN run (${GAN_STEPS} iterations) and
       `losses ${g.loss}, ${g.second}`);
     check(g.samples_shown && g.samples_step > 0, `no samples drawn: ${JSON.stringify(g)}`);
   }));
+
+await test('WebGPU: the Mistakes tab validates a run and the Model tab draws its graph', async () => {
+  await withPage(WEBGPU, async (page) => {
+    await page.goto(`${base}?runs=mnist-cnn&tab=mistakes`);
+    const deadline = Date.now() + TIMEOUT_S * 1000;
+    let v = null;
+    while (Date.now() < deadline && !v) {
+      await page.waitForTimeout(1000);
+      const s = await state(page);
+      check(!bad(s) && !s.error, `page says ${JSON.stringify(s)}`);
+      v = s.runs?.[0]?.validated;
+    }
+    check(v && v.images === 1000, `no confusion matrix of the 1000 validation images: ${JSON.stringify(v)}`);
+    console.log(`  confusion matrix of ${v.images} images, accuracy ${v.accuracy.toFixed(3)} at step ${v.step}`);
+  });
+  await withPage(WEBGPU, async (page) => {
+    await page.goto(`${base}?runs=resnet20&tab=model`);
+    const deadline = Date.now() + TIMEOUT_S * 1000;
+    let g = null;
+    while (Date.now() < deadline && !g) {
+      await page.waitForTimeout(1000);
+      const s = await state(page);
+      check(!bad(s) && !s.error, `page says ${JSON.stringify(s)}`);
+      g = s.graph;
+    }
+    check(g && g.residual_adds === 9 && g.layers > 40, `no ResNet-20 graph: ${JSON.stringify(g)}`);
+    console.log(`  ResNet-20 graph: ${g.layers} layers, ${g.residual_adds} residual adds`);
+  });
+});
 
 await test('without WebGPU: the page explains what is missing', () =>
   withPage([], async (page) => {

@@ -542,7 +542,7 @@ fn a_validation_image_opens_its_grad_cam_and_randomised_weights_change_it() {
     settle(&mut h);
     h.get_by_label("Validate now").click();
     run_until(&mut h, 120, "a validation", |a| {
-        run(a, 0).last_val.is_some()
+        run(a, 0).last_val.as_ref().is_some_and(|v| v.step >= 30)
     });
     let (t, n) = {
         let m = &run(h.state(), 0)

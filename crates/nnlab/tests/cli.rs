@@ -490,7 +490,7 @@ fn unwritable_output_paths_fail_at_once_naming_them() {
 }
 
 #[test]
-fn study_prints_gradients_lesions_and_branches_as_json() {
+fn study_prints_every_study_as_json_and_plots_it() {
     let json = |args: &[&str]| -> serde_json::Value {
         serde_json::from_str(&ok(args)).expect("study JSON")
     };
@@ -576,9 +576,93 @@ fn study_prints_gradients_lesions_and_branches_as_json() {
                     .map(|b| b["energy_share"].as_f64().expect("share"))
                     .sum();
                 assert!((total - 1.0).abs() < 1e-4, "{m}");
+                for b in m["branches"].as_array().expect("branches") {
+                    // Per class as overall: a change within [-1, 1] for each of ten classes.
+                    let d = b["per_class_delta"].as_array().expect("per class");
+                    assert_eq!(d.len(), 10, "{b}");
+                    assert!(
+                        d.iter().all(|x| x.as_f64().is_none_or(|x| x.abs() <= 1.0)),
+                        "{b}"
+                    );
+                }
             }
         }
     }
+    // Response and landscape of the trained ResNet-8, each with its plot.
+    let r8 = dir.join("resnet8").join("last.safetensors");
+    let plot = dir.join("response.png");
+    let v = json(&[
+        "study",
+        "--plot",
+        s(&plot),
+        "response",
+        "--checkpoint",
+        s(&r8),
+        "--data",
+        "mnist",
+        "--batch-size",
+        "8",
+    ]);
+    assert_eq!(
+        v["runs"][0]["blocks"].as_array().map(Vec::len),
+        Some(3),
+        "{v}"
+    );
+    assert!(image::open(&plot).is_ok_and(|i| i.width() == 900));
+    let plot = dir.join("landscape.png");
+    let v = json(&[
+        "study",
+        "--plot",
+        s(&plot),
+        "landscape",
+        "--checkpoint",
+        s(&r8),
+        "--checkpoint",
+        s(&r8),
+        "--data",
+        "mnist",
+        "--batch-size",
+        "8",
+        "--grid",
+        "3",
+        "--line",
+        "3",
+    ]);
+    let grid = v["runs"][1]["grid"].as_array().expect("grid");
+    assert_eq!(grid.len(), 9, "{v}");
+    assert!(
+        grid.iter().all(|x| x.as_f64().is_some_and(f64::is_finite)),
+        "{v}"
+    );
+    // A chart and one map per checkpoint.
+    assert!(image::open(&plot).is_ok_and(|i| i.width() == 3 * 900));
+    // The race of four runs, briefly.
+    let v = json(&[
+        "study",
+        "degradation",
+        "--shallow",
+        "8",
+        "--deep",
+        "14",
+        "--width",
+        "0.25",
+        "--epochs",
+        "1",
+        "--limit",
+        "32",
+        "--batch-size",
+        "16",
+    ]);
+    let runs: Vec<&str> = v["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|r| r["model"].as_str())
+        .collect();
+    assert_eq!(
+        runs,
+        ["resnet8-plain", "resnet8", "resnet14-plain", "resnet14"]
+    );
     let e = fails(&["study", "gradients", "--model", "mnist-cnn"]);
     assert!(e.contains("CIFAR-style"), "{e}");
     std::fs::remove_dir_all(&dir).ok();

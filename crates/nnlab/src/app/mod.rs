@@ -584,7 +584,15 @@ impl NnlabApp {
                     "error": r.error,
                     "samples_step": r.samples().map(|(s, _)| s),
                     "samples_shown": self.pictures.has(&format!("run{}/gan:samples", r.id)),
+                    "validated": r.last_val.as_ref().map(|v| serde_json::json!({
+                        "step": v.step, "images": v.confusion.total(),
+                        "accuracy": v.confusion.accuracy(),
+                    })),
                 })).collect::<Vec<_>>(),
+                "graph": self.graph.outline.map(|(run, o)| serde_json::json!({
+                    "run": run, "layers": o.layers, "residual_adds": o.residual_adds,
+                    "concats": o.concats,
+                })),
                 "drop": self.classify.top3.as_ref().map(|(_, t)| t.iter().map(|(n, p)| format!("{n}:{p:.3}")).collect::<Vec<_>>()),
                 "drop_error": self.classify.error,
             }),

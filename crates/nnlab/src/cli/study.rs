@@ -270,6 +270,9 @@ fn branches(a: CheckpointArgs) -> Result<serde_json::Value> {
     let (x, _) = val.batch(&gpu, &idx)?;
     let shares = branch_shares(t.net.as_ref(), &x)?.wait_blocking()?;
     let base = Evaluation::start(&gpu, t.net.as_ref(), &val, EVAL_BATCH, 0)?.wait_blocking()?;
+    let base_class = base
+        .confusion(&val.labels, val.classes)
+        .per_class_accuracy();
     let mut out = Vec::new();
     for ((module, branches), (_, s)) in modules.iter().zip(&shares) {
         let mut rows = Vec::new();
@@ -283,9 +286,16 @@ fn branches(a: CheckpointArgs) -> Result<serde_json::Value> {
                 std::slice::from_ref(b),
             )?
             .wait_blocking()?;
+            let per_class: Vec<f64> = e
+                .confusion(&val.labels, val.classes)
+                .per_class_accuracy()
+                .iter()
+                .zip(&base_class)
+                .map(|(a, b)| a - b)
+                .collect();
             rows.push(
                 json!({"branch": b, "energy_share": share, "ablated_accuracy": e.acc,
-                             "delta": e.acc - base.acc}),
+                       "delta": e.acc - base.acc, "per_class_delta": per_class}),
             );
         }
         out.push(json!({"module": module, "branches": rows}));

@@ -191,7 +191,13 @@ impl ConfusionView {
                 clicked = self.matrix(ui, run, &v.confusion);
             }
         }
-        if validate && let Some(run) = lab.get_mut(id) {
+        // A run not validated yet is validated as soon as its matrix is asked for.
+        let unseen = lab
+            .get(id)
+            .is_some_and(|r| r.last_val.is_none() && !r.validating() && !r.data.val.is_empty());
+        if (validate || unseen)
+            && let Some(run) = lab.get_mut(id)
+        {
             run.start_validation()?;
         }
         if let Some((t, p)) = clicked {

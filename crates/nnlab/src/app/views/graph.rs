@@ -113,6 +113,8 @@ pub struct GraphView {
     pub expanded: HashSet<String>,
     /// The clicked layer.
     pub selected: Option<String>,
+    /// The run shown and what its graph draws.
+    pub outline: Option<(u64, Outline)>,
     scene: Option<Rect>,
 }
 
@@ -504,6 +506,9 @@ impl GraphView {
                 _ => None,
             })
             .collect();
+        let mut o = Outline::default();
+        count(&nodes, &mut o);
+        self.outline = Some((id, o));
         self.model = Some(Model {
             run: id,
             summary,

@@ -39,8 +39,9 @@ const BRANCH_COLOURS: [Color32; 4] = [
 struct RunLens {
     shares: Vec<(u64, Shares)>,
     pending_shares: Option<(u64, PendingShares)>,
-    ablation: BTreeMap<String, f64>,
-    baseline: Option<f64>,
+    /// Accuracy with each branch zeroed: overall and per class.
+    ablation: BTreeMap<String, (f64, Vec<f64>)>,
+    baseline: Option<(f64, Vec<f64>)>,
     ablating: Vec<(Option<String>, Evaluation)>,
 }
 
@@ -122,11 +123,12 @@ impl BranchesView {
         if let Some((which, e)) = lens.ablating.last_mut()
             && let Some(r) = e.try_take()?
         {
+            let per_class = r.confusion(&val.labels, val.classes).per_class_accuracy();
             match which.take() {
                 Some(b) => {
-                    lens.ablation.insert(b, r.acc);
+                    lens.ablation.insert(b, (r.acc, per_class));
                 }
-                None => lens.baseline = Some(r.acc),
+                None => lens.baseline = Some((r.acc, per_class)),
             }
             lens.ablating.pop();
         }
@@ -284,9 +286,10 @@ impl BranchesView {
                 }
             });
         if let Some(l) = lens
-            && let Some(base) = l.baseline
+            && let Some((base, base_class)) = &l.baseline
             && !l.ablation.is_empty()
         {
+            let base = *base;
             ui.label(format!(
                 "change in validation accuracy (points) with one branch zeroed (baseline {:.1}%)",
                 100.0 * base
@@ -295,7 +298,7 @@ impl BranchesView {
                 .ablation
                 .iter()
                 .enumerate()
-                .map(|(i, (b, a))| {
+                .map(|(i, (b, (a, _)))| {
                     Bar::new(i as f64, 100.0 * (a - base))
                         .name(b)
                         .fill(BRANCH_COLOURS[i % 4])
@@ -304,6 +307,35 @@ impl BranchesView {
             Plot::new("branch-ablation")
                 .height(half)
                 .show(ui, |p| p.bar_chart(BarChart::new("ablation", bars)));
+            ui.label("per class: change in accuracy (points) with the branch zeroed");
+            let names = &run.data.class_names;
+            egui::Grid::new("branch-ablation-classes").show(ui, |ui| {
+                ui.label("");
+                for (k, _) in base_class.iter().enumerate() {
+                    ui.label(names.get(k).map_or(k.to_string(), Clone::clone));
+                }
+                ui.end_row();
+                for (i, (b, (_, per))) in l.ablation.iter().enumerate() {
+                    ui.colored_label(BRANCH_COLOURS[i % 4], b);
+                    for (a, a0) in per.iter().zip(base_class) {
+                        let d = 100.0 * (a - a0);
+                        let text = if d.is_finite() {
+                            format!("{d:+.0}")
+                        } else {
+                            "-".into()
+                        };
+                        // Red as the class suffers: the branch it needed.
+                        let red = (d.abs().min(60.0) / 60.0 * 200.0) as u8;
+                        let c = if d < 0.0 {
+                            egui::Color32::from_rgb(255, 255 - red, 255 - red)
+                        } else {
+                            egui::Color32::from_gray(200)
+                        };
+                        ui.colored_label(c, text);
+                    }
+                    ui.end_row();
+                }
+            });
         }
         if ablate && let Err(e) = self.ablate(lab, id, m) {
             log::error!("{e:#}");
