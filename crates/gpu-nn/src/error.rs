@@ -80,6 +80,9 @@ pub enum Error {
     /// A parameter, buffer or state file did not match what was expected.
     #[error("{0}")]
     State(String),
+    /// The API was used in an order it does not allow (a builder on a shared `Gpu`).
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Shorthand used throughout the crate.

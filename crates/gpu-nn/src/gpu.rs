@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::buffer_pool::{BufferPool, PoolStats, PooledBuffer};
 use crate::error::{Error, Result};
 use crate::kernel::{Access, Kernel};
-use crate::pool::{BufferPool, PoolStats, PooledBuffer};
 use crate::tensor::Tensor;
 
 /// Size of one parameter slot in the params arena. WebGPU's
@@ -194,7 +194,7 @@ pub(crate) struct GpuInner {
     /// Why the device was lost, once it was: every later flush and readback reports it.
     lost: Arc<Mutex<Option<String>>>,
     /// True while commands are recorded but not submitted: buffers released then must wait
-    /// for the submission before they are reused (see `pool.rs`).
+    /// for the submission before they are reused (see `buffer_pool.rs`).
     pub(crate) recording: AtomicBool,
     submissions: AtomicU64,
     /// The last submission, so a readback can wait for its own work and nothing after it.
@@ -362,12 +362,21 @@ impl Gpu {
     /// wgpu 30's browser backend does not forward that feature, so the web page requests it
     /// itself (web/index.html) and the app calls this. The subgroup kernels then run where
     /// the adapter qualifies (a CPU adapter such as SwiftShader). Call before any op.
-    pub fn with_page_subgroups(mut self) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.0) {
-            inner.lanes = subgroup_lanes(true, &inner.info);
-            log_kernels(&inner.info, inner.lanes, inner.textures);
-        }
-        self
+    /// Fails on a `Gpu` already cloned: its clones would not see the change.
+    pub fn with_page_subgroups(mut self) -> Result<Self> {
+        let inner = Self::unshared(&mut self, "with_page_subgroups")?;
+        inner.lanes = subgroup_lanes(true, &inner.info);
+        log_kernels(&inner.info, inner.lanes, inner.textures);
+        Ok(self)
+    }
+
+    /// The device state for a builder method, which must come before the `Gpu` is shared.
+    fn unshared<'a>(gpu: &'a mut Gpu, method: &str) -> Result<&'a mut GpuInner> {
+        Arc::get_mut(&mut gpu.0).ok_or_else(|| {
+            Error::Usage(format!(
+                "Gpu::{method} must be called before the Gpu is cloned: its clones would not see it"
+            ))
+        })
     }
 
     /// This device with operand textures on or off; called before any pipeline exists.
@@ -392,11 +401,10 @@ impl Gpu {
     /// so use it to see where a step's time goes, not to measure throughput. Call before any
     /// op. Native only: the browser must never wait for the GPU.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn with_profiling(mut self) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.0) {
-            inner.profile = Some(Mutex::default());
-        }
-        self
+    /// Fails on a `Gpu` already cloned.
+    pub fn with_profiling(mut self) -> Result<Self> {
+        Self::unshared(&mut self, "with_profiling")?.profile = Some(Mutex::default());
+        Ok(self)
     }
 
     /// Whether this device profiles its kernels (see [`Gpu::with_profiling`]).
@@ -1094,7 +1102,13 @@ impl Recorder {
 
     /// Appends one params slot and returns (chunk index, byte offset).
     fn push_params(&mut self, device: &wgpu::Device, params: &[u32]) -> (usize, u64) {
-        debug_assert!(params.len() * 4 <= PARAM_SLOT as usize);
+        // A kernel whose params outgrow a slot would overwrite its neighbour's: a bug in a
+        // launcher, caught in release builds too.
+        assert!(
+            params.len() * 4 <= PARAM_SLOT as usize,
+            "kernel params of {} bytes exceed the {PARAM_SLOT}-byte slot",
+            params.len() * 4
+        );
         let chunk_bytes = (PARAM_SLOT * SLOTS_PER_CHUNK) as usize;
         let idx = match self.staged.iter().position(|v| v.len() < chunk_bytes) {
             Some(i) => i,

@@ -14,6 +14,7 @@
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 pub mod autograd;
+mod buffer_pool;
 pub mod error;
 mod gpu;
 pub mod init;
@@ -22,7 +23,6 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
-mod pool;
 mod readback;
 mod tensor;
 
@@ -30,12 +30,12 @@ mod tensor;
 pub use wgpu;
 
 pub use autograd::{Grads, NoGradGuard, is_grad_enabled, no_grad};
+pub use buffer_pool::PoolStats;
 pub use error::{Error, Result};
 #[cfg(not(target_arch = "wasm32"))]
 pub use gpu::WAIT_TIMEOUT;
 pub use gpu::{Gpu, GpuOptions, KernelTime, Waker, check_adapter};
 pub use ops::elementwise::Unary;
-pub use pool::PoolStats;
 pub use readback::{Readback, read_all};
 pub use tensor::{Tensor, TensorId};
 

@@ -3,9 +3,9 @@
 
 use futures_channel::oneshot;
 
+use crate::buffer_pool::BufferPool;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, lock};
-use crate::pool::BufferPool;
 use crate::tensor::Tensor;
 
 type MapResult = std::result::Result<(), wgpu::BufferAsyncError>;

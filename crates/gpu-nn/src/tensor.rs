@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::autograd::{self, BackwardOp};
+use crate::buffer_pool::PooledBuffer;
 use crate::error::{Error, Result, ensure_shape};
 use crate::gpu::Gpu;
-use crate::pool::PooledBuffer;
 use crate::readback::Readback;
 
 /// Unique id of a tensor node (views and detached copies get new ids).

@@ -68,7 +68,12 @@ fn arriving_readbacks_run_the_waker() {
 
 #[test]
 fn a_profiling_device_books_time_per_kernel() {
-    let gpu = fresh_gpu().with_profiling();
+    let shared = fresh_gpu();
+    let _clone = shared.clone();
+    // A builder on a shared Gpu would change it for some holders only: refused.
+    let e = shared.with_profiling().err().expect("refused on a clone");
+    assert!(e.to_string().contains("before the Gpu is cloned"), "{e}");
+    let gpu = fresh_gpu().with_profiling().expect("profiling");
     assert!(gpu.is_profiling());
     let x = Tensor::from_slice(&gpu, &[-1.0, 2.0, -3.0, 4.0, 5.0], &[5]).expect("upload");
     let y = x.relu().expect("relu");

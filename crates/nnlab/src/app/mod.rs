@@ -148,9 +148,14 @@ impl NnlabApp {
                     let gpu = if page_enabled_subgroups() {
                         gpu.with_page_subgroups()
                     } else {
-                        gpu
+                        Ok(gpu)
                     };
-                    (Some(gpu), None)
+                    #[cfg(not(target_arch = "wasm32"))]
+                    let gpu: gpu_nn::Result<Gpu> = Ok(gpu);
+                    match gpu {
+                        Ok(g) => (Some(g), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    }
                 }
                 Err(e) => (None, Some(e.to_string())),
             },

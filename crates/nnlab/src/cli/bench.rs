@@ -235,7 +235,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         registry::find(m)?;
     }
     let gpu = if profile {
-        gpu()?.with_profiling()
+        gpu()?.with_profiling()?
     } else {
         gpu()?
     };
