@@ -150,6 +150,14 @@ fn graph(out: &Path) {
         }
     }
     save(&mut h, out, "model-graph.png");
+    let mut h = harness(&["inception-small"], 32);
+    h.state_mut().tab = Tab::Model;
+    train(&mut h, 5);
+    h.get_by_label("node inception3a").click_accesskit();
+    for _ in 0..5 {
+        h.step();
+    }
+    save(&mut h, out, "model-graph-inception.png");
 }
 
 /// Gradient flow at initialisation: the comparison runs of depth 56.

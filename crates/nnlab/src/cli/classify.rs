@@ -20,6 +20,23 @@ pub struct ClassifyArgs {
     /// Image files (PNG, JPEG, GIF, BMP, WebP; any size, colour or grey).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+    /// The classifier.
+    #[command(flatten)]
+    pub source: Source,
+    /// Classes to show per image.
+    #[arg(long, default_value_t = 3)]
+    pub top_k: usize,
+    /// Invert intensities first (dark digits on white paper for an MNIST model).
+    #[arg(long)]
+    pub invert: bool,
+    /// Print JSON (with logits and probabilities of every class).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where a classifier comes from: a checkpoint, or torchvision weights and a model name.
+#[derive(Args, Debug)]
+pub struct Source {
     /// A classifier checkpoint written by `nnlab train`.
     #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]
     pub checkpoint: Option<PathBuf>,
@@ -33,20 +50,24 @@ pub struct ClassifyArgs {
     /// Side of the square input for --weights (default 224 for resnet18/googlenet).
     #[arg(long, value_parser = clap::value_parser!(u32).range(8..=4096))]
     pub image_size: Option<u32>,
-    /// Classes to show per image.
-    #[arg(long, default_value_t = 3)]
-    pub top_k: usize,
-    /// Invert intensities first (dark digits on white paper for an MNIST model).
-    #[arg(long)]
-    pub invert: bool,
-    /// Print JSON (with logits and probabilities of every class).
-    #[arg(long)]
-    pub json: bool,
+}
+
+impl Source {
+    /// Builds the classifier and its spec.
+    pub fn load(&self, gpu: &Gpu) -> Result<(Box<dyn nn::Module>, ModelSpec)> {
+        match (&self.checkpoint, &self.weights, &self.model) {
+            (Some(ck), _, _) => load_classifier(gpu, ck),
+            (None, Some(w), Some(model)) => {
+                classifier_from_weights(gpu, w, model, self.image_size.map(|s| s as usize))
+            }
+            _ => bail!("give --checkpoint, or --weights with --model"),
+        }
+    }
 }
 
 /// A model with torchvision weights for classification: the class count comes from the
 /// file's classifier head, the input is colour at `size` (default as for image folders).
-pub(super) fn classifier_from_weights(
+fn classifier_from_weights(
     gpu: &Gpu,
     path: &Path,
     model: &str,
@@ -81,13 +102,7 @@ pub(super) fn classifier_from_weights(
 pub fn classify(a: ClassifyArgs) -> Result<()> {
     ensure!(a.top_k > 0, "--top-k must be at least 1");
     let gpu = gpu()?;
-    let (net, spec) = match (&a.checkpoint, &a.weights, &a.model) {
-        (Some(ck), _, _) => load_classifier(&gpu, ck)?,
-        (None, Some(w), Some(model)) => {
-            classifier_from_weights(&gpu, w, model, a.image_size.map(|s| s as usize))?
-        }
-        _ => bail!("give --checkpoint, or --weights with --model"),
-    };
+    let (net, spec) = a.source.load(&gpu)?;
     let p = Preprocess {
         shape: spec.input,
         mean: spec.mean.clone(),

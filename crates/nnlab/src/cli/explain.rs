@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, ValueEnum};
 
-use super::classify::classifier_from_weights;
-use super::{ensure_writable_dir, gpu, load_classifier};
+use super::classify::Source;
+use super::{ensure_writable_dir, gpu};
 use crate::checkpoint::write_atomic;
 use crate::core::explain::{Method, Request, Target, cam_layers, explain, overlay, upsample};
 use crate::core::summary::summarise;
@@ -30,15 +30,9 @@ pub struct ExplainArgs {
     /// Image files (PNG, JPEG, GIF, BMP, WebP).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
-    /// A classifier checkpoint.
-    #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]
-    pub checkpoint: Option<PathBuf>,
-    /// torchvision-named weights instead of a checkpoint; needs --model.
-    #[arg(long, requires = "model")]
-    pub weights: Option<PathBuf>,
-    /// Model the --weights are for.
-    #[arg(long)]
-    pub model: Option<String>,
+    /// The classifier.
+    #[command(flatten)]
+    pub source: Source,
     /// The layer Grad-CAM looks at (default: the last convolutional stage); an unknown
     /// name lists the layers.
     #[arg(long)]
@@ -68,11 +62,7 @@ pub fn explain_images(a: ExplainArgs) -> Result<()> {
     );
     ensure_writable_dir(&a.out, "--out")?;
     let gpu = gpu()?;
-    let (net, spec) = match (&a.checkpoint, &a.weights, &a.model) {
-        (Some(ck), _, _) => load_classifier(&gpu, ck)?,
-        (None, Some(w), Some(model)) => classifier_from_weights(&gpu, w, model, None)?,
-        _ => bail!("give --checkpoint, or --weights with --model"),
-    };
+    let (net, spec) = a.source.load(&gpu)?;
     let method = match a.method {
         How::Gradcam => Method::GradCam,
         How::Gradient => Method::InputGradient,

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
+use crate::core::summary::thousands;
 use crate::registry::{Arch, MODELS};
 
 /// `nnlab models`.
@@ -49,7 +50,7 @@ pub fn models(a: ModelsArgs) -> Result<()> {
             "{:<16} {:<16} {:>12}  {}{}",
             m.name,
             input(m),
-            group(m.params),
+            thousands(m.params as u64),
             m.description,
             if m.torchvision() { " [--weights]" } else { "" }
         );
@@ -61,17 +62,4 @@ pub fn models(a: ModelsArgs) -> Result<()> {
          downsample), not the paper's zero-padding option A; their -plain twins have none."
     );
     Ok(())
-}
-
-/// 11689512 -> "11,689,512".
-pub(super) fn group(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

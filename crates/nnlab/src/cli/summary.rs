@@ -6,8 +6,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::gpu;
-use super::models::group;
-use crate::core::summary::summarise;
+use crate::core::summary::{summarise, thousands};
 use crate::registry;
 
 /// `nnlab summary`.
@@ -95,8 +94,8 @@ pub fn summary(a: SummaryArgs) -> Result<()> {
             "{name:<name_w$}  {:<12}  {:>14}  {:>14}  {:>16}",
             l.kind,
             shape(&l.output),
-            group(l.params as usize),
-            group(l.macs as usize)
+            thousands(l.params),
+            thousands(l.macs)
         );
     }
     println!(
@@ -104,7 +103,7 @@ pub fn summary(a: SummaryArgs) -> Result<()> {
          {:.1} MB per image ({:.1} MB at batch {})",
         a.model,
         shape(&input),
-        group(s.params as usize),
+        thousands(s.params),
         if s.macs >= 100_000_000 {
             format!("{:.3} G", s.macs as f64 / 1e9)
         } else {

@@ -159,3 +159,16 @@ pub fn summarise(gpu: &Gpu, net: &dyn Module, input: [usize; 3]) -> Result<Summa
         activation_bytes,
     })
 }
+
+/// 11689512 as "11,689,512".
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

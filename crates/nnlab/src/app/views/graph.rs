@@ -13,7 +13,7 @@ use crate::app::lab::Lab;
 use crate::app::pictures::Pictures;
 use crate::app::views::FeaturesView;
 use crate::core::study::{blocks, inception_modules};
-use crate::core::summary::{Layer, Summary, summarise};
+use crate::core::summary::{Layer, Summary, summarise, thousands};
 
 const W: f32 = 230.0;
 const H: f32 = 50.0;
@@ -460,21 +460,13 @@ fn kind_of(n: &Node) -> &'static str {
         Node::Residual(..) => "residual block",
         Node::Plain(..) => "plain block",
         Node::Parallel(..) => "Inception module",
-        Node::Seq(..) => "stage",
+        Node::Seq(..) => "group",
         Node::Layer(_) => "layer",
     }
 }
 
 fn group_params(l: &Layer) -> String {
-    let s = l.params.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    thousands(l.params)
 }
 
 fn arrow(p: &egui::Painter, from: Pos2, to: Pos2) {
@@ -542,10 +534,7 @@ impl GraphView {
             ui.strong(format!("{}: {}", run.name, run.settings.model));
             ui.label(format!(
                 "{} parameters · {} MACs per image · layer outputs {:.1} MB at batch {}",
-                group_params(&Layer {
-                    params: s.params,
-                    ..s.layers[0].clone()
-                }),
+                thousands(s.params),
                 macs(s.macs),
                 (s.activation_bytes * run.settings.batch as u64) as f64 / 1e6,
                 run.settings.batch
@@ -557,9 +546,11 @@ impl GraphView {
                     .filter(|l| l.kind == "group")
                     .map(|l| l.path.clone())
                     .collect();
+                self.scene = None;
             }
             if ui.button("Collapse all").clicked() {
                 self.expanded.clear();
+                self.scene = None;
             }
         });
         ui.label("Drag to pan, scroll to zoom; click a block's title to open or close it, a layer for its details.");
@@ -597,8 +588,12 @@ impl GraphView {
             });
         self.scene = Some(scene);
         if let Some((path, group)) = clicked {
-            if group && !self.expanded.remove(&path) {
-                self.expanded.insert(path.clone());
+            if group {
+                if !self.expanded.remove(&path) {
+                    self.expanded.insert(path.clone());
+                }
+                // The drawing changed size: fit it to the view again.
+                self.scene = None;
             }
             self.selected = Some(path);
         }
