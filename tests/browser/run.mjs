@@ -4,8 +4,8 @@
 //     first one's loss falls; prints the img/s the page reports;
 //  2. with WebGPU, the GAN tab (?tab=gan): a DCGAN run trains, its losses come back finite
 //     and samples from the fixed noise are drawn;
-//  3. with WebGPU, the Mistakes tab (?tab=mistakes) validates a run and has its confusion
-//     matrix, and the Model tab (?tab=model) draws a ResNet-20 with its nine residual adds;
+//  3. with WebGPU, the Mistakes tab (?tab=mistakes&explain=0) validates a run, has its
+//     confusion matrix and the Grad-CAM of validation image 0, and the Model tab (?tab=model) draws a ResNet-20 with its nine residual adds;
 //  4. without WebGPU: asserts the page shows the clear "no WebGPU" message.
 // The page exposes its state as JSON in #nnlab-state (WebGPU canvases screenshot blank in
 // headless Chromium, so we read state, not pixels).
@@ -155,19 +155,23 @@ await test(`WebGPU: the GAN tab trains a DCGAN run (${GAN_STEPS} iterations) and
     check(g.samples_shown && g.samples_step > 0, `no samples drawn: ${JSON.stringify(g)}`);
   }));
 
-await test('WebGPU: the Mistakes tab validates a run and the Model tab draws its graph', async () => {
+await test('WebGPU: the Mistakes tab validates a run and explains an image, the Model tab draws its graph', async () => {
   await withPage(WEBGPU, async (page) => {
-    await page.goto(`${base}?runs=mnist-cnn&tab=mistakes`);
+    // explain=0 opens validation image 0 in the saliency panel: its Grad-CAM at conv2.
+    await page.goto(`${base}?runs=mnist-cnn&tab=mistakes&explain=0`);
     const deadline = Date.now() + TIMEOUT_S * 1000;
-    let v = null;
-    while (Date.now() < deadline && !v) {
+    let v = null, g = null;
+    while (Date.now() < deadline && !(v && g)) {
       await page.waitForTimeout(1000);
       const s = await state(page);
       check(!bad(s) && !s.error, `page says ${JSON.stringify(s)}`);
       v = s.runs?.[0]?.validated;
+      g = s.saliency;
     }
     check(v && v.images === 1000, `no confusion matrix of the 1000 validation images: ${JSON.stringify(v)}`);
     console.log(`  confusion matrix of ${v.images} images, accuracy ${v.accuracy.toFixed(3)} at step ${v.step}`);
+    check(g && g.size[0] === 8 && g.size[1] === 8 && g.max > 0, `no Grad-CAM of image 0: ${JSON.stringify(g)}`);
+    console.log(`  Grad-CAM of validation image 0: class ${g.class}, ${g.size.join('x')} map`);
   });
   await withPage(WEBGPU, async (page) => {
     await page.goto(`${base}?runs=resnet20&tab=model`);

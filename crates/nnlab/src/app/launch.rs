@@ -28,6 +28,8 @@ pub struct Launch {
     pub lr: Option<f32>,
     /// Bundled data set.
     pub data: Option<Bundled>,
+    /// A validation image to open in the Mistakes tab's saliency panel.
+    pub explain: Option<usize>,
     /// Save a screenshot here once this many steps are back and feature maps are shown,
     /// then close (native; used by scripts/app-screenshot).
     pub screenshot: Option<(std::path::PathBuf, u64)>,
@@ -35,7 +37,7 @@ pub struct Launch {
 
 impl Launch {
     /// Parses the settings `get` finds by key (`runs`, `model`, `tab`, `study`, `autostart`, `batch`,
-    /// `val_every`, `opt`, `lr`, `data`, `screenshot`, `screenshot_steps`).
+    /// `val_every`, `opt`, `lr`, `data`, `explain`, `screenshot`, `screenshot_steps`).
     pub fn parse(get: impl Fn(&str) -> Option<String>) -> Self {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let mut runs: Vec<String> = get("runs")
@@ -65,11 +67,12 @@ impl Launch {
             lr: get("lr").and_then(|v| v.parse().ok()),
             data: get("data").and_then(|d| Bundled::from_name(&d)),
             screenshot: get("screenshot").map(|p| (p.into(), steps)),
+            explain: get("explain").and_then(|v| v.parse().ok()),
         }
     }
 
     /// Reads `NNLAB_RUNS`, `NNLAB_MODEL`, `NNLAB_TAB`, `NNLAB_STUDY`, `NNLAB_AUTOSTART`, `NNLAB_BATCH`,
-    /// `NNLAB_VAL_EVERY`, `NNLAB_OPT`, `NNLAB_LR`, `NNLAB_DATA`, `NNLAB_SCREENSHOT` and
+    /// `NNLAB_VAL_EVERY`, `NNLAB_OPT`, `NNLAB_LR`, `NNLAB_DATA`, `NNLAB_EXPLAIN`, `NNLAB_SCREENSHOT` and
     /// `NNLAB_SCREENSHOT_STEPS` (native).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_env() -> Self {

@@ -201,6 +201,7 @@ impl NnlabApp {
         if let Some(t) = app.launch.study {
             app.study.tab = t;
         }
+        app.confusion.opened = app.launch.explain;
         app.start_launch_runs();
         app
     }
@@ -594,6 +595,10 @@ impl NnlabApp {
                         "accuracy": v.confusion.accuracy(),
                     })),
                 })).collect::<Vec<_>>(),
+                "saliency": self.confusion.saliency.latest().map(|(class, map, size)| serde_json::json!({
+                    "class": class, "size": [size.0, size.1],
+                    "max": map.iter().copied().fold(0.0f32, f32::max),
+                })),
                 "graph": self.graph.outline.map(|(run, o)| serde_json::json!({
                     "run": run, "layers": o.layers, "residual_adds": o.residual_adds,
                     "concats": o.concats,

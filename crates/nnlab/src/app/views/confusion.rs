@@ -204,7 +204,8 @@ impl ConfusionView {
             self.choose(lab, id, t, p)?;
         }
         ui.separator();
-        self.cell_ui(ui, lab, textures)
+        self.cell_ui(ui, lab, textures)?;
+        self.opened_ui(ui, lab, id, textures)
     }
 
     fn matrix(
@@ -358,6 +359,20 @@ impl ConfusionView {
         if opened.is_some() {
             self.opened = opened;
         }
+        Ok(())
+    }
+
+    /// The opened validation image's explanation, for run `id`.
+    fn opened_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        lab: &Lab,
+        id: u64,
+        textures: &mut Textures,
+    ) -> Result<()> {
+        let Some(run) = lab.get(id) else {
+            return Ok(());
+        };
         let Some(i) = self.opened.filter(|&i| i < run.data.val.len()) else {
             return Ok(());
         };
@@ -365,9 +380,14 @@ impl ConfusionView {
         let subject = subject(run, i);
         let now = ui.input(|inp| inp.time);
         self.saliency.advance(lab, id, &subject, now)?;
+        let names = &run.data.class_names;
+        let label = usize::from(run.data.val.labels[i]);
         ui.label(format!(
             "validation image {i}: true class {}",
-            name(usize::from(run.data.val.labels[i]))
+            names
+                .get(label)
+                .cloned()
+                .unwrap_or_else(|| label.to_string())
         ));
         self.saliency.ui(ui, lab, id, &subject, textures);
         Ok(())
