@@ -31,7 +31,7 @@ const BRANCH_COLOURS: [Color32; 4] = [
     Color32::from_rgb(230, 97, 1),
     Color32::from_rgb(94, 60, 153),
     Color32::from_rgb(27, 158, 119),
-    Color32::from_rgb(217, 95, 2),
+    Color32::from_rgb(86, 180, 233),
 ];
 
 /// Per run: energy shares over training, and the latest branch ablation.
