@@ -586,6 +586,13 @@ fn a_validation_image_opens_its_grad_cam_and_randomised_weights_change_it() {
         (t, size),
         "the twin explains the trained model's class"
     );
+    // Removing the run lets the twin (and its GPU memory) go.
+    assert!(h.state().confusion.saliency.has_twin());
+    let id = run(h.state(), 0).id;
+    h.state_mut().remove_run(id);
+    h.step();
+    assert!(!h.state().confusion.saliency.has_twin());
+    assert!(h.state().confusion.saliency.latest().is_none());
 }
 
 #[test]

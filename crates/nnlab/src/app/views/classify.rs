@@ -64,6 +64,7 @@ impl ClassifyView {
 
     /// Collects a finished prediction (never waits).
     pub fn poll(&mut self, lab: &Lab) -> Result<()> {
+        self.saliency.forget_removed(lab);
         if let Some((id, p)) = &mut self.pending
             && let Some(insp) = p.try_take()?
         {

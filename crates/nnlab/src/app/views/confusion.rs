@@ -126,6 +126,7 @@ impl ConfusionView {
     /// Collects the cell's probabilities (never waits); forgets a cell of a removed run and
     /// follows a new validation of the cell's run.
     pub fn poll(&mut self, lab: &Lab) -> Result<()> {
+        self.saliency.forget_removed(lab);
         if let Some((id, step, t, p)) = self.cell {
             match lab.get(id).and_then(|r| r.last_val.as_ref()) {
                 None => {

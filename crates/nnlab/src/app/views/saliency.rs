@@ -94,6 +94,25 @@ impl SaliencyPanel {
             .and_then(|(_, m)| Some((*m.classes.first()?, m.maps.first()?.as_slice(), m.size)))
     }
 
+    /// Drops what belongs to removed runs (the randomised twin holds GPU memory).
+    pub fn forget_removed(&mut self, lab: &Lab) {
+        let gone = |id: u64| lab.get(id).is_none();
+        if self.twin.as_ref().is_some_and(|t| gone(t.0)) {
+            self.twin = None;
+        }
+        if self.pending.as_ref().is_some_and(|(k, _)| gone(k.run)) {
+            self.pending = None;
+        }
+        if self.latest.as_ref().is_some_and(|(k, _)| gone(k.run)) {
+            self.latest = None;
+        }
+    }
+
+    /// True while the randomised twin of a run is held.
+    pub fn has_twin(&self) -> bool {
+        self.twin.is_some()
+    }
+
     /// True while an explanation is being computed.
     pub fn busy(&self) -> bool {
         self.pending.is_some()
