@@ -97,22 +97,28 @@ fn classifier_from_weights(
     Ok((net, spec))
 }
 
+/// Every image decoded and prepared as `spec`'s input (the first bad file is the error).
+pub(super) fn model_inputs(spec: &ModelSpec, paths: &[PathBuf], invert: bool) -> Result<Vec<f32>> {
+    let p = Preprocess {
+        shape: spec.input,
+        mean: spec.mean.clone(),
+        std: spec.std.clone(),
+        invert,
+    };
+    let mut x = Vec::new();
+    for path in paths {
+        x.extend(images::load_input(path, &p)?);
+    }
+    Ok(x)
+}
+
 /// Runs `nnlab classify`. Every image is decoded before the model runs: an unreadable or
 /// undecodable file fails the whole command, naming the file, and nothing is printed.
 pub fn classify(a: ClassifyArgs) -> Result<()> {
     ensure!(a.top_k > 0, "--top-k must be at least 1");
     let gpu = gpu()?;
     let (net, spec) = a.source.load(&gpu)?;
-    let p = Preprocess {
-        shape: spec.input,
-        mean: spec.mean.clone(),
-        std: spec.std.clone(),
-        invert: a.invert,
-    };
-    let mut x = Vec::new();
-    for path in &a.images {
-        x.extend(images::load_input(path, &p)?);
-    }
+    let x = model_inputs(&spec, &a.images, a.invert)?;
     let [ch, h, w] = spec.input;
     let n = a.images.len();
     let logits = {

@@ -6,12 +6,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, ValueEnum};
 
-use super::classify::Source;
+use super::classify::{Source, model_inputs};
 use super::{ensure_writable_dir, gpu};
 use crate::checkpoint::write_atomic;
 use crate::core::explain::{Method, Request, Target, cam_layers, explain, overlay, upsample};
 use crate::core::summary::summarise;
-use crate::images::{self, Preprocess};
 
 /// The methods, as the command line names them.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -90,16 +89,7 @@ pub fn explain_images(a: ExplainArgs) -> Result<()> {
                 .with_context(|| format!("--class {c}: not a class of {}", spec.name))?,
         ),
     };
-    let p = Preprocess {
-        shape: spec.input,
-        mean: spec.mean.clone(),
-        std: spec.std.clone(),
-        invert: a.invert,
-    };
-    let mut x = Vec::new();
-    for path in &a.images {
-        x.extend(images::load_input(path, &p)?);
-    }
+    let x = model_inputs(&spec, &a.images, a.invert)?;
     let [ch, h, w] = spec.input;
     let n = a.images.len();
     let req = Request {
