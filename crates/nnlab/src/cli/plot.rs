@@ -217,21 +217,10 @@ fn draw_chart(area: &Area<'_>, c: &Chart) -> Result<()> {
     Ok(())
 }
 
-/// Viridis, sampled: perceptually uniform, readable in grey.
+/// The study views' viridis, as plotters wants it.
 fn viridis(t: f64) -> RGBColor {
-    const V: [(f64, f64, f64); 5] = [
-        (68.0, 1.0, 84.0),
-        (59.0, 82.0, 139.0),
-        (33.0, 145.0, 140.0),
-        (94.0, 201.0, 98.0),
-        (253.0, 231.0, 37.0),
-    ];
-    let t = t.clamp(0.0, 1.0) * (V.len() - 1) as f64;
-    let i = (t.floor() as usize).min(V.len() - 2);
-    let f = t - i as f64;
-    let (a, b) = (V[i], V[i + 1]);
-    let m = |x: f64, y: f64| (x + (y - x) * f) as u8;
-    RGBColor(m(a.0, b.0), m(a.1, b.1), m(a.2, b.2))
+    let c = crate::app::views::study::viridis(t as f32);
+    RGBColor(c.r(), c.g(), c.b())
 }
 
 /// The log of each value (the loss), NaN where not positive: the basin's shape shows next

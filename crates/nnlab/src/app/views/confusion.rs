@@ -160,10 +160,8 @@ impl ConfusionView {
         selected: Option<u64>,
         textures: &mut Textures,
     ) -> Result<()> {
-        ui.horizontal(|ui| {
-            ui.heading("What the run gets wrong");
-            ui.label("(i)").on_hover_text(INFO);
-        });
+        ui.heading("What the run gets wrong");
+        crate::app::views::info(ui, "confusion", INFO);
         let Some(id) = FeaturesView::run_id(lab, selected) else {
             ui.label("Add a classifier run to see its confusion matrix.");
             return Ok(());

@@ -52,3 +52,13 @@ impl Tab {
         }
     }
 }
+
+/// The (i) of a view: what is computed, what to look for, which figure it reproduces.
+pub fn info(ui: &mut egui::Ui, id: &str, text: &str) {
+    egui::CollapsingHeader::new("(i) What this shows")
+        .id_salt(id)
+        .default_open(true)
+        .show(ui, |ui| {
+            ui.label(egui::RichText::new(text).small());
+        });
+}

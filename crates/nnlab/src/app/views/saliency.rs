@@ -226,10 +226,8 @@ impl SaliencyPanel {
         let Some(r) = lab.get(run) else { return };
         let names = &r.data.class_names;
         let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
-        ui.horizontal(|ui| {
-            ui.strong("Where the run looks");
-            ui.label("(i)").on_hover_text(INFO);
-        });
+        ui.strong("Where the run looks");
+        crate::app::views::info(ui, "saliency", INFO);
         ui.horizontal_wrapped(|ui| {
             egui::ComboBox::from_id_salt("saliency_method")
                 .selected_text(method_name(self.method))

@@ -12,6 +12,8 @@ pub mod response;
 use anyhow::Result;
 use egui::Color32;
 
+pub use super::info;
+
 use crate::app::lab::Lab;
 use crate::app::pictures::Pictures;
 
@@ -132,16 +134,6 @@ impl StudyViews {
             StudyTab::Response => self.response.ui(ui, lab, *selected, pics),
         }
     }
-}
-
-/// The (i) of a view: what is computed, what to look for, which figure it reproduces.
-pub fn info(ui: &mut egui::Ui, id: &str, text: &str) {
-    egui::CollapsingHeader::new("(i) What this shows")
-        .id_salt(id)
-        .default_open(true)
-        .show(ui, |ui| {
-            ui.label(egui::RichText::new(text).small());
-        });
 }
 
 /// A perceptual colour for `t` in [0, 1] (viridis, by its five anchor colours).
