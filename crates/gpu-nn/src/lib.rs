@@ -25,6 +25,7 @@ pub mod ops;
 pub mod optim;
 mod readback;
 mod tensor;
+pub mod trace;
 
 /// The wgpu this crate is built on, so that users share one version (and one device).
 pub use wgpu;

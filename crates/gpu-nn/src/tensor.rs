@@ -224,7 +224,8 @@ impl Tensor {
         );
         Ok(t.with_op(ReshapeOp {
             input: self.clone(),
-        }))
+        })
+        .traced(|| crate::trace::Op::Reshape, &[self]))
     }
 
     /// Flattens all dimensions after the first: [N, ...] -> [N, rest].

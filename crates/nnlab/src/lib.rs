@@ -8,6 +8,7 @@ pub mod app;
 pub mod checkpoint;
 pub mod core;
 pub mod data;
+pub mod export;
 pub mod images;
 pub mod registry;
 pub mod weights;

@@ -57,6 +57,8 @@ mod native {
         Study(cli::StudyArgs),
         /// A model's layers: output shapes, parameters, multiply-accumulates, totals.
         Summary(cli::SummaryArgs),
+        /// Export a checkpoint (or torchvision weights) as ONNX, for Netron and onnxruntime.
+        Export(cli::ExportArgs),
     }
 
     pub fn main() {
@@ -90,6 +92,7 @@ mod native {
             Command::Models(a) => cli::models(a),
             Command::Study(a) => cli::study(a),
             Command::Summary(a) => cli::summary(a),
+            Command::Export(a) => cli::export(a),
         }
     }
 

@@ -464,7 +464,8 @@ fn unwritable_output_paths_fail_at_once_naming_them() {
     std::fs::write(&file, b"x").expect("file");
     let under = file.join("sub");
     let (metrics, grid) = (under.join("m.csv"), under.join("g.png"));
-    let cases: [(&[&str], &str); 3] = [
+    let onnx = under.join("m.onnx");
+    let cases: [(&[&str], &str); 4] = [
         (
             &["train", "--data", "mnist", "--checkpoint-dir", s(&under)],
             "--checkpoint-dir",
@@ -474,6 +475,10 @@ fn unwritable_output_paths_fail_at_once_naming_them() {
             "--metrics",
         ),
         (&["gan", "--out", s(&grid)], "--out"),
+        (
+            &["export", "--model", "mnist-cnn", "--onnx", s(&onnx)],
+            "--onnx",
+        ),
     ];
     for (args, flag) in cases {
         let t0 = std::time::Instant::now();

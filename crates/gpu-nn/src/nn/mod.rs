@@ -108,6 +108,10 @@ impl Ctx {
         f: impl FnOnce(&mut Self) -> Result<Tensor>,
     ) -> Result<Tensor> {
         self.path.push(name.to_string());
+        let tracing = crate::trace::is_tracing();
+        if tracing {
+            crate::trace::set_scope(self.path.join("."));
+        }
         let out = f(self);
         if let (Ok(t), Some(c)) = (&out, self.captures.as_mut()) {
             let kept = if self.tracked_captures {
@@ -118,6 +122,9 @@ impl Ctx {
             c.push((self.path.join("."), kept));
         }
         self.path.pop();
+        if tracing {
+            crate::trace::set_scope(self.path.join("."));
+        }
         out
     }
 

@@ -6,6 +6,7 @@ use crate::error::{Result, ensure_shape};
 use crate::gpu::Gpu;
 use crate::kernel::{Params, groups, kernels};
 use crate::tensor::Tensor;
+use crate::trace::Op;
 
 kernels!("batchnorm.wgsl";
     BN_STATS = "bn_stats" [R, W, W, W],
@@ -156,14 +157,25 @@ pub fn batch_norm(
         &[save.buf(), wbuf, bbuf, y.buf()],
         d.elementwise_grids(),
     )?;
-    Ok(y.with_op(BatchNormOp {
+    let y = y.with_op(BatchNormOp {
         x: x.clone(),
         weight: weight.cloned(),
         bias: bias.cloned(),
         save,
         dims: d,
         training,
-    }))
+    });
+    let mut inputs = vec![x, running_mean, running_var];
+    inputs.extend(weight);
+    inputs.extend(bias);
+    let op = || Op::BatchNorm {
+        training,
+        eps,
+        momentum,
+        weight: weight.is_some(),
+        bias: bias.is_some(),
+    };
+    Ok(y.traced(op, &inputs))
 }
 
 struct BatchNormOp {

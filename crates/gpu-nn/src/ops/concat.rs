@@ -5,6 +5,7 @@ use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape};
 use crate::kernel::{Params, groups, kernels};
 use crate::tensor::Tensor;
+use crate::trace::Op;
 
 kernels!("concat.wgsl";
     CHANNEL_COPY = "channel_copy" [R, W],
@@ -74,9 +75,10 @@ pub fn cat_channels(xs: &[&Tensor]) -> Result<Tensor> {
         copy_channels(x, 0, &y, off, c);
         off += c;
     }
-    Ok(y.with_op(CatOp {
+    let y = y.with_op(CatOp {
         xs: xs.iter().map(|&x| x.clone()).collect(),
-    }))
+    });
+    Ok(y.traced(|| Op::CatChannels, xs))
 }
 
 impl Tensor {
@@ -95,10 +97,11 @@ impl Tensor {
             "channels [{start}, {start} + {len}) are not a non-empty range within dimension 1 of \
              shape {s:?}"
         );
-        Ok(narrow_raw(self, start, len)?.with_op(NarrowOp {
+        let y = narrow_raw(self, start, len)?.with_op(NarrowOp {
             x: self.clone(),
             start,
-        }))
+        });
+        Ok(y.traced(|| Op::NarrowChannels { start, len }, &[self]))
     }
 }
 

@@ -13,6 +13,7 @@ use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape, shape_err};
 use crate::kernel::{Kernel, Params, groups, kernels};
 use crate::tensor::Tensor;
+use crate::trace::{Op, with_bias};
 
 kernels!("conv.wgsl";
     CONV_FWD_16 = "conv_fwd" [R, R, R, W] (BM = 16),
@@ -746,13 +747,14 @@ fn conv_transpose2d_geom(
 /// Records gradients for x, w and b.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, opts: Conv2dOpts) -> Result<Tensor> {
     let g = conv2d_geom(x, w, b, &opts)?;
-    Ok(fwd_raw(x, w, b, &g)?.with_op(ConvOp {
+    let y = fwd_raw(x, w, b, &g)?.with_op(ConvOp {
         x: x.clone(),
         w: w.clone(),
         b: b.cloned(),
         g,
         transposed: false,
-    }))
+    });
+    Ok(y.traced(|| Op::Conv2d(opts), &with_bias(x, w, b)))
 }
 
 /// The direct, one-output-per-invocation conv2d forward: the benchmark's reference for the
@@ -786,13 +788,14 @@ pub fn conv_transpose2d(
     opts: ConvTranspose2dOpts,
 ) -> Result<Tensor> {
     let g = conv_transpose2d_geom(x, w, b, &opts)?;
-    Ok(dgrad_raw(x, w, b, &g)?.with_op(ConvOp {
+    let y = dgrad_raw(x, w, b, &g)?.with_op(ConvOp {
         x: x.clone(),
         w: w.clone(),
         b: b.cloned(),
         g,
         transposed: true,
-    }))
+    });
+    Ok(y.traced(|| Op::ConvTranspose2d(opts), &with_bias(x, w, b)))
 }
 
 /// Backward of both conv2d and conv_transpose2d (which swap the roles of forward and input

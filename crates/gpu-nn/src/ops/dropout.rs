@@ -6,6 +6,7 @@ use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape};
 use crate::kernel::{Params, groups, kernels};
 use crate::tensor::Tensor;
+use crate::trace::Op;
 
 kernels!("dropout.wgsl";
     DROPOUT = "dropout_mask_mul" [R, W],
@@ -79,7 +80,8 @@ pub fn dropout(x: &Tensor, p: f32, seed: u64, training: bool) -> Result<Tensor> 
     let mask = Mask::new(p, seed, 1);
     Ok(mask
         .apply(x, "dropout")?
-        .with_op(DropoutOp { x: x.clone(), mask }))
+        .with_op(DropoutOp { x: x.clone(), mask })
+        .traced(|| Op::Dropout { p, channels: false }, &[x]))
 }
 
 /// Zeroes whole channels of an [N, C, ...] tensor (rank >= 3) independently with
@@ -100,7 +102,8 @@ pub fn dropout2d(x: &Tensor, p: f32, seed: u64, training: bool) -> Result<Tensor
     let mask = Mask::new(p, seed, group);
     Ok(mask
         .apply(x, "dropout2d")?
-        .with_op(DropoutOp { x: x.clone(), mask }))
+        .with_op(DropoutOp { x: x.clone(), mask })
+        .traced(|| Op::Dropout { p, channels: true }, &[x]))
 }
 
 struct DropoutOp {

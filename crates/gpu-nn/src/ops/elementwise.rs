@@ -5,6 +5,7 @@ use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape};
 use crate::kernel::{Kernel, Params, groups, kernels};
 use crate::tensor::Tensor;
+use crate::trace::Op;
 
 kernels!("elementwise.wgsl";
     FILL = "fill" [W],
@@ -130,7 +131,9 @@ fn binary_raw(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
 impl Tensor {
     /// Applies a unary function elementwise.
     pub fn unary(&self, f: Unary) -> Result<Tensor> {
-        Ok(unary_raw(self, f)?.with_op(UnaryOp { x: self.clone(), f }))
+        Ok(unary_raw(self, f)?
+            .with_op(UnaryOp { x: self.clone(), f })
+            .traced(|| Op::Unary(f), &[self]))
     }
 
     /// max(x, 0)
@@ -160,39 +163,43 @@ impl Tensor {
 
     /// Elementwise sum (residual connections). Shapes must match.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
-        Ok(binary_raw(self, other, Binary::Add)?.with_op(BinaryOp {
+        let y = binary_raw(self, other, Binary::Add)?.with_op(BinaryOp {
             a: self.clone(),
             b: other.clone(),
             op: Binary::Add,
-        }))
+        });
+        Ok(y.traced(|| Op::Add, &[self, other]))
     }
 
     /// Elementwise difference. Shapes must match.
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
-        Ok(binary_raw(self, other, Binary::Sub)?.with_op(BinaryOp {
+        let y = binary_raw(self, other, Binary::Sub)?.with_op(BinaryOp {
             a: self.clone(),
             b: other.clone(),
             op: Binary::Sub,
-        }))
+        });
+        Ok(y.traced(|| Op::Sub, &[self, other]))
     }
 
     /// Elementwise product. Shapes must match.
     pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
-        Ok(binary_raw(self, other, Binary::Mul)?.with_op(BinaryOp {
+        let y = binary_raw(self, other, Binary::Mul)?.with_op(BinaryOp {
             a: self.clone(),
             b: other.clone(),
             op: Binary::Mul,
-        }))
+        });
+        Ok(y.traced(|| Op::Mul, &[self, other]))
     }
 
     /// alpha * self + beta * other. Shapes must match.
     pub fn axpby(&self, alpha: f32, other: &Tensor, beta: f32) -> Result<Tensor> {
         let op = Binary::Axpby(alpha, beta);
-        Ok(binary_raw(self, other, op)?.with_op(BinaryOp {
+        let y = binary_raw(self, other, op)?.with_op(BinaryOp {
             a: self.clone(),
             b: other.clone(),
             op,
-        }))
+        });
+        Ok(y.traced(|| Op::Axpby(alpha, beta), &[self, other]))
     }
 }
 

@@ -10,6 +10,7 @@ use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape};
 use crate::kernel::{Kernel, Params, groups, kernels};
 use crate::tensor::Tensor;
+use crate::trace::Op;
 
 kernels!("loss.wgsl";
     SOFTMAX_FWD = "softmax_fwd" [R, W],
@@ -86,18 +87,22 @@ impl Tensor {
     /// log(softmax(x)) over dimension 1 of an [N, C] tensor, computed stably
     /// (x - max - log(sum(exp(x - max)))).
     pub fn log_softmax(&self) -> Result<Tensor> {
-        Ok(softmax_raw(self, true)?.with_op(SoftmaxOp {
-            x: self.clone(),
-            log: true,
-        }))
+        Ok(softmax_raw(self, true)?
+            .with_op(SoftmaxOp {
+                x: self.clone(),
+                log: true,
+            })
+            .traced(|| Op::LogSoftmax, &[self]))
     }
 
     /// softmax(x) over dimension 1 of an [N, C] tensor (max-subtracted).
     pub fn softmax(&self) -> Result<Tensor> {
-        Ok(softmax_raw(self, false)?.with_op(SoftmaxOp {
-            x: self.clone(),
-            log: false,
-        }))
+        Ok(softmax_raw(self, false)?
+            .with_op(SoftmaxOp {
+                x: self.clone(),
+                log: false,
+            })
+            .traced(|| Op::Softmax, &[self]))
     }
 }
 

@@ -6,6 +6,7 @@ use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape};
 use crate::kernel::{Kernel, Params, kernels};
 use crate::tensor::Tensor;
+use crate::trace::{Op, with_bias};
 
 kernels!("matmul.wgsl";
     MATMUL = "matmul" [R, R, R, W],
@@ -376,14 +377,13 @@ impl Tensor {
     /// its flag is set (no copy is made): e.g. `q.matmul_t(&k, false, true)` is Q K^T.
     /// Shapes as in [`Tensor::matmul`] after the transposes.
     pub fn matmul_t(&self, other: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
-        Ok(
-            matmul_raw(self, other, trans_a, trans_b, None)?.with_op(MatmulOp {
-                a: self.clone(),
-                b: other.clone(),
-                trans_a,
-                trans_b,
-            }),
-        )
+        let y = matmul_raw(self, other, trans_a, trans_b, None)?.with_op(MatmulOp {
+            a: self.clone(),
+            b: other.clone(),
+            trans_a,
+            trans_b,
+        });
+        Ok(y.traced(|| Op::MatMul { trans_a, trans_b }, &[self, other]))
     }
 }
 
@@ -400,11 +400,12 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
     // Checked here too so that errors name `linear`.
     dims("linear", x, weight, false, true, bias)?;
     let y = matmul_raw(x, weight, false, true, bias)?;
-    Ok(y.with_op(LinearOp {
+    let y = y.with_op(LinearOp {
         x: x.clone(),
         w: weight.clone(),
         b: bias.cloned(),
-    }))
+    });
+    Ok(y.traced(|| Op::Linear, &with_bias(x, weight, bias)))
 }
 
 struct MatmulOp {

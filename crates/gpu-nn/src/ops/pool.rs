@@ -7,6 +7,7 @@ use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape};
 use crate::kernel::{Params, groups, kernels};
 use crate::tensor::Tensor;
+use crate::trace::Op;
 
 kernels!("pool.wgsl";
     MAX_FWD = "max_fwd" [R, W, W],
@@ -399,28 +400,30 @@ pub fn max_pool2d_with_indices(x: &Tensor, opts: MaxPool2dOpts) -> Result<(Tenso
         idx: idx.clone(),
         g,
     });
-    Ok((y, idx))
+    Ok((y.traced(|| Op::MaxPool2d(opts), &[x]), idx))
 }
 
 /// Average pooling over each H x W plane of an [N, C, H, W] tensor.
 pub fn avg_pool2d(x: &Tensor, opts: AvgPool2dOpts) -> Result<Tensor> {
     let g = opts.geom(x.shape())?;
-    Ok(mean_fwd_raw(x, &g, Kind::Avg)?.with_op(MeanPoolOp {
+    let y = mean_fwd_raw(x, &g, Kind::Avg)?.with_op(MeanPoolOp {
         x: x.clone(),
         g,
         kind: Kind::Avg,
-    }))
+    });
+    Ok(y.traced(|| Op::AvgPool2d(opts), &[x]))
 }
 
 /// Adaptive average pooling to an (oh, ow) output: output row i averages input rows
 /// floor(i * H / oh) .. ceil((i + 1) * H / oh), likewise for columns.
 pub fn adaptive_avg_pool2d(x: &Tensor, out: (usize, usize)) -> Result<Tensor> {
     let g = Geom::adaptive(x.shape(), out)?;
-    Ok(mean_fwd_raw(x, &g, Kind::Adaptive)?.with_op(MeanPoolOp {
+    let y = mean_fwd_raw(x, &g, Kind::Adaptive)?.with_op(MeanPoolOp {
         x: x.clone(),
         g,
         kind: Kind::Adaptive,
-    }))
+    });
+    Ok(y.traced(|| Op::AdaptiveAvgPool2d(out), &[x]))
 }
 
 /// Global average pooling: [N, C, H, W] -> [N, C, 1, 1].

@@ -4,6 +4,7 @@ use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape};
 use crate::kernel::{Params, groups, kernels};
 use crate::tensor::Tensor;
+use crate::trace::Op;
 
 kernels!("reduce.wgsl";
     SUM_MID = "sum_mid" [R, W],
@@ -74,11 +75,12 @@ impl Tensor {
         } else {
             1.0
         };
-        Ok(sum_mid_raw(self, dim, scale, &out)?.with_op(SumOp {
+        let y = sum_mid_raw(self, dim, scale, &out)?.with_op(SumOp {
             x: self.clone(),
             dim,
             scale,
-        }))
+        });
+        Ok(y.traced(|| Op::Other("sum_dim"), &[self]))
     }
 
     /// Sum of all elements, shape [1].

@@ -16,5 +16,6 @@ mod optim;
 mod parity;
 mod pool;
 mod reduce;
+mod trace;
 mod training;
 mod visual;

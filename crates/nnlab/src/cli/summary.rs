@@ -30,7 +30,7 @@ pub struct SummaryArgs {
 }
 
 /// Parses `3x224x224`.
-fn parse_input(s: &str) -> Result<[usize; 3]> {
+pub(super) fn parse_input(s: &str) -> Result<[usize; 3]> {
     let v: Vec<usize> = s
         .split(['x', 'X'])
         .map(|p| p.trim().parse::<usize>())
