@@ -1,5 +1,5 @@
 //! ONNX export, checked on the decoded protobuf (onnxruntime's numbers are checked by
-//! tests/onnx/check_onnx.py, which scripts/test runs): the graph of a model op by op, its
+//! tests/python/check_onnx.py, which scripts/test runs): the graph of a model op by op, its
 //! initializers under the model's names and values, shapes with a symbolic batch, the
 //! metadata; and clear errors for what cannot be exported.
 
