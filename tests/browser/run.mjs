@@ -5,7 +5,8 @@
 //  2. with WebGPU, the GAN tab (?tab=gan): a DCGAN run trains, its losses come back finite
 //     and samples from the fixed noise are drawn;
 //  3. with WebGPU, the Mistakes tab (?tab=mistakes&explain=0) validates a run, has its
-//     confusion matrix and the Grad-CAM of validation image 0, and the Model tab (?tab=model) draws a ResNet-20 with its nine residual adds;
+//     confusion matrix and the Grad-CAM of validation image 0, and the Model tab (?tab=model) draws a ResNet-20 with its nine residual adds
+//     and offers the run as an ONNX download (&export=onnx);
 //  4. without WebGPU: asserts the page shows the clear "no WebGPU" message.
 // The page exposes its state as JSON in #nnlab-state (WebGPU canvases screenshot blank in
 // headless Chromium, so we read state, not pixels).
@@ -155,7 +156,7 @@ await test(`WebGPU: the GAN tab trains a DCGAN run (${GAN_STEPS} iterations) and
     check(g.samples_shown && g.samples_step > 0, `no samples drawn: ${JSON.stringify(g)}`);
   }));
 
-await test('WebGPU: the Mistakes tab validates a run and explains an image, the Model tab draws its graph', async () => {
+await test('WebGPU: the Mistakes tab validates a run and explains an image, the Model tab draws its graph, a run downloads as ONNX', async () => {
   await withPage(WEBGPU, async (page) => {
     // explain=0 opens validation image 0 in the saliency panel: its Grad-CAM at conv2.
     await page.goto(`${base}?runs=mnist-cnn&tab=mistakes&explain=0`);
@@ -174,7 +175,9 @@ await test('WebGPU: the Mistakes tab validates a run and explains an image, the 
     console.log(`  Grad-CAM of validation image 0: class ${g.class}, ${g.size.join('x')} map`);
   });
   await withPage(WEBGPU, async (page) => {
-    await page.goto(`${base}?runs=resnet20&tab=model`);
+    // export=onnx: the run is offered as an ONNX download at once.
+    const download = page.waitForEvent('download', { timeout: TIMEOUT_S * 1000 });
+    await page.goto(`${base}?runs=resnet20&tab=model&export=onnx`);
     const deadline = Date.now() + TIMEOUT_S * 1000;
     let g = null;
     while (Date.now() < deadline && !g) {
@@ -185,6 +188,12 @@ await test('WebGPU: the Mistakes tab validates a run and explains an image, the 
     }
     check(g && g.residual_adds === 9 && g.layers > 40, `no ResNet-20 graph: ${JSON.stringify(g)}`);
     console.log(`  ResNet-20 graph: ${g.layers} layers, ${g.residual_adds} residual adds`);
+    const d = await download;
+    const bytes = fs.readFileSync(await d.path());
+    // A ModelProto starts with field 1, ir_version: tag 0x08, value 8.
+    check(d.suggestedFilename().endsWith('.onnx') && bytes.length > 1e6 && bytes[0] === 8 && bytes[1] === 8,
+      `not an ONNX download: ${d.suggestedFilename()}, ${bytes.length} bytes`);
+    console.log(`  ONNX download: ${d.suggestedFilename()}, ${bytes.length} bytes`);
   });
 });
 

@@ -1,5 +1,6 @@
 //! The lab end to end: memory comes back when runs are removed, and checkpoints move
-//! between the app and the command line (`nnlab eval`, `nnlab train --resume`) exactly.
+//! between the app and the command line (`nnlab eval`, `nnlab train --resume`, `nnlab
+//! export`) exactly.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use nnlab::app::data::DataChoice;
+use nnlab::app::files::Format;
 use nnlab::app::run::{Run, RunSettings};
 use nnlab::app::views::Tab;
 use nnlab::app::{Launch, NnlabApp, wgpu_configuration};
@@ -214,7 +216,9 @@ fn an_app_checkpoint_evaluates_on_the_command_line_to_the_accuracy_the_app_showe
     let path = dir.join("app.safetensors");
     let app = h.state_mut();
     let lab = app.lab.as_ref().expect("lab");
-    app.files.save_to(lab, id, path.clone()).expect("save");
+    app.files
+        .save_to(lab, id, path.clone(), Format::Checkpoint)
+        .expect("save");
     run_until(&mut h, 60, "the checkpoint", |a| !a.files.saving());
     assert!(
         h.state()
@@ -241,6 +245,22 @@ fn an_app_checkpoint_evaluates_on_the_command_line_to_the_accuracy_the_app_showe
         (acc - f64::from(shown)).abs() < 1e-6,
         "app {shown}, eval {acc}"
     );
+    // The app's ONNX export of the run is the command line's export of its checkpoint.
+    let app_onnx = dir.join("app.onnx");
+    let app = h.state_mut();
+    let lab = app.lab.as_ref().expect("lab");
+    app.files
+        .save_to(lab, id, app_onnx.clone(), Format::Onnx)
+        .expect("export");
+    run_until(&mut h, 60, "the ONNX export", |a| !a.files.saving());
+    let cli_onnx = dir.join("cli.onnx");
+    nnlab(&["export", "--checkpoint", s(&path), "--onnx", s(&cli_onnx)]);
+    let (a, b) = (
+        std::fs::read(&app_onnx).expect("the app's ONNX file"),
+        std::fs::read(&cli_onnx).expect("the CLI's ONNX file"),
+    );
+    assert!(a.len() > 80_000, "{} bytes", a.len());
+    assert!(a == b, "the app's export differs from the CLI's");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -1,7 +1,7 @@
-//! Files in and out of the app: checkpoints saved (native: a save dialog and an atomic
-//! write; web: a download) and loaded (native: an open dialog; web: a file pick), and the
-//! curves as CSV. Checkpoints are read back from the GPU without blocking, so a save
-//! finishes a few frames after it was asked for.
+//! Files in and out of the app: checkpoints and ONNX exports saved (native: a save dialog
+//! and an atomic write; web: a download), checkpoints loaded (native: an open dialog; web: a
+//! file pick), and the curves as CSV. Weights are read back from the GPU without blocking,
+//! so a save finishes a few frames after it was asked for.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,6 +9,7 @@ use std::rc::Rc;
 use anyhow::Result;
 
 use super::lab::Lab;
+use super::run::Trainee;
 use crate::core::PendingCheckpoint;
 
 /// Where a finished checkpoint goes.
@@ -21,13 +22,31 @@ enum Target {
     Download(String),
 }
 
+/// What a save writes once the run's weights are back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The checkpoint (everything needed to continue).
+    Checkpoint,
+    /// The model as ONNX (eval mode; for Netron, onnxruntime).
+    Onnx,
+}
+
+impl Format {
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Checkpoint => "safetensors",
+            Format::Onnx => "onnx",
+        }
+    }
+}
+
 /// Files picked or dropped whose bytes have arrived: (name, bytes or why not).
 pub type Incoming = Rc<RefCell<Vec<(String, Result<Vec<u8>, String>)>>>;
 
 /// Saves in progress, and files on their way in.
 #[derive(Default)]
 pub struct Files {
-    saves: Vec<(u64, PendingCheckpoint, Target)>,
+    saves: Vec<(u64, PendingCheckpoint, Target, Format)>,
     /// Bytes of picked files, filled asynchronously (the browser reads files that way).
     pub incoming: Incoming,
     /// The last thing that happened ("saved ...", or an error), shown in the top bar.
@@ -35,37 +54,50 @@ pub struct Files {
 }
 
 impl Files {
-    /// Asks where to save run `id` (native: a dialog) and starts reading its checkpoint.
-    pub fn save(&mut self, lab: &Lab, id: u64) -> Result<()> {
+    /// Asks where to save run `id` as `format` (native: a dialog) and starts reading its
+    /// weights.
+    pub fn save(&mut self, lab: &Lab, id: u64, format: Format) -> Result<()> {
         let Some(run) = lab.get(id) else {
             return Ok(());
         };
-        let name = format!("{}.safetensors", run.file_stem());
+        let ext = format.extension();
+        let name = format!("{}.{ext}", run.file_stem());
         #[cfg(not(target_arch = "wasm32"))]
         {
+            let what = match format {
+                Format::Checkpoint => "checkpoint",
+                Format::Onnx => "ONNX model",
+            };
             let Some(path) = rfd::FileDialog::new()
                 .set_file_name(&name)
-                .add_filter("checkpoint", &["safetensors"])
+                .add_filter(what, &[ext])
                 .save_file()
             else {
                 return Ok(());
             };
-            self.save_to(lab, id, path)
+            self.save_to(lab, id, path, format)
         }
         #[cfg(target_arch = "wasm32")]
         {
             let pending = run.start_checkpoint()?;
-            self.saves.push((id, pending, Target::Download(name)));
+            self.saves
+                .push((id, pending, Target::Download(name), format));
             Ok(())
         }
     }
 
-    /// Starts saving run `id`'s checkpoint to `path` (native; what the dialog leads to).
+    /// Starts saving run `id` as `format` to `path` (native; what the dialog leads to).
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn save_to(&mut self, lab: &Lab, id: u64, path: std::path::PathBuf) -> Result<()> {
+    pub fn save_to(
+        &mut self,
+        lab: &Lab,
+        id: u64,
+        path: std::path::PathBuf,
+        format: Format,
+    ) -> Result<()> {
         if let Some(run) = lab.get(id) {
             self.saves
-                .push((id, run.start_checkpoint()?, Target::Path(path)));
+                .push((id, run.start_checkpoint()?, Target::Path(path), format));
         }
         Ok(())
     }
@@ -75,19 +107,25 @@ impl Files {
         !self.saves.is_empty()
     }
 
-    /// Writes the checkpoints whose tensors are back (never waits).
-    pub fn poll(&mut self) {
+    /// Writes the saves whose tensors are back (never waits). An ONNX export traces the
+    /// run's model (still in `lab`) with the weights of the snapshot.
+    pub fn poll(&mut self, lab: Option<&Lab>) {
         let mut i = 0;
         while i < self.saves.len() {
+            let (id, format) = (self.saves[i].0, self.saves[i].3);
             let done = match self.saves[i].1.try_take() {
                 Ok(None) => {
                     i += 1;
                     continue;
                 }
-                Ok(Some(c)) => c.to_bytes().and_then(|b| write(&self.saves[i].2, &b)),
+                Ok(Some(c)) => match format {
+                    Format::Checkpoint => c.to_bytes(),
+                    Format::Onnx => onnx(lab, id, &c),
+                }
+                .and_then(|b| write(&self.saves[i].2, &b)),
                 Err(e) => Err(e),
             };
-            let (id, _, _) = self.saves.remove(i);
+            self.saves.remove(i);
             self.message = Some(match done {
                 Ok(msg) => msg,
                 Err(e) => format!("run {id}: not saved: {e:#}"),
@@ -168,6 +206,23 @@ impl Files {
             Ok(msg) => msg,
             Err(e) => format!("CSV not saved: {e:#}"),
         });
+    }
+}
+
+/// Run `id`'s model as ONNX, with the weights of its checkpoint `c`.
+fn onnx(lab: Option<&Lab>, id: u64, c: &crate::checkpoint::Checkpoint) -> Result<Vec<u8>> {
+    let (lab, run) = lab
+        .and_then(|l| Some((l, l.get(id)?)))
+        .ok_or_else(|| anyhow::anyhow!("the run was removed"))?;
+    let gpu = lab.gpu();
+    match run.trainee() {
+        Trainee::Classifier(t) => {
+            crate::export::classifier_onnx(gpu, t.net.as_ref(), &c.section("model"), &t.spec)
+        }
+        Trainee::Gan(g) => {
+            let width = c.meta_f64(&["gan", "width"])? as f32;
+            crate::export::generator_onnx(gpu, &g.g, &c.section("generator"), width)
+        }
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Launch {
     pub data: Option<Bundled>,
     /// A validation image to open in the Mistakes tab's saliency panel.
     pub explain: Option<usize>,
+    /// `export=onnx`: save the first run as ONNX at once (a download in the browser).
+    pub export_onnx: bool,
     /// Save a screenshot here once this many steps are back and feature maps are shown,
     /// then close (native; used by scripts/app-screenshot).
     pub screenshot: Option<(std::path::PathBuf, u64)>,
@@ -37,7 +39,7 @@ pub struct Launch {
 
 impl Launch {
     /// Parses the settings `get` finds by key (`runs`, `model`, `tab`, `study`, `autostart`, `batch`,
-    /// `val_every`, `opt`, `lr`, `data`, `explain`, `screenshot`, `screenshot_steps`).
+    /// `val_every`, `opt`, `lr`, `data`, `explain`, `export`, `screenshot`, `screenshot_steps`).
     pub fn parse(get: impl Fn(&str) -> Option<String>) -> Self {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let mut runs: Vec<String> = get("runs")
@@ -68,12 +70,13 @@ impl Launch {
             data: get("data").and_then(|d| Bundled::from_name(&d)),
             screenshot: get("screenshot").map(|p| (p.into(), steps)),
             explain: get("explain").and_then(|v| v.parse().ok()),
+            export_onnx: get("export").is_some_and(|v| v.eq_ignore_ascii_case("onnx")),
         }
     }
 
     /// Reads `NNLAB_RUNS`, `NNLAB_MODEL`, `NNLAB_TAB`, `NNLAB_STUDY`, `NNLAB_AUTOSTART`, `NNLAB_BATCH`,
-    /// `NNLAB_VAL_EVERY`, `NNLAB_OPT`, `NNLAB_LR`, `NNLAB_DATA`, `NNLAB_EXPLAIN`, `NNLAB_SCREENSHOT` and
-    /// `NNLAB_SCREENSHOT_STEPS` (native).
+    /// `NNLAB_VAL_EVERY`, `NNLAB_OPT`, `NNLAB_LR`, `NNLAB_DATA`, `NNLAB_EXPLAIN`, `NNLAB_EXPORT`,
+    /// `NNLAB_SCREENSHOT` and `NNLAB_SCREENSHOT_STEPS` (native).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_env() -> Self {
         Self::parse(|k| std::env::var(format!("NNLAB_{}", k.to_ascii_uppercase())).ok())

@@ -203,6 +203,12 @@ impl NnlabApp {
         }
         app.confusion.opened = app.launch.explain;
         app.start_launch_runs();
+        if app.launch.export_onnx
+            && let (Some(lab), Some(id)) = (&app.lab, app.selected)
+            && let Err(e) = app.files.save(lab, id, files::Format::Onnx)
+        {
+            app.error = Some(format!("{e:#}"));
+        }
         app
     }
 
@@ -358,7 +364,7 @@ impl NnlabApp {
     /// per frame; never waits for the GPU.
     pub fn advance(&mut self, now: f64) {
         let t0 = Instant::now();
-        self.files.poll();
+        self.files.poll(self.lab.as_ref());
         let Some(lab) = &mut self.lab else { return };
         lab.poll(now);
         if lab.gpu().is_lost() {
@@ -470,9 +476,9 @@ impl NnlabApp {
             });
         for a in actions {
             match a {
-                Action::Save(id) => {
+                Action::Save(id, format) => {
                     if let Some(lab) = &self.lab
-                        && let Err(e) = self.files.save(lab, id)
+                        && let Err(e) = self.files.save(lab, id, format)
                     {
                         self.error = Some(format!("{e:#}"));
                     }

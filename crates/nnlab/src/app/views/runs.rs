@@ -4,6 +4,7 @@
 use egui::{Color32, RichText};
 
 use crate::app::data::DataChoice;
+use crate::app::files::Format;
 use crate::app::lab::{Lab, color};
 use crate::app::run::{Run, RunSettings};
 use crate::data::Bundled;
@@ -12,8 +13,8 @@ use crate::registry::{self, MODELS};
 /// What the panel asks the app to do (file dialogs and downloads live there).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    /// Save run `id`'s checkpoint.
-    Save(u64),
+    /// Save run `id` as a checkpoint or as ONNX.
+    Save(u64, Format),
     /// Load a checkpoint as a new run.
     Load,
     /// Start run `id` over from fresh weights.
@@ -159,7 +160,16 @@ impl RunsPanel {
                     .on_hover_text("Save a checkpoint")
                     .clicked()
                 {
-                    actions.push(Action::Save(r.id));
+                    actions.push(Action::Save(r.id, Format::Checkpoint));
+                }
+                if ui
+                    .button("ONNX")
+                    .on_hover_text(
+                        "Export the model as ONNX (eval mode), for Netron or onnxruntime",
+                    )
+                    .clicked()
+                {
+                    actions.push(Action::Save(r.id, Format::Onnx));
                 }
                 if ui
                     .button("Reset")
