@@ -44,8 +44,8 @@ macro_rules! kernels {
         $(($($cname:ident = $cval:literal),*))?),* $(,)?) => {
         // Every file gets the shared helpers of `common.wgsl` first (WGSL has no include).
         const SOURCE: &str = concat!(
-            include_str!(concat!("../../../../shaders/", "common.wgsl")),
-            include_str!(concat!("../../../../shaders/", $file))
+            include_str!(concat!("../../shaders/", "common.wgsl")),
+            include_str!(concat!("../../shaders/", $file))
         );
         $(
             pub(crate) static $name: $crate::kernel::Kernel = $crate::kernel::Kernel {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 #[test]
 fn every_shader_validates() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shaders");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let entries = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("shader folder {} unreadable: {e}", dir.display()));
     let mut files: Vec<PathBuf> = entries
@@ -135,7 +135,7 @@ fn every_shader_is_included_by_the_crate() {
             }
         }
     }
-    let shaders = root.join("../../shaders");
+    let shaders = root.join("shaders");
     let mut missing = Vec::new();
     for e in std::fs::read_dir(&shaders)
         .expect("shaders readable")
