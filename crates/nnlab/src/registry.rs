@@ -404,6 +404,20 @@ const fn cifar(
     )
 }
 
+/// The 1000 ImageNet classes in torchvision's order (torchvision, BSD-3-Clause).
+const IMAGENET_CLASSES: &str = include_str!("../../../assets/imagenet-classes.txt");
+
+/// Names for the classes of weights without any: ImageNet's for 1000 classes (torchvision's
+/// pretrained weights), else `class 0`, `class 1`, ...
+pub fn class_names_for(classes: usize) -> Vec<String> {
+    let imagenet: Vec<&str> = IMAGENET_CLASSES.lines().collect();
+    if classes == imagenet.len() {
+        imagenet.into_iter().map(str::to_string).collect()
+    } else {
+        (0..classes).map(|i| format!("class {i}")).collect()
+    }
+}
+
 /// Looks a model up by name; the error lists the names there are.
 pub fn find(name: &str) -> Result<&'static ModelInfo> {
     MODELS.iter().find(|m| m.name == name).with_context(|| {

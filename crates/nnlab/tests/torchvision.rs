@@ -204,6 +204,53 @@ fn full_size_resnet18_and_googlenet_match_torchvision() {
     assert_eq!(trainable, vec![vec![5, 1024], vec![5]]);
 }
 
+/// `nnlab classify --weights F` with 1000-class weights labels with ImageNet's class names,
+/// each at its index in torchvision's order.
+#[test]
+fn thousand_class_weights_are_labelled_with_imagenet_names() {
+    let dir = std::env::temp_dir().join(format!("nnlab-in1k-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (_, _, meta) = io("tv_resnet18_formula_io.safetensors");
+    let weights = dir.join("resnet18.safetensors");
+    std::fs::write(&weights, formula_bytes(&meta)).expect("weights");
+    let img = dir.join("photo.png");
+    image::RgbImage::from_fn(48, 40, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 6) as u8, 90])
+    })
+    .save(&img)
+    .expect("png");
+    let o = Command::new(env!("CARGO_BIN_EXE_nnlab"))
+        .args(["classify", "--weights"])
+        .arg(&weights)
+        .args([
+            "--model",
+            "resnet18",
+            "--image-size",
+            "32",
+            "--top-k",
+            "5",
+            "--json",
+        ])
+        .arg(&img)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run nnlab");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let names: Vec<&str> = include_str!("../../../assets/imagenet-classes.txt")
+        .lines()
+        .collect();
+    assert_eq!(names.len(), 1000);
+    assert_eq!((names[0], names[999]), ("tench", "toilet tissue"));
+    let top = v["results"][0]["top"].as_array().expect("top 5");
+    assert_eq!(top.len(), 5);
+    for t in top {
+        let i = t["index"].as_u64().expect("index") as usize;
+        assert_eq!(t["class"].as_str(), Some(names[i]), "{t}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// `nnlab train --model resnet18 --weights F --finetune --data DIR` on an image folder,
 /// then `classify` with the result.
 #[test]

@@ -41,7 +41,8 @@ pub struct Source {
     #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]
     pub checkpoint: Option<PathBuf>,
     /// torchvision-named weights (.safetensors) instead of a checkpoint; needs --model.
-    /// Classes are numbered (the file holds no names); input is normalised as ImageNet.
+    /// With 1000 classes they get ImageNet's names, else numbers (the file holds none); input
+    /// is normalised as ImageNet.
     #[arg(long, requires = "model")]
     pub weights: Option<PathBuf>,
     /// Model the --weights are for (resnet18, googlenet, ...).
@@ -88,7 +89,7 @@ fn classifier_from_weights(
     let spec = ModelSpec {
         name: model.to_string(),
         input,
-        class_names: (0..classes).map(|i| format!("class {i}")).collect(),
+        class_names: registry::class_names_for(classes),
         mean: p.mean,
         std: p.std,
         finetune: false,

@@ -155,14 +155,14 @@ fn load(gpu: &Gpu, a: &ExportArgs) -> Result<Subject> {
     Ok(Subject::Classifier(net, fresh_spec(name, input, classes)?))
 }
 
-/// The spec of a model that did not come from a checkpoint: numbered classes, the
+/// The spec of a model that did not come from a checkpoint: ImageNet's or numbered classes, the
 /// normalisation nnlab uses for such inputs.
 fn fresh_spec(name: &str, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
     let p = Preprocess::default_for(input)?;
     Ok(ModelSpec {
         name: name.to_string(),
         input,
-        class_names: (0..classes).map(|i| format!("class {i}")).collect(),
+        class_names: registry::class_names_for(classes),
         mean: p.mean,
         std: p.std,
         finetune: false,
