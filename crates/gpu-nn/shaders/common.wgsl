@@ -42,7 +42,7 @@ fn inside(a: vec4<i32>, lim: u32) -> vec4<bool> {
 // an operand's buffer into an rgba32float texture, flat element e in texel e / 4, component
 // e % 4: lavapipe fetches texels with branch-free gathers, where a storage-buffer load with
 // a per-lane address is a loop over the lanes (2-3x the cost of a conv kernel's arithmetic).
-// Other drivers read the buffer itself: gpu.rs rewrites each `var NAME: texture_2d<f32>`
+// Other drivers read the buffer itself: gpu/pipeline.rs rewrites each `var NAME: texture_2d<f32>`
 // into a storage array of vec4 texels and the calls `texel(NAME, ..)` and
 // `texel4(NAME, ..)` into loads from it, so kernels reach operands only through these two
 // helpers.

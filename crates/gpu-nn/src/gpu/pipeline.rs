@@ -200,3 +200,55 @@ impl Gpu {
         p
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::operands_as_buffers;
+
+    #[test]
+    fn texture_operands_become_texel_buffers_and_their_reads_follow() {
+        let src = "@group(0) @binding(1) var x: texture_2d<f32>; // gy\n\
+                   @group(0) @binding(2) var<storage, read_write> y: array<f32>;\n\
+                   fn f(i: u32) -> f32 { return texel(x, i) + texel4(x, i).w; }\n";
+        let out = operands_as_buffers(src);
+        assert!(out.contains("@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;\n"));
+        assert!(out.contains("return texel_x(i) + texel4_x(i).w;"));
+        assert!(out.contains("fn texel_x(e: u32) -> f32 { return x[e >> 2u][e & 3u]; }"));
+        assert!(!out.contains("texture_2d"), "{out}");
+        // Without texture operands the source is unchanged.
+        let plain = "fn g() {}\n";
+        assert_eq!(operands_as_buffers(plain), plain);
+    }
+
+    /// The buffer variant of every shader with operand textures is what devices without
+    /// them compile: naga validates it as it validates the files themselves.
+    #[test]
+    fn every_buffer_variant_validates() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+        let common = std::fs::read_to_string(dir.join("common.wgsl")).expect("common.wgsl");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("shaders/") {
+            let path = entry.expect("entry").path();
+            let body = std::fs::read_to_string(&path).expect("shader");
+            if path.ends_with("common.wgsl") || !body.contains(": texture_2d<f32>;") {
+                continue;
+            }
+            let src = operands_as_buffers(&(common.clone() + &body));
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
+            let caps = if path.to_string_lossy().ends_with("_subgroup.wgsl") {
+                naga::valid::Capabilities::SUBGROUP
+            } else {
+                naga::valid::Capabilities::empty()
+            };
+            let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+            v.subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+                .subgroup_operations(naga::valid::SubgroupOperationSet::all());
+            if let Err(e) = v.validate(&module) {
+                panic!("{}: {}", path.display(), e.emit_to_string(&src));
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 5, "shaders with operand textures");
+    }
+}
