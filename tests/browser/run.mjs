@@ -1,4 +1,5 @@
-// Browser test of the web app: serves the built page (target/dist by default), then
+// Browser test of the web app: serves the built page (target/dist by default), checks that
+// its wasm is at most 3 MB gzipped and holds no data set (they are files next to it), then
 //  1. with WebGPU (--enable-unsafe-webgpu, SwiftShader): starts two MnistCnn runs from the
 //     URL (?runs=mnist-cnn,mnist-cnn&autostart) and asserts that both advance and that the
 //     first one's loss falls; prints the img/s the page reports;
@@ -10,17 +11,18 @@
 //  4. without WebGPU: asserts the page shows the clear "no WebGPU" message.
 // The page exposes its state as JSON in #nnlab-state (WebGPU canvases screenshot blank in
 // headless Chromium, so we read state, not pixels).
-// Usage: node run.mjs [dist dir]  (env: STEPS=8 BATCH=128 OPT=adam LR=0.003 TIMEOUT_S=400
+// Usage: node run.mjs [dist dir]  (env: STEPS=10 BATCH=128 OPT=adam LR=0.003 TIMEOUT_S=400
 // GAN_STEPS=3 OUT=dir; VERBOSE=1 prints every console line of the page)
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 
 const dist = path.resolve(process.argv[2] ?? path.join(import.meta.dirname, '../../target/dist'));
 // In headless Chromium (SwiftShader) a step costs seconds: a few large Adam steps show the
 // loss falling. The two runs take turns, a burst each.
-const STEPS = Number(process.env.STEPS ?? 8);
+const STEPS = Number(process.env.STEPS ?? 10);
 const BATCH = Number(process.env.BATCH ?? 128);
 const OPT = process.env.OPT ?? 'adam';
 const LR = process.env.LR ?? '0.003';
@@ -90,6 +92,17 @@ const WEBGPU = ['--enable-unsafe-webgpu', '--enable-features=Vulkan,DefaultANGLE
 
 const bad = (s) => ['no-webgpu', 'no-gpu', 'error'].includes(s.status);
 
+await test('the page is small: its wasm at most 3 MB gzipped, the data sets separate files', () => {
+  const wasm = fs.readFileSync(path.join(dist, 'nnlab_bg.wasm'));
+  const gz = zlib.gzipSync(wasm, { level: 9 }).length;
+  console.log(`  wasm ${(wasm.length / 1e6).toFixed(2)} MB, ${(gz / 1e6).toFixed(2)} MB gzipped`);
+  check(gz <= 3e6, `the wasm is ${gz} bytes gzipped, more than 3 MB`);
+  for (const set of ['mnist', 'fashion-mnist']) {
+    const file = fs.readFileSync(path.join(dist, 'data', set, 't10k-images-idx3-ubyte.gz'));
+    check(wasm.indexOf(file.subarray(1000, 1064)) < 0, `the wasm holds ${set}'s images`);
+  }
+});
+
 await test(`WebGPU: two runs from the URL (MnistCnn batch ${BATCH}, ${OPT}, lr ${LR}) both train, the loss falls`, () =>
   withPage(WEBGPU, async (page) => {
     await page.goto(`${base}?autostart&runs=mnist-cnn,mnist-cnn&batch=${BATCH}&opt=${OPT}&lr=${LR}`);
@@ -116,11 +129,12 @@ await test(`WebGPU: two runs from the URL (MnistCnn batch ${BATCH}, ${OPT}, lr $
     }
     const [a, b] = s.runs;
     check(a.step >= STEPS && b.step >= 2, `only ${a.step} and ${b.step} steps in ${TIMEOUT_S} s`);
-    // Bursts bring several steps back at once, so few losses are seen: compare the first
-    // with the mean of the last two.
+    // Bursts bring several steps back at once, so which steps are seen varies with the
+    // machine's speed (the losses of a step do not: seeds are fixed). Compare the first loss
+    // seen with the loss at the last step, at least STEPS.
     const l = [...losses.values()];
     const mean = (x) => x.reduce((p, q) => p + q, 0) / x.length;
-    const [early, late] = [l[0], mean(l.slice(-2))];
+    const [early, late] = [l[0], l[l.length - 1]];
     check(late < early * 0.93, `loss did not fall: first steps ${early.toFixed(4)}, last steps ${late.toFixed(4)}`);
     const rate = rates.length ? mean(rates) : 0;
     console.log(`  loss ${early.toFixed(3)} -> ${late.toFixed(3)}; run 1 trained at ${rate.toFixed(1)} img/s beside run 2 (MnistCnn, batch ${BATCH})`);

@@ -548,7 +548,8 @@ pub fn load_data(spec: &str, folder_input: Option<[usize; 3]>) -> Result<Loaded>
     })
 }
 
-/// The test sets compiled into the binary (see assets/README.md for their licences).
+/// The bundled test sets: compiled into the native binary, files next to the web page (see
+/// assets/README.md for their licences).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bundled {
     /// MNIST digits, 10k test images (CC BY-SA 3.0, LeCun and Cortes).
@@ -618,28 +619,15 @@ impl Bundled {
 
     /// The labels of the bundled test set (cheap: no images decoded).
     pub fn test_labels(self) -> Result<Vec<u8>> {
-        let bytes: &[u8] = match self {
-            Bundled::Mnist => include_bytes!("../../../assets/mnist/t10k-labels-idx1-ubyte.gz"),
-            Bundled::FashionMnist => {
-                include_bytes!("../../../assets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
-            }
-        };
+        let (_, bytes) = crate::bundled::files(self)?;
         let p = Path::new("bundled").join(self.name());
-        Ok(parse_idx(bytes, 1, &p)?.1)
+        Ok(parse_idx(&bytes, 1, &p)?.1)
     }
 
-    /// Decodes the bundled 10k test set (a few hundred ms; works in the browser).
+    /// Decodes the bundled 10k test set (a few hundred ms; in the browser once the page has
+    /// fetched its files).
     pub fn load(self) -> Result<Dataset> {
-        let (images, labels): (&[u8], &[u8]) = match self {
-            Bundled::Mnist => (
-                include_bytes!("../../../assets/mnist/t10k-images-idx3-ubyte.gz"),
-                include_bytes!("../../../assets/mnist/t10k-labels-idx1-ubyte.gz"),
-            ),
-            Bundled::FashionMnist => (
-                include_bytes!("../../../assets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
-                include_bytes!("../../../assets/fashion-mnist/t10k-labels-idx1-ubyte.gz"),
-            ),
-        };
+        let (images, labels) = crate::bundled::files(self)?;
         let (mean, std) = self.normalisation();
         let dir = Path::new("bundled").join(self.name());
         idx_pair_from_bytes(

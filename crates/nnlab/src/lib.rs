@@ -5,6 +5,7 @@
 //! blocking waits, files) are native-only.
 
 pub mod app;
+pub mod bundled;
 pub mod checkpoint;
 pub mod core;
 pub mod data;

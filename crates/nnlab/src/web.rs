@@ -32,8 +32,54 @@ async fn check_webgpu() -> Result<(), String> {
     gpu_nn::check_adapter(&adapter).map_err(|e| format!("The WebGPU adapter cannot train: {e}."))
 }
 
+/// Fetches a file next to the page.
+async fn fetch(url: &str) -> Result<Vec<u8>, String> {
+    use wasm_bindgen_futures::JsFuture;
+    let err = |e: eframe::wasm_bindgen::JsValue| format!("{url}: {e:?}");
+    let window = web_sys::window().ok_or("no window")?;
+    let resp: web_sys::Response = JsFuture::from(window.fetch_with_str(url))
+        .await
+        .map_err(err)?
+        .dyn_into()
+        .map_err(|_| format!("{url}: not a response"))?;
+    if !resp.ok() {
+        return Err(format!("{url}: HTTP {}", resp.status()));
+    }
+    let buf = JsFuture::from(resp.array_buffer().map_err(err)?)
+        .await
+        .map_err(err)?;
+    Ok(js_sys::Uint8Array::new(&buf).to_vec())
+}
+
+/// Fetches a bundled data set's two files and hands them to the app.
+async fn fetch_bundled(set: nnlab::data::Bundled) -> Result<(), String> {
+    let dir = nnlab::bundled::url_dir(set);
+    let [images, labels] = nnlab::bundled::FILES;
+    let images = fetch(&format!("{dir}/{images}")).await?;
+    let labels = fetch(&format!("{dir}/{labels}")).await?;
+    nnlab::bundled::provide(set, images, labels);
+    Ok(())
+}
+
 async fn run() -> Result<(), String> {
     check_webgpu().await?;
+    // The data sets are files next to the page: the one the launch needs first, the other
+    // while the app runs.
+    let launch = Launch::from_url();
+    let first = launch.data.unwrap_or(nnlab::data::Bundled::Mnist);
+    fetch_bundled(first)
+        .await
+        .map_err(|e| format!("the bundled data did not load: {e}"))?;
+    for set in nnlab::data::Bundled::ALL
+        .into_iter()
+        .filter(|s| *s != first)
+    {
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = fetch_bundled(set).await {
+                log::error!("the bundled data did not load: {e}");
+            }
+        });
+    }
     let document = web_sys::window()
         .and_then(|w| w.document())
         .ok_or("no document")?;
@@ -46,7 +92,6 @@ async fn run() -> Result<(), String> {
         wgpu_options: wgpu_configuration(),
         ..Default::default()
     };
-    let launch = Launch::from_url();
     eframe::WebRunner::new()
         .start(
             canvas,
