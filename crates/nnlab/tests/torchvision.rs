@@ -342,7 +342,10 @@ fn cli_finetunes_resnet18_on_an_image_folder() {
         v["results"][0]["logits"].as_array().expect("logits").len(),
         1000
     );
-    assert_eq!(v["classes"][999], "toilet tissue", "1000 classes get ImageNet's names");
+    assert_eq!(
+        v["classes"][999], "toilet tissue",
+        "1000 classes get ImageNet's names"
+    );
     // Weights for another architecture: a clear error, nothing trains.
     let (ok, _, err) = run(&[
         "train",
