@@ -233,31 +233,21 @@ impl<'a> GraphBuilder<'a> {
         match n.op {
             Op::Conv2d(o) => {
                 let w = n.inputs[1].shape();
-                let attrs = vec![
-                    ints("kernel_shape", &[w[2], w[3]]),
-                    ints("strides", &[o.stride.0, o.stride.1]),
-                    ints(
-                        "pads",
-                        &[o.padding.0, o.padding.1, o.padding.0, o.padding.1],
-                    ),
+                let mut attrs = window((w[2], w[3]), o.stride, o.padding);
+                attrs.extend([
                     ints("dilations", &[o.dilation.0, o.dilation.1]),
                     int("group", o.groups as i64),
-                ];
+                ]);
                 self.emit(s, "Conv", ins, out, attrs)
             }
             Op::ConvTranspose2d(o) => {
                 let w = n.inputs[1].shape();
-                let attrs = vec![
-                    ints("kernel_shape", &[w[2], w[3]]),
-                    ints("strides", &[o.stride.0, o.stride.1]),
-                    ints(
-                        "pads",
-                        &[o.padding.0, o.padding.1, o.padding.0, o.padding.1],
-                    ),
+                let mut attrs = window((w[2], w[3]), o.stride, o.padding);
+                attrs.extend([
                     ints("output_padding", &[o.output_padding.0, o.output_padding.1]),
                     ints("dilations", &[o.dilation.0, o.dilation.1]),
                     int("group", o.groups as i64),
-                ];
+                ]);
                 self.emit(s, "ConvTranspose", ins, out, attrs)
             }
             Op::Linear => self.emit(s, "Gemm", ins, out, vec![int("transB", 1)]),
@@ -296,29 +286,19 @@ impl<'a> GraphBuilder<'a> {
                 self.emit(s, "BatchNormalization", inputs, out, attrs)
             }
             Op::MaxPool2d(o) => {
-                let attrs = vec![
-                    ints("kernel_shape", &[o.kernel.0, o.kernel.1]),
-                    ints("strides", &[o.stride.0, o.stride.1]),
-                    ints(
-                        "pads",
-                        &[o.padding.0, o.padding.1, o.padding.0, o.padding.1],
-                    ),
+                let mut attrs = window(o.kernel, o.stride, o.padding);
+                attrs.extend([
                     ints("dilations", &[o.dilation.0, o.dilation.1]),
                     int("ceil_mode", o.ceil_mode as i64),
-                ];
+                ]);
                 self.emit(s, "MaxPool", ins, out, attrs)
             }
             Op::AvgPool2d(o) => {
-                let attrs = vec![
-                    ints("kernel_shape", &[o.kernel.0, o.kernel.1]),
-                    ints("strides", &[o.stride.0, o.stride.1]),
-                    ints(
-                        "pads",
-                        &[o.padding.0, o.padding.1, o.padding.0, o.padding.1],
-                    ),
+                let mut attrs = window(o.kernel, o.stride, o.padding);
+                attrs.extend([
                     int("ceil_mode", o.ceil_mode as i64),
                     int("count_include_pad", o.count_include_pad as i64),
-                ];
+                ]);
                 self.emit(s, "AveragePool", ins, out, attrs)
             }
             Op::AdaptiveAvgPool2d((oh, ow)) => {
@@ -458,6 +438,19 @@ fn tensor_f32(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
         raw_data: Some(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
         ..Default::default()
     }
+}
+
+/// A sliding window's attributes: kernel_shape, strides and pads (the same on both sides).
+fn window(
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Vec<AttributeProto> {
+    vec![
+        ints("kernel_shape", &[kernel.0, kernel.1]),
+        ints("strides", &[stride.0, stride.1]),
+        ints("pads", &[padding.0, padding.1, padding.0, padding.1]),
+    ]
 }
 
 fn ints(name: &str, v: &[usize]) -> AttributeProto {
