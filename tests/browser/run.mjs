@@ -9,7 +9,10 @@
 //  3. with WebGPU, the Mistakes tab (?tab=mistakes&explain=0) validates a run, has its
 //     confusion matrix and the Grad-CAM of validation image 0, and the Model tab (?tab=model) draws a ResNet-20 with its nine residual adds
 //     and offers the run as an ONNX download (&export=onnx);
-//  4. without WebGPU: asserts the page shows the clear "no WebGPU" message.
+//  4. with WebGPU, a .zip of an image folder (PNGs and a broken file, written by Python's
+//     zipfile) dropped on the page: its classes, counts and the skipped file are shown, and
+//     a run added from the form ("Add run", clicked where the page says it is) trains on it;
+//  5. without WebGPU: asserts the page shows the clear "no WebGPU" message.
 // The page exposes its state as JSON in #nnlab-state (WebGPU canvases screenshot blank in
 // headless Chromium, so we read state, not pixels).
 // Usage: node run.mjs [dist dir]  (env: STEPS=10 BATCH=128 OPT=adam LR=0.003 TIMEOUT_S=400
@@ -19,6 +22,7 @@ import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import { execFileSync } from 'node:child_process';
 
 const dist = path.resolve(process.argv[2] ?? path.join(import.meta.dirname, '../../target/dist'));
 // In headless Chromium (SwiftShader) a step costs seconds: a few large Adam steps show the
@@ -53,14 +57,14 @@ const base = `http://127.0.0.1:${server.address().port}/`;
 const common = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'];
 
-async function withPage(extraFlags, fn) {
+async function withPage(extraFlags, fn, viewport = { width: 800, height: 600 }) {
   const dir = fs.mkdtempSync('/tmp/nnlab-chromium-');
   const ctx = await chromium.launchPersistentContext(dir, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
     args: [...common, ...extraFlags],
     // Every pixel is drawn by SwiftShader on the cores that train: keep the page small.
-    viewport: { width: 800, height: 600 },
+    viewport,
   });
   try {
     const page = await ctx.newPage();
@@ -225,6 +229,74 @@ await test('WebGPU: the Mistakes tab validates a run and explains an image, the 
     console.log(`  ONNX download: ${d.suggestedFilename()}, ${bytes.length} bytes`);
   });
 });
+
+// A zip of an image folder: shapes/train/{discs,squares}/*.png, shapes/val/..., and a file
+// that is no image (PNGs written with zlib: nothing to install).
+const ZIP_PY = `
+import io, struct, sys, zipfile, zlib
+def png(w, h, px):
+    raw = b''.join(b'\\x00' + bytes(px[y * w * 3:(y + 1) * w * 3]) for y in range(h))
+    def chunk(t, d):
+        return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))
+    return (b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0))
+            + chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
+def shape(disc, k):
+    cx, cy, r = 10 + k % 12, 10 + (k * 5) % 12, 5 + k % 3
+    px = []
+    for y in range(32):
+        for x in range(32):
+            inside = (x - cx) ** 2 + (y - cy) ** 2 < r * r if disc else abs(x - cx) < r and abs(y - cy) < r
+            px += [40, 40 + 9 * k % 200, 200] if inside else [235, 235, 230]
+    return png(32, 32, px)
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:
+    for split, n in (('train', 8), ('val', 2)):
+        for cls, disc in (('discs', True), ('squares', False)):
+            for k in range(n):
+                z.writestr(f'shapes/{split}/{cls}/{k}.png', shape(disc, k + (0 if split == 'train' else 50)))
+    z.writestr('shapes/train/squares/scan.jpg', b'\\xff\\xd8 cut short')
+sys.stdout.buffer.write(buf.getvalue())
+`;
+
+await test('WebGPU: a dropped .zip of an image folder is shown, and a run added from the form trains on it', () =>
+  withPage(WEBGPU, async (page) => {
+    const zip = execFileSync('python3', ['-c', ZIP_PY]);
+    await page.goto(`${base}?runs=mnist-cnn&batch=8&autostart`);
+    await page.waitForFunction(() => JSON.parse(document.querySelector('#nnlab-state').textContent).runs, null, { timeout: 180000 });
+    // What a drag and drop of the file delivers to the page's canvas.
+    const dt = await page.evaluateHandle((b64) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const t = new DataTransfer();
+      t.items.add(new File([bytes], 'shapes.zip', { type: 'application/zip' }));
+      return t;
+    }, zip.toString('base64'));
+    await page.dispatchEvent('canvas', 'drop', { dataTransfer: dt });
+    const deadline = Date.now() + TIMEOUT_S * 1000;
+    let s = null;
+    while (Date.now() < deadline) {
+      await page.waitForTimeout(500);
+      s = await state(page);
+      check(!bad(s) && !s.error && !s.folder?.error, `page says ${JSON.stringify(s)}`);
+      if (s.folder?.classes && s.add_run?.enabled) { break; }
+    }
+    const f = s.folder;
+    check(f && JSON.stringify(f.classes) === '["discs","squares"]' && JSON.stringify(f.counts) === '[[8,2],[8,2]]',
+      `folder not shown: ${JSON.stringify(f)}`);
+    check(JSON.stringify(f.skipped) === '["shapes/train/squares/scan.jpg"]', `skipped: ${JSON.stringify(f.skipped)}`);
+    console.log(`  ${f.name}: classes ${f.classes.join(', ')}, counts ${JSON.stringify(f.counts)}, at ${f.shape.join('x')}, skipped ${f.skipped}`);
+    await page.mouse.click(s.add_run.x, s.add_run.y);
+    let r = null;
+    while (Date.now() < deadline) {
+      await page.waitForTimeout(1000);
+      s = await state(page);
+      check(!bad(s) && !s.error, `page says ${JSON.stringify(s)}`);
+      r = s.runs[1];
+      check(!r?.error, `run failed: ${JSON.stringify(r)}`);
+      if (r && r.step >= 3) { break; }
+    }
+    check(r && r.step >= 3 && JSON.stringify(r.classes) === '["discs","squares"]', `no run trained on the folder: ${JSON.stringify(s.runs)}`);
+    console.log(`  run ${r.name} on ${r.data}: step ${r.step}, loss ${r.loss?.toFixed(3)}`);
+  }, { width: 1000, height: 1300 }));
 
 await test('without WebGPU: the page explains what is missing', () =>
   withPage([], async (page) => {

@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release -p nnlab --example study_shots -- docs [steps] [shot...]`, shots
 //! among mistakes, graph, gradients, degradation, resnets (response, lesions, landscape),
-//! branches; all when none is named.
+//! branches, folder (an image folder dropped, trained on, a photo classified); all when none
+//! is named.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -136,6 +137,97 @@ fn main() {
     if wanted("branches") {
         branches(&out, steps);
     }
+    if wanted("folder") {
+        folder(&out, steps);
+    }
+}
+
+#[derive(Debug)]
+struct Dropped(PathBuf, Vec<u8>);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        Ok(self.1.clone())
+    }
+}
+
+/// A picture of a disc or a square in some colour, at some place and size.
+fn shape_png(disc: bool, k: u32) -> Vec<u8> {
+    let (cx, cy, r) = (
+        20.0 + (k * 7 % 24) as f32,
+        20.0 + (k * 11 % 24) as f32,
+        9.0 + (k % 5) as f32,
+    );
+    let fg = [
+        (k * 53 % 200) as u8 + 40,
+        (k * 97 % 200) as u8 + 40,
+        (k * 31 % 200) as u8 + 40,
+    ];
+    let img = image::RgbImage::from_fn(64, 64, |x, y| {
+        let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+        let inside = if disc {
+            dx * dx + dy * dy < r * r
+        } else {
+            dx.abs() < r && dy.abs() < r
+        };
+        image::Rgb(if inside { fg } else { [235, 235, 230] })
+    });
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .expect("png");
+    out
+}
+
+/// An image folder of discs and squares dropped on the window: what was found, a ResNet-20
+/// trained on it, and a new picture classified by it.
+fn folder(out: &Path, steps: u64) {
+    let dir = std::env::temp_dir().join("nnlab-shapes");
+    std::fs::remove_dir_all(&dir).ok();
+    for (class, disc) in [("discs", true), ("squares", false)] {
+        std::fs::create_dir_all(dir.join(class)).expect("dir");
+        for k in 0..40 {
+            let f = dir.join(class).join(format!("{k:02}.png"));
+            std::fs::write(f, shape_png(disc, k)).expect("write");
+        }
+    }
+    std::fs::write(dir.join("squares").join("scan.jpg"), b"\xff\xd8 cut short").expect("w");
+    let mut h = harness(&[], 16);
+    let mut form = nnlab::app::run::RunSettings::for_model("resnet20");
+    form.variant.width = 0.25;
+    form.batch = 16;
+    h.state_mut().runs_panel.form = form;
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(dir.clone(), Vec::new())));
+    wait(&mut h, 120, |a| {
+        a.runs_panel
+            .folder
+            .as_ref()
+            .is_some_and(|f| f.data.is_some())
+    });
+    for _ in 0..10 {
+        h.step();
+    }
+    h.get_by_label("1 file skipped").click();
+    for _ in 0..10 {
+        h.step();
+    }
+    h.get_by_label("Add run").click();
+    h.step();
+    let id = h.state().lab().and_then(|l| l.runs.last()).map(|r| r.id);
+    h.state_mut().selected = id;
+    train(&mut h, steps);
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(
+            "new-disc.png".into(),
+            shape_png(true, 77),
+        )));
+    wait(&mut h, 120, |a| a.classify.top3.is_some());
+    save(&mut h, out, "own-data.png");
 }
 
 /// The model graph of a ResNet-20 with one residual block and its projection opened.

@@ -157,6 +157,17 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// Whether safetensors `bytes` carry nnlab's metadata (a checkpoint) or not (torchvision
+/// weights); `None` when they are not safetensors. Reads only the header.
+pub fn has_nnlab_metadata(bytes: &[u8]) -> Option<bool> {
+    let (_, m) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
+    Some(
+        m.metadata()
+            .as_ref()
+            .is_some_and(|h| h.contains_key(META_KEY)),
+    )
+}
+
 /// Errors naming the first tensor of `state` that holds NaN or an infinity.
 pub fn ensure_finite(state: &HostState, what: &str) -> Result<()> {
     for (name, t) in state {

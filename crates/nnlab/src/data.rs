@@ -8,19 +8,36 @@ use anyhow::{Context, Result, bail, ensure};
 use gpu_nn::init::SeedRng;
 use gpu_nn::{Gpu, Tensor};
 
-/// Images and labels in host memory, already normalised.
+/// Images and labels in host memory. Pixels stay bytes (a quarter of the memory of
+/// floats): each batch is normalised as it is made.
 pub struct Dataset {
-    /// N * C * H * W values.
-    pub images: Vec<f32>,
+    /// N * C * H * W pixel values, 0 to 255.
+    pub pixels: Vec<u8>,
     /// One class per image.
     pub labels: Vec<u8>,
     /// (C, H, W)
     pub shape: [usize; 3],
     /// Number of classes.
     pub classes: usize,
+    /// Per-channel mean of pixels in [0, 1], subtracted when a batch is made.
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation the batch is divided by.
+    pub std: Vec<f32>,
 }
 
 impl Dataset {
+    /// An empty set of images of `shape` normalised with (`mean`, `std`).
+    pub fn empty(shape: [usize; 3], classes: usize, mean: Vec<f32>, std: Vec<f32>) -> Dataset {
+        Dataset {
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            shape,
+            classes,
+            mean,
+            std,
+        }
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -31,25 +48,64 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// Values per image (C * H * W).
+    pub fn per_image(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The pixels of image `i`.
+    pub fn image_pixels(&self, i: usize) -> &[u8] {
+        let per = self.per_image();
+        &self.pixels[i * per..(i + 1) * per]
+    }
+
+    /// Image `i` as the model sees it: normalised [C, H, W] values.
+    pub fn input(&self, i: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.per_image());
+        self.normalise_into(self.image_pixels(i), &mut out);
+        out
+    }
+
+    /// Images `idx`, normalised, one after the other.
+    pub fn inputs(&self, idx: impl IntoIterator<Item = usize>) -> Vec<f32> {
+        let mut out = Vec::new();
+        for i in idx {
+            self.normalise_into(self.image_pixels(i), &mut out);
+        }
+        out
+    }
+
+    /// Appends one image's pixels, normalised with this set's statistics.
+    fn normalise_into(&self, px: &[u8], out: &mut Vec<f32>) {
+        let plane = self.shape[1] * self.shape[2];
+        out.extend(px.iter().enumerate().map(|(j, &p)| {
+            let ch = (j / plane.max(1)) % self.shape[0].max(1);
+            let (m, s) = (
+                self.mean.get(ch).copied().unwrap_or(0.0),
+                self.std.get(ch).copied().unwrap_or(1.0),
+            );
+            (f32::from(p) / 255.0 - m) / s
+        }));
+    }
+
     /// Uploads images `idx` as one batch [n, C, H, W] plus labels [n].
     pub fn batch(&self, gpu: &Gpu, idx: &[usize]) -> Result<(Tensor, Tensor)> {
-        let per: usize = self.shape.iter().product();
-        let mut x = Vec::with_capacity(idx.len() * per);
-        let mut y = Vec::with_capacity(idx.len());
-        for &i in idx {
-            x.extend_from_slice(&self.images[i * per..(i + 1) * per]);
-            y.push(f32::from(self.labels[i]));
-        }
+        let x = self.inputs(idx.iter().copied());
+        self.upload(gpu, &x, idx)
+    }
+
+    fn upload(&self, gpu: &Gpu, x: &[f32], idx: &[usize]) -> Result<(Tensor, Tensor)> {
+        let y: Vec<f32> = idx.iter().map(|&i| f32::from(self.labels[i])).collect();
         let [c, h, w] = self.shape;
         Ok((
-            Tensor::from_slice(gpu, &x, &[idx.len(), c, h, w])?,
+            Tensor::from_slice(gpu, x, &[idx.len(), c, h, w])?,
             Tensor::from_slice(gpu, &y, &[idx.len()])?,
         ))
     }
 
     /// Uploads images `idx` as one batch like [`Dataset::batch`], each randomly cropped
-    /// (after padding by `aug.pad` with the value of a black pixel) and flipped
-    /// horizontally with probability 1/2; `seed` fixes the choices.
+    /// (after padding with black pixels) and flipped horizontally with probability 1/2;
+    /// `seed` fixes the choices.
     pub fn batch_augmented(
         &self,
         gpu: &Gpu,
@@ -57,45 +113,50 @@ impl Dataset {
         aug: &Augment,
         seed: u64,
     ) -> Result<(Tensor, Tensor)> {
-        let per: usize = self.shape.iter().product();
         let mut rng = SeedRng::new(seed);
-        let mut x = Vec::with_capacity(idx.len() * per);
-        let mut y = Vec::with_capacity(idx.len());
+        let mut px = Vec::with_capacity(self.per_image());
+        let mut x = Vec::with_capacity(idx.len() * self.per_image());
         for &i in idx {
-            augment_image(
-                &self.images[i * per..(i + 1) * per],
-                self.shape,
-                aug,
-                &mut rng,
-                &mut x,
-            );
-            y.push(f32::from(self.labels[i]));
+            px.clear();
+            augment_image(self.image_pixels(i), self.shape, aug, &mut rng, &mut px);
+            self.normalise_into(&px, &mut x);
         }
-        let [c, h, w] = self.shape;
-        Ok((
-            Tensor::from_slice(gpu, &x, &[idx.len(), c, h, w])?,
-            Tensor::from_slice(gpu, &y, &[idx.len()])?,
-        ))
+        self.upload(gpu, &x, idx)
     }
 
     /// Keeps the first `n` images.
     pub fn truncate(&mut self, n: usize) {
-        let per: usize = self.shape.iter().product();
+        let per = self.per_image();
         let n = n.min(self.len());
         self.labels.truncate(n);
-        self.images.truncate(n * per);
+        self.pixels.truncate(n * per);
     }
 
     /// Splits off the last `n` images (all if fewer) as a second set.
     pub fn split_off(&mut self, n: usize) -> Dataset {
-        let per: usize = self.shape.iter().product();
+        let per = self.per_image();
         let keep = self.len().saturating_sub(n);
         Dataset {
-            images: self.images.split_off(keep * per),
+            pixels: self.pixels.split_off(keep * per),
             labels: self.labels.split_off(keep),
-            shape: self.shape,
-            classes: self.classes,
+            ..Dataset::empty(
+                self.shape,
+                self.classes,
+                self.mean.clone(),
+                self.std.clone(),
+            )
         }
+    }
+
+    /// Images per class, by label.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut c = vec![0; self.classes];
+        for &l in &self.labels {
+            if let Some(n) = c.get_mut(usize::from(l)) {
+                *n += 1;
+            }
+        }
+        c
     }
 
     /// Batches of indices covering the set once, shuffled with `seed` when given.
@@ -109,36 +170,29 @@ impl Dataset {
 }
 
 /// Training-time augmentation, as torchvision's `RandomCrop(size, padding=pad)` followed by
-/// `RandomHorizontalFlip()`.
+/// `RandomHorizontalFlip()`; the padding is black, as torchvision pads before normalising.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Augment {
     /// Zero-padding on each side before the random crop back to the original size.
     pub pad: usize,
     /// Flip horizontally with probability 1/2.
     pub flip: bool,
-    /// Per channel: the normalised value of a black pixel (what the padding holds, as
-    /// torchvision pads before normalising).
-    pub fill: Vec<f32>,
 }
 
 impl Augment {
-    /// Pad 4 + flip, the CIFAR recipe, for data normalised with (mean, std) per channel.
-    pub fn crop_flip(mean: &[f32], std: &[f32]) -> Augment {
-        Augment {
-            pad: 4,
-            flip: true,
-            fill: mean.iter().zip(std).map(|(m, s)| -m / s).collect(),
-        }
+    /// Pad 4 + flip, the CIFAR recipe.
+    pub fn crop_flip() -> Augment {
+        Augment { pad: 4, flip: true }
     }
 }
 
 /// Appends a randomly cropped and flipped copy of one [C, H, W] image to `out`.
 pub fn augment_image(
-    src: &[f32],
+    src: &[u8],
     [c, h, w]: [usize; 3],
     aug: &Augment,
     rng: &mut SeedRng,
-    out: &mut Vec<f32>,
+    out: &mut Vec<u8>,
 ) {
     let p = aug.pad;
     // Offsets of the crop in the padded image, in [0, 2p].
@@ -146,7 +200,6 @@ pub fn augment_image(
     let dx = rng.below(2 * p + 1);
     let flip = aug.flip && rng.below(2) == 1;
     for ch in 0..c {
-        let fill = aug.fill.get(ch).copied().unwrap_or(0.0);
         for y in 0..h {
             let sy = (y + dy).checked_sub(p).filter(|&v| v < h);
             for x in 0..w {
@@ -154,7 +207,7 @@ pub fn augment_image(
                 let sx = (xo + dx).checked_sub(p).filter(|&v| v < w);
                 out.push(match (sy, sx) {
                     (Some(sy), Some(sx)) => src[(ch * h + sy) * w + sx],
-                    _ => fill,
+                    _ => 0,
                 });
             }
         }
@@ -289,15 +342,10 @@ pub fn idx_pair_from_bytes(
     if let Some(bad) = labels_raw.iter().find(|&&l| l > 9) {
         bail!("{}: label {bad} out of range 0..=9", labels.display());
     }
-    let images_f = pixels
-        .iter()
-        .map(|&p| (f32::from(p) / 255.0 - mean) / std)
-        .collect();
     Ok(Dataset {
-        images: images_f,
+        pixels,
         labels: labels_raw,
-        shape: [1, idims[1], idims[2]],
-        classes: 10,
+        ..Dataset::empty([1, idims[1], idims[2]], 10, vec![mean], vec![std])
     })
 }
 
@@ -376,22 +424,17 @@ pub fn parse_cifar_batch(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<u8>)
 }
 
 /// Normalises CIFAR-10 pixels (RGB planes, bytes) with [`CIFAR_MEAN`] / [`CIFAR_STD`].
-fn cifar_dataset(labels: Vec<u8>, pixels: &[u8]) -> Dataset {
-    let plane = 32 * 32;
-    let images = pixels
-        .iter()
-        .enumerate()
-        .map(|(i, &p)| {
-            let ch = (i / plane) % 3;
-            (f32::from(p) / 255.0 - CIFAR_MEAN[ch]) / CIFAR_STD[ch]
-        })
-        .collect();
+fn cifar_dataset(labels: Vec<u8>, pixels: Vec<u8>) -> Dataset {
     Dataset {
-        images,
+        pixels,
         labels,
-        shape: [3, 32, 32],
-        classes: 10,
+        ..Dataset::empty([3, 32, 32], 10, CIFAR_MEAN.to_vec(), CIFAR_STD.to_vec())
     }
+}
+
+/// True when `dir` holds MNIST-format IDX files or CIFAR-10 batches (not an image folder).
+pub fn is_idx_or_cifar_dir(dir: &Path) -> bool {
+    find(dir, "train-images-idx3-ubyte").is_ok() || is_cifar_dir(dir)
 }
 
 /// True when `dir` (or its `cifar-10-batches-bin` sub-folder) holds CIFAR-10 binary batches.
@@ -430,7 +473,7 @@ pub fn load_cifar_dir(dir: &Path) -> Result<(Dataset, Dataset)> {
     let tp = root.join("test_batch.bin");
     ensure!(tp.is_file(), "{}: missing", tp.display());
     let (tl, tpx) = parse_cifar_batch(&read_maybe_gz(&tp, MAX_CIFAR_BYTES)?, &tp)?;
-    Ok((cifar_dataset(labels, &pixels), cifar_dataset(tl, &tpx)))
+    Ok((cifar_dataset(labels, pixels), cifar_dataset(tl, tpx)))
 }
 
 /// A training and a validation set with what is needed to use them again (class names,
@@ -500,10 +543,8 @@ pub fn load_data(spec: &str, folder_input: Option<[usize; 3]>) -> Result<Loaded>
             ),
         };
         for set in [&mut train, &mut val] {
-            for v in &mut set.images {
-                // load_mnist_dir normalises with MNIST's statistics.
-                *v = (*v * 0.3081 + 0.1307 - mean) / std;
-            }
+            set.mean = vec![mean];
+            set.std = vec![std];
         }
         return Ok(Loaded {
             train,
@@ -529,20 +570,19 @@ pub fn load_data(spec: &str, folder_input: Option<[usize; 3]>) -> Result<Loaded>
         format!("{spec}: neither IDX files nor CIFAR-10 batches, and this model has no image-folder input size")
     })?;
     let p = crate::images::Preprocess::default_for(shape)?;
-    let (train, val, class_names) = crate::images::load_image_folder(dir, &p)?;
-    let no_val = if val.is_empty() {
-        " (no validation images: with fewer than 10 per class none is held out; add val/)"
-    } else {
-        ""
-    };
+    let f = crate::folder::load(crate::folder::FolderFiles::from_dir(dir)?, p.clone())?;
+    let mut description = f.describe();
+    for (path, why) in &f.skipped {
+        description += &format!("\n  skipped {path}: {why}");
+    }
+    if let Some(w) = f.warning() {
+        description += &format!("\n  warning: {w}");
+    }
     Ok(Loaded {
-        description: format!(
-            "image folder {spec}: {} classes, converted to {shape:?}{no_val}",
-            class_names.len()
-        ),
-        train,
-        val,
-        class_names,
+        description,
+        train: f.train,
+        val: f.val,
+        class_names: f.classes,
         mean: p.mean,
         std: p.std,
     })
@@ -693,7 +733,7 @@ mod tests {
         let d = load_idx_pair(&dir.join("i.gz"), &dir.join("l"), 0.0, 1.0).expect("load");
         assert_eq!(d.len(), 2);
         assert_eq!(d.labels, vec![3, 7]);
-        assert_eq!(d.images[1], 1.0);
+        assert_eq!(d.input(0)[1], 1.0);
         let e = load_idx_pair(&dir.join("i.gz"), &dir.join("l3"), 0.0, 1.0)
             .err()
             .expect("length mismatch");
@@ -755,20 +795,15 @@ mod tests {
     #[test]
     fn augmentation_crops_with_fill_and_flips_deterministically() {
         // One 1x2x3 image: values 1..=6.
-        let src: Vec<f32> = (1..=6).map(|v| v as f32).collect();
+        let src: Vec<u8> = (1..=6).collect();
         let none = Augment {
             pad: 0,
             flip: false,
-            fill: vec![-9.0],
         };
         let mut out = Vec::new();
         augment_image(&src, [1, 2, 3], &none, &mut SeedRng::new(1), &mut out);
         assert_eq!(out, src, "pad 0 without flip is the identity");
-        let aug = Augment {
-            pad: 1,
-            flip: true,
-            fill: vec![-9.0],
-        };
+        let aug = Augment { pad: 1, flip: true };
         let mut seen = std::collections::BTreeSet::new();
         for seed in 0..200 {
             let mut a = Vec::new();
@@ -779,8 +814,8 @@ mod tests {
             assert_eq!(a.len(), 6);
             // Every value is the fill or a source pixel, and each row keeps its order
             // or its mirrored order.
-            assert!(a.iter().all(|v| *v == -9.0 || src.contains(v)), "{a:?}");
-            seen.insert(a.iter().map(|v| *v as i32).collect::<Vec<_>>());
+            assert!(a.iter().all(|v| *v == 0 || src.contains(v)), "{a:?}");
+            seen.insert(a.clone());
         }
         // 3 x 3 offsets x 2 flips = 18 distinct outputs; all appear in 200 draws.
         assert_eq!(seen.len(), 18, "{seen:?}");
@@ -810,7 +845,7 @@ mod tests {
         assert_eq!(train.shape, [3, 32, 32]);
         // First image is white: (1 - mean) / std per channel.
         let want = (1.0 - CIFAR_MEAN[2]) / CIFAR_STD[2];
-        assert!((train.images[2 * 1024] - want).abs() < 1e-6);
+        assert!((train.input(0)[2 * 1024] - want).abs() < 1e-6);
         // Truncated batch.
         std::fs::write(root.join("data_batch_2.bin"), &b1[..4000]).expect("write");
         let e = format!("{:#}", load_cifar_dir(&dir).err().expect("truncated"));
@@ -856,11 +891,11 @@ mod tests {
         assert_eq!(d.mean, vec![m]);
         // Pixels carry Fashion-MNIST's normalisation, not MNIST's.
         assert!(
-            (d.train.images[1] - (1.0 - m) / s).abs() < 1e-5,
+            (d.train.input(0)[1] - (1.0 - m) / s).abs() < 1e-5,
             "{:?}",
-            d.train.images
+            d.train.input(0)
         );
-        assert!((d.val.images[0] + m / s).abs() < 1e-5);
+        assert!((d.val.input(0)[0] + m / s).abs() < 1e-5);
         // Other labels: digits and MNIST's statistics.
         let mut other = labels.clone();
         other[0] = (other[0] + 1) % 10;
@@ -892,10 +927,10 @@ mod tests {
             }
             assert!(counts.iter().all(|&c| c > 800), "{b:?}: {counts:?}");
             // Normalised with the set's own statistics: mean about 0, std about 1.
-            let n = d.images.len() as f64;
-            let mean = d.images.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-            let var = d
-                .images
+            let x = d.inputs(0..d.len());
+            let n = x.len() as f64;
+            let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let var = x
                 .iter()
                 .map(|&v| (f64::from(v) - mean).powi(2))
                 .sum::<f64>()

@@ -1,14 +1,11 @@
 //! Image files as model input: decoding any format `image` reads, conversion to grey or
-//! colour, resizing, normalisation; image folders (one sub-folder per class) as datasets;
-//! PNG grids of samples.
+//! colour, resizing, normalisation; PNG grids of samples. Image folders are in `folder`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 use image::DynamicImage;
 use image::imageops::FilterType;
-
-use crate::data::Dataset;
 
 /// ImageNet's per-channel normalisation, which torchvision's pretrained models expect.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -91,17 +88,11 @@ pub fn decode(bytes: &[u8], name: &str) -> Result<DynamicImage> {
     Ok(img)
 }
 
-/// Converts a decoded image to a normalised [C, H, W] input: grey or RGB as `p.shape`
-/// says, scaled so that it covers H x W and centre-cropped (square images are simply
-/// resized), then normalised.
-pub fn to_input(img: &DynamicImage, p: &Preprocess) -> Result<Vec<f32>> {
-    let [c, h, w] = p.shape;
-    ensure!(
-        p.mean.len() == c && p.std.len() == c,
-        "normalisation has {} means and {} stds for {c} channels",
-        p.mean.len(),
-        p.std.len()
-    );
+/// Converts a decoded image to [C, H, W] pixels: grey or RGB as `shape` says, scaled so
+/// that it covers H x W and centre-cropped (square images are simply resized), inverted
+/// when asked.
+pub fn to_pixels(img: &DynamicImage, shape: [usize; 3], invert: bool) -> Result<Vec<u8>> {
+    let [c, h, w] = shape;
     let img = if img.width() as usize == w && img.height() as usize == h {
         img.clone()
     } else {
@@ -112,155 +103,38 @@ pub fn to_input(img: &DynamicImage, p: &Preprocess) -> Result<Vec<f32>> {
         3 => img.to_rgb8().into_raw(),
         _ => bail!("images convert to 1 (grey) or 3 (RGB) channels, not {c}"),
     };
-    let mut out = vec![0.0; c * h * w];
+    let mut out = vec![0; c * h * w];
     for (i, &v) in raw.iter().enumerate() {
-        let ch = i % c;
-        let px = i / c;
-        let mut f = f32::from(v) / 255.0;
-        if p.invert {
-            f = 1.0 - f;
-        }
-        out[ch * h * w + px] = (f - p.mean[ch]) / p.std[ch];
+        out[(i % c) * h * w + i / c] = if invert { 255 - v } else { v };
     }
     Ok(out)
+}
+
+/// Converts a decoded image to a normalised [C, H, W] input: [`to_pixels`], then each
+/// channel normalised with `p`'s statistics.
+pub fn to_input(img: &DynamicImage, p: &Preprocess) -> Result<Vec<f32>> {
+    let [c, h, w] = p.shape;
+    ensure!(
+        p.mean.len() == c && p.std.len() == c,
+        "normalisation has {} means and {} stds for {c} channels",
+        p.mean.len(),
+        p.std.len()
+    );
+    let px = to_pixels(img, p.shape, p.invert)?;
+    Ok(px
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let ch = i / (h * w);
+            (f32::from(v) / 255.0 - p.mean[ch]) / p.std[ch]
+        })
+        .collect())
 }
 
 /// Reads, decodes and converts one image file.
 pub fn load_input(path: &Path, p: &Preprocess) -> Result<Vec<f32>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     to_input(&decode(&bytes, &path.display().to_string())?, p)
-}
-
-/// File extensions an image folder may hold; other files are ignored (as torchvision's
-/// `ImageFolder` does).
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "gif", "bmp", "webp"];
-
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read directory {}", dir.display()))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("cannot read directory {}", dir.display()))?;
-    v.sort();
-    Ok(v)
-}
-
-/// Class names of an image folder: its sub-folders, sorted.
-pub fn folder_classes(dir: &Path) -> Result<Vec<String>> {
-    let classes: Vec<String> = sorted_entries(dir)?
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    ensure!(
-        !classes.is_empty(),
-        "{}: no class sub-folders (an image folder holds one sub-folder of images per class)",
-        dir.display()
-    );
-    ensure!(
-        classes.len() <= 256,
-        "{}: {} classes, at most 256 are supported",
-        dir.display(),
-        classes.len()
-    );
-    Ok(classes)
-}
-
-/// The image files of one class folder, sorted.
-fn class_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    Ok(sorted_entries(dir)?
-        .into_iter()
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        })
-        .collect())
-}
-
-/// Loads an image folder (`dir/<class>/<image>`) with the given class list; every image is
-/// converted with `p`. An image that does not decode is an error naming it; so is a class
-/// folder without images.
-pub fn load_image_folder_with(dir: &Path, classes: &[String], p: &Preprocess) -> Result<Dataset> {
-    let mut images = Vec::new();
-    let mut labels = Vec::new();
-    for (label, class) in classes.iter().enumerate() {
-        let cdir = dir.join(class);
-        ensure!(cdir.is_dir(), "{}: missing class folder", cdir.display());
-        let files = class_files(&cdir)?;
-        ensure!(
-            !files.is_empty(),
-            "{}: no images ({})",
-            cdir.display(),
-            IMAGE_EXTENSIONS.join(", ")
-        );
-        for f in files {
-            images.extend(load_input(&f, p)?);
-            labels.push(u8::try_from(label).context("more than 256 classes")?);
-        }
-    }
-    Ok(Dataset {
-        images,
-        labels,
-        shape: p.shape,
-        classes: classes.len(),
-    })
-}
-
-/// Loads an image folder for training: with `train/` and `val/` (or `test/`) sub-folders
-/// those are the splits; otherwise every tenth image of each class (the 10th, 20th, ... in
-/// name order) is held out for validation. Returns (train, val, class names, description).
-pub fn load_image_folder(dir: &Path, p: &Preprocess) -> Result<(Dataset, Dataset, Vec<String>)> {
-    let val_dir = ["val", "test"]
-        .into_iter()
-        .map(|n| dir.join(n))
-        .find(|d| d.is_dir());
-    if let (true, Some(vd)) = (dir.join("train").is_dir(), val_dir) {
-        let classes = folder_classes(&dir.join("train"))?;
-        let vc = folder_classes(&vd)?;
-        ensure!(
-            vc == classes,
-            "{}: classes {vc:?} differ from train/'s {classes:?}",
-            vd.display()
-        );
-        let train = load_image_folder_with(&dir.join("train"), &classes, p)?;
-        let val = load_image_folder_with(&vd, &classes, p)?;
-        return Ok((train, val, classes));
-    }
-    let classes = folder_classes(dir)?;
-    ensure!(
-        classes.len() >= 2,
-        "{}: a classifier needs at least two classes (sub-folders), found {classes:?}",
-        dir.display()
-    );
-    let all = load_image_folder_with(dir, &classes, p)?;
-    // Hold out every tenth image of each class, in order.
-    let per: usize = p.shape.iter().product();
-    let (mut train, mut val) = (empty_like(&all), empty_like(&all));
-    let mut seen = vec![0usize; classes.len()];
-    for (i, &l) in all.labels.iter().enumerate() {
-        let k = &mut seen[usize::from(l)];
-        *k += 1;
-        let dst = if (*k).is_multiple_of(10) {
-            &mut val
-        } else {
-            &mut train
-        };
-        dst.labels.push(l);
-        dst.images
-            .extend_from_slice(&all.images[i * per..(i + 1) * per]);
-    }
-    Ok((train, val, classes))
-}
-
-fn empty_like(d: &Dataset) -> Dataset {
-    Dataset {
-        images: Vec::new(),
-        labels: Vec::new(),
-        shape: d.shape,
-        classes: d.classes,
-    }
 }
 
 /// Writes `n` grey [H, W] images with values in [-1, 1] as a PNG grid of `cols` columns
@@ -328,48 +202,6 @@ mod tests {
         assert!((v[11] + IMAGENET_MEAN[2] / IMAGENET_STD[2]).abs() < 1e-6);
         let e = format!("{:#}", decode(b"not an image", "bad.png").expect_err("bad"));
         assert!(e.contains("bad.png") && e.contains("cannot decode"), "{e}");
-    }
-
-    #[test]
-    fn image_folder_loads_splits_and_names_bad_files() {
-        let dir = std::env::temp_dir().join(format!("nnlab-imgdir-{}", std::process::id()));
-        std::fs::remove_dir_all(&dir).ok();
-        for (class, v) in [("cat", 0u8), ("dog", 255u8)] {
-            std::fs::create_dir_all(dir.join(class)).expect("dir");
-            for i in 0..10 {
-                let img =
-                    DynamicImage::ImageLuma8(image::GrayImage::from_pixel(6, 4, image::Luma([v])));
-                std::fs::write(dir.join(class).join(format!("{i}.png")), png(img)).expect("w");
-            }
-        }
-        std::fs::write(dir.join("cat").join("notes.txt"), "ignored").expect("w");
-        let p = Preprocess::default_for([1, 3, 3]).expect("p");
-        let (train, val, classes) = load_image_folder(&dir, &p).expect("load");
-        assert_eq!(classes, vec!["cat", "dog"]);
-        assert_eq!((train.len(), val.len()), (18, 2));
-        assert_eq!(val.labels, vec![0, 1]);
-        assert_eq!(train.images[0], -1.0);
-        assert_eq!(val.images[9], 1.0);
-        std::fs::write(dir.join("dog").join("broken.jpg"), b"\xff\xd8garbage").expect("w");
-        let e = format!(
-            "{:#}",
-            load_image_folder(&dir, &p).err().expect("bad image")
-        );
-        assert!(
-            e.contains("broken.jpg") && e.contains("cannot decode"),
-            "{e}"
-        );
-        // One class is no classifier: a clear message, not a silent 100%.
-        std::fs::remove_dir_all(dir.join("dog")).expect("rm");
-        let e = format!(
-            "{:#}",
-            load_image_folder(&dir, &p).err().expect("one class")
-        );
-        assert!(
-            e.contains("at least two classes") && e.contains("cat"),
-            "{e}"
-        );
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The nnlab library: what the app, the headless subcommands and the tests share.
 //!
-//! `registry` (the models), `core` (the training core), `data`, `checkpoint`, `weights`
+//! `registry` (the models), `core` (the training core), `data`, `folder`, `checkpoint`, `weights`
 //! and `images` compile for the browser too; the subcommands (`cli`: progress bars,
 //! blocking waits, files) are native-only.
 
@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod core;
 pub mod data;
 pub mod export;
+pub mod folder;
 pub mod images;
 pub mod registry;
 pub mod weights;

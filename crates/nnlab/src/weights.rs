@@ -2,6 +2,8 @@
 //! models: strictly, or for fine-tuning with a fresh classifier head. Works on bytes, so the
 //! browser can load them too.
 
+use std::sync::Arc;
+
 use anyhow::{Result, ensure};
 use gpu_nn::nn::{self, Module};
 
@@ -34,10 +36,24 @@ pub fn load_bytes(net: &dyn Module, bytes: &[u8], name: &str, head: Option<&str>
     Ok(())
 }
 
-/// [`load_bytes`] from a file. Native only.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn load_file(net: &dyn Module, path: &std::path::Path, head: Option<&str>) -> Result<()> {
-    use anyhow::Context;
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    load_bytes(net, &bytes, &path.display().to_string(), head)
+/// Weights a run starts from: the bytes of a torchvision-named `.safetensors` state dict,
+/// shared by the runs that use them (two runs start alike only from the very same bytes).
+#[derive(Clone)]
+pub struct Pretrained {
+    /// The file's name.
+    pub name: String,
+    /// Its bytes.
+    pub bytes: Arc<[u8]>,
+}
+
+impl PartialEq for Pretrained {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.bytes, &other.bytes)
+    }
+}
+
+impl std::fmt::Debug for Pretrained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pretrained({}, {} bytes)", self.name, self.bytes.len())
+    }
 }

@@ -134,7 +134,7 @@ fn spec(name: &str) -> ModelSpec {
 fn images(n: usize) -> (Vec<f32>, [usize; 4]) {
     let mut d = Bundled::Mnist.load().expect("bundled");
     d.truncate(n);
-    (d.images, [n, 1, 28, 28])
+    (d.inputs(0..n), [n, 1, 28, 28])
 }
 
 fn request(method: Method, layer: &str, target: Target) -> Request {
@@ -322,7 +322,7 @@ fn grad_cam_changes_when_the_weights_are_randomised() {
     c.submit(&d, &mut q, 96).expect("steps");
     q.drain_blocking().expect("steps");
     let n = 16;
-    let x = &d.images[..n * 784];
+    let x = &d.inputs(0..n);
     let shape = [n, 1, 28, 28];
     let trained = explain(
         &gpu,

@@ -122,7 +122,12 @@ proptest! {
             mutated(valid_png()),
         ]
     ) {
-        match nnlab::app::dropped::prepare(&bytes, "d.png", 28, (0.5, 0.5)) {
+        match nnlab::app::dropped::prepare(&bytes, "d.png", &nnlab::app::dropped::Target {
+            shape: [1, 28, 28],
+            mean: vec![0.5],
+            std: vec![0.5],
+            digits: true,
+        }) {
             Ok(p) => prop_assert_eq!(p.input.len(), 28 * 28),
             Err(e) => { let m = format!("{e:#}"); prop_assert!(m.contains("d.png"), "{}", m) },
         }

@@ -139,7 +139,7 @@ fn lesions_change_nothing_where_nothing_is_lesioned_or_the_branches_are_zero() {
     let gpu = gpu();
     let data = mnist(64);
     let c = trained(&gpu, "resnet8", 4, &data);
-    let x = &data.images[..4 * 784];
+    let x = &data.inputs(0..4);
     let blocks = nnlab::core::study::blocks(c.net.as_ref());
     assert_eq!(
         blocks
@@ -209,7 +209,7 @@ fn inception_branches_make_up_their_module_and_without_them_the_net_guesses() {
     assert!(modules.iter().all(|(_, b)| b.len() == 4), "{modules:?}");
     // The captured branch maps, concatenated, are the module's output.
     let _g = gpu_nn::no_grad();
-    let x = gpu_nn::Tensor::from_slice(&gpu, &data.images[..2 * 784], &[2, 1, 28, 28]).expect("x");
+    let x = gpu_nn::Tensor::from_slice(&gpu, &data.inputs(0..2), &[2, 1, 28, 28]).expect("x");
     let mut ctx = gpu_nn::nn::Ctx::eval().capturing();
     net.forward(&x, &mut ctx).expect("forward");
     let caps = ctx.take_captures();
@@ -239,7 +239,7 @@ fn inception_branches_make_up_their_module_and_without_them_the_net_guesses() {
     // Every branch of every module ablated: the prediction no longer depends on the image,
     // so accuracy is that of always guessing one class.
     let all: Vec<String> = modules.iter().flat_map(|(_, b)| b.clone()).collect();
-    let l = logits(&gpu, net, &data.images[..8 * 784], &all);
+    let l = logits(&gpu, net, &data.inputs(0..8), &all);
     let first = &l[..10];
     assert!(
         l.chunks(10).all(|row| row == first),

@@ -7,6 +7,27 @@ use anyhow::{Result, ensure};
 
 use crate::core::gan::to_tanh_range;
 use crate::data::{Bundled, Dataset};
+use crate::folder::{FolderData, FolderFiles, FolderLoad};
+use crate::images::Preprocess;
+
+/// An image folder's files, shared: two choices are the same folder only when they hold
+/// the very same files (a folder picked twice is decoded twice).
+#[derive(Clone)]
+pub struct FolderRef(pub Arc<FolderFiles>);
+
+impl PartialEq for FolderRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for FolderRef {}
+
+impl std::fmt::Debug for FolderRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Which data a run trains on. Compared exactly: two runs share data only when they chose
 /// the very same set (and limit).
@@ -20,8 +41,17 @@ pub enum DataChoice {
         /// Images kept per split.
         limit: Option<usize>,
     },
-    /// A directory with the four MNIST-format IDX files (native only: it reads files).
+    /// A directory with the four MNIST-format IDX files or CIFAR-10 batches (native only:
+    /// it reads files).
     Dir(std::path::PathBuf),
+    /// An image folder (a directory, a `.zip`, or the files of a browser's folder input),
+    /// decoded at `shape` (C, H, W).
+    Folder {
+        /// Its files.
+        files: FolderRef,
+        /// What each image is converted to.
+        shape: [usize; 3],
+    },
 }
 
 impl DataChoice {
@@ -35,6 +65,15 @@ impl DataChoice {
         match self {
             DataChoice::Bundled { set, .. } => set.name().to_string(),
             DataChoice::Dir(p) => p.display().to_string(),
+            DataChoice::Folder { files, .. } => files.0.name.clone(),
+        }
+    }
+
+    /// An image folder's files decoded at `shape`.
+    pub fn folder(files: &Arc<FolderFiles>, shape: [usize; 3]) -> Self {
+        DataChoice::Folder {
+            files: FolderRef(Arc::clone(files)),
+            shape,
         }
     }
 
@@ -42,20 +81,27 @@ impl DataChoice {
     pub fn limit(&self) -> Option<usize> {
         match self {
             DataChoice::Bundled { limit, .. } => *limit,
-            DataChoice::Dir(_) => None,
+            DataChoice::Dir(_) | DataChoice::Folder { .. } => None,
         }
     }
 
     /// What checkpoint metadata says about the data (`train.data`, `train.limit`), as
-    /// `nnlab train` writes it; `None` when it names nothing this build can load.
-    pub fn from_meta(name: &str, limit: Option<usize>) -> Option<Self> {
+    /// `nnlab train` writes it, for a model taking `input`; `None` when it names nothing
+    /// this build can load.
+    pub fn from_meta(name: &str, limit: Option<usize>, input: [usize; 3]) -> Option<Self> {
         if let Some(set) = Bundled::from_name(name) {
             return Some(DataChoice::Bundled { set, limit });
         }
         #[cfg(not(target_arch = "wasm32"))]
         if limit.is_none() && std::path::Path::new(name).is_dir() {
-            return Some(DataChoice::Dir(name.into()));
+            let dir = std::path::Path::new(name);
+            if crate::data::is_idx_or_cifar_dir(dir) {
+                return Some(DataChoice::Dir(name.into()));
+            }
+            let files = FolderFiles::from_dir(dir).ok()?;
+            return Some(DataChoice::folder(&Arc::new(files), input));
         }
+        let _ = input;
         None
     }
 
@@ -70,6 +116,11 @@ impl DataChoice {
             DataChoice::Dir(p) => p
                 .file_name()
                 .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into()),
+            DataChoice::Folder { files, shape } => {
+                let n = &files.0.name;
+                let short = n.trim_end_matches('/').rsplit('/').next().unwrap_or(n);
+                format!("{short} at {}x{}x{}", shape[0], shape[1], shape[2])
+            }
         }
     }
 }
@@ -90,6 +141,12 @@ pub struct Data {
     pub mean: Vec<f32>,
     /// Per-channel standard deviation.
     pub std: Vec<f32>,
+    /// How the validation images were chosen.
+    pub split: String,
+    /// Files left out, with why (image folders).
+    pub skipped: Vec<(String, String)>,
+    /// Something to show beside the data (an image folder without validation images).
+    pub warning: Option<String>,
     /// The training images in [-1, 1] for the DCGAN, made when a GAN run first asks.
     gan_train: OnceLock<Dataset>,
 }
@@ -97,7 +154,7 @@ pub struct Data {
 impl Data {
     /// Loads what `choice` names.
     pub fn load(choice: &DataChoice) -> Result<Self> {
-        let (train, val, class_names, mean, std, name) = match choice {
+        let (train, val, class_names, mean, std, name, split) = match choice {
             DataChoice::Bundled { set, limit } => {
                 let (mut train, mut val) = set.demo_split()?;
                 if let Some(n) = limit {
@@ -113,7 +170,8 @@ impl Data {
                     val.len()
                 );
                 let names = set.class_names().iter().map(|s| s.to_string()).collect();
-                (train, val, names, vec![m], vec![s], name)
+                let split = "the last 1000 images of the bundled test set".to_string();
+                (train, val, names, vec![m], vec![s], name, split)
             }
             #[cfg(not(target_arch = "wasm32"))]
             DataChoice::Dir(dir) => {
@@ -124,10 +182,16 @@ impl Data {
                     l.train.len(),
                     l.val.len()
                 );
-                (l.train, l.val, l.class_names, l.mean, l.std, name)
+                let split = l.description.clone();
+                (l.train, l.val, l.class_names, l.mean, l.std, name, split)
             }
             #[cfg(target_arch = "wasm32")]
             DataChoice::Dir(_) => anyhow::bail!("the browser cannot read directories"),
+            DataChoice::Folder { files, shape } => {
+                let p = Preprocess::default_for(*shape)?;
+                let f = FolderLoad::new(Arc::clone(&files.0), p)?.finish()?;
+                return Ok(Self::from_folder(choice, f));
+            }
         };
         ensure!(!train.is_empty(), "{name}: no training images");
         Ok(Self {
@@ -138,8 +202,38 @@ impl Data {
             class_names,
             mean,
             std,
+            split,
+            skipped: Vec::new(),
+            warning: None,
             gan_train: OnceLock::new(),
         })
+    }
+
+    /// A decoded image folder as the data of `choice`.
+    pub fn from_folder(choice: &DataChoice, f: FolderData) -> Self {
+        Self {
+            choice: choice.clone(),
+            name: f.describe(),
+            warning: f.warning(),
+            split: if f.explicit_split {
+                "the val/ (or test/) folder".into()
+            } else {
+                "every tenth image of each class, in name order".into()
+            },
+            mean: f.train.mean.clone(),
+            std: f.train.std.clone(),
+            train: f.train,
+            val: f.val,
+            class_names: f.classes,
+            skipped: f.skipped,
+            gan_train: OnceLock::new(),
+        }
+    }
+
+    /// Training and validation images per class.
+    pub fn counts(&self) -> Vec<(usize, usize)> {
+        let v = self.val.class_counts();
+        self.train.class_counts().into_iter().zip(v).collect()
     }
 
     /// The training images rescaled to [-1, 1] (the generator's tanh range); grey only.
@@ -152,12 +246,11 @@ impl Data {
         );
         Ok(self.gan_train.get_or_init(|| {
             let mut d = Dataset {
-                images: self.train.images.clone(),
+                pixels: self.train.pixels.clone(),
                 labels: self.train.labels.clone(),
-                shape: self.train.shape,
-                classes: self.train.classes,
+                ..Dataset::empty(self.train.shape, self.train.classes, vec![], vec![])
             };
-            to_tanh_range(&mut d, self.mean[0], self.std[0]);
+            to_tanh_range(&mut d);
             d
         }))
     }
@@ -184,6 +277,13 @@ impl DataCache {
         let d = Arc::new(Data::load(choice)?);
         self.sets.push(Arc::downgrade(&d));
         Ok(d)
+    }
+
+    /// Makes data decoded elsewhere (an image folder decoded over frames) what `get`
+    /// returns for its choice, for as long as someone holds it.
+    pub fn adopt(&mut self, d: &Arc<Data>) {
+        self.sets.retain(|w| w.strong_count() > 0);
+        self.sets.push(Arc::downgrade(d));
     }
 
     /// Sets held by some run.

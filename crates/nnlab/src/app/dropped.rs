@@ -1,46 +1,83 @@
-//! Turning a dropped file into the model's input: decode with `image`, grey, 28x28,
-//! white-on-black like MNIST, normalised like the training data.
+//! Turning a dropped file into the model's input: decoded with `image`, then either like a
+//! digit set (grey, white on black like MNIST) or like an image folder's photos (resized
+//! and centre-cropped to the model's input), normalised like the training data.
 
 use anyhow::Result;
 
+/// How a dropped image becomes a run's input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// (C, H, W) of the model's input.
+    pub shape: [usize; 3],
+    /// Per-channel mean of the training data's normalisation.
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation.
+    pub std: Vec<f32>,
+    /// Like MNIST: grey, inverted when the background is light (ink on paper).
+    pub digits: bool,
+}
+
 /// A dropped image as the model sees it.
 pub struct Prepared {
-    /// 28x28 grey pixels in [0, 255] after the steps below (for display).
+    /// [C, H, W] pixels in [0, 255] after the steps below (for display).
     pub pixels: Vec<u8>,
-    /// The same, normalised with the dataset's (mean, std): the model's input.
+    /// The same, normalised: the model's input.
     pub input: Vec<f32>,
     /// Width and height of the original.
     pub original: (u32, u32),
     /// Whether the colours were inverted (light background, like a scan of ink on paper).
     pub inverted: bool,
+    /// What it was prepared for.
+    pub target: Target,
+}
+
+impl Prepared {
+    /// The picture as egui shows it.
+    pub fn color_image(&self) -> egui::ColorImage {
+        super::pictures::color_image(&self.pixels, self.target.shape)
+    }
 }
 
 /// Decodes `bytes` (any format `image` knows, within `images::decode`'s limits) and
-/// prepares a `side` x `side` input; `name` names the file in errors.
-pub fn prepare(bytes: &[u8], name: &str, side: u32, norm: (f32, f32)) -> Result<Prepared> {
+/// prepares it as `target` says; `name` names the file in errors.
+pub fn prepare(bytes: &[u8], name: &str, target: &Target) -> Result<Prepared> {
     let img = crate::images::decode(bytes, name)?;
     let original = (img.width(), img.height());
-    // thumbnail_exact averages areas: fast even for very large images, and keeps thin
-    // strokes visible where point sampling would drop them.
-    let small = img.thumbnail_exact(side, side).to_luma8();
-    let mut pixels = small.into_raw();
-    let mean = pixels.iter().map(|&p| f64::from(p)).sum::<f64>() / pixels.len() as f64;
-    let inverted = mean > 127.0;
-    if inverted {
-        for p in &mut pixels {
-            *p = 255 - *p;
+    let [c, h, w] = target.shape;
+    let (pixels, inverted) = if target.digits && c == 1 {
+        // thumbnail_exact averages areas: fast even for very large images, and keeps thin
+        // strokes visible where point sampling would drop them.
+        let mut px = img
+            .thumbnail_exact(w as u32, h as u32)
+            .to_luma8()
+            .into_raw();
+        let mean = px.iter().map(|&p| f64::from(p)).sum::<f64>() / px.len().max(1) as f64;
+        let inverted = mean > 127.0;
+        if inverted {
+            px.iter_mut().for_each(|p| *p = 255 - *p);
         }
-    }
-    let (m, s) = norm;
+        (px, inverted)
+    } else {
+        (crate::images::to_pixels(&img, target.shape, false)?, false)
+    };
+    anyhow::ensure!(pixels.len() == c * h * w, "{name}: {c}x{h}x{w} expected");
+    let plane = h * w;
     let input = pixels
         .iter()
-        .map(|&p| (f32::from(p) / 255.0 - m) / s)
+        .enumerate()
+        .map(|(i, &p)| {
+            let ch = i / plane.max(1);
+            let m = target.mean.get(ch).copied().unwrap_or(0.0);
+            let s = target.std.get(ch).copied().unwrap_or(1.0);
+            (f32::from(p) / 255.0 - m) / s
+        })
         .collect();
     Ok(Prepared {
         pixels,
         input,
         original,
         inverted,
+        target: target.clone(),
     })
 }
 
@@ -58,6 +95,15 @@ mod tests {
 
     use super::*;
 
+    fn digits(mean: f32, std: f32) -> Target {
+        Target {
+            shape: [1, 28, 28],
+            mean: vec![mean],
+            std: vec![std],
+            digits: true,
+        }
+    }
+
     fn png(w: u32, h: u32, f: impl Fn(u32, u32) -> u8) -> Vec<u8> {
         let img = image::GrayImage::from_fn(w, h, |x, y| image::Luma([f(x, y)]));
         let mut out = Vec::new();
@@ -70,7 +116,7 @@ mod tests {
     fn dark_ink_on_white_is_inverted_and_normalised() {
         // A black vertical bar on white.
         let bytes = png(56, 56, |x, _| if (24..32).contains(&x) { 0 } else { 255 });
-        let p = prepare(&bytes, "f.png", 28, (0.5, 0.5)).expect("valid png");
+        let p = prepare(&bytes, "f.png", &digits(0.5, 0.5)).expect("valid png");
         assert!(p.inverted);
         assert_eq!(p.original, (56, 56));
         assert_eq!(p.pixels.len(), 28 * 28);
@@ -82,14 +128,14 @@ mod tests {
 
     #[test]
     fn garbage_empty_and_truncated_files_are_errors_with_messages() {
-        let e = prepare(b"hello, not an image", "f.png", 28, (0.0, 1.0))
+        let e = prepare(b"hello, not an image", "f.png", &digits(0.0, 1.0))
             .err()
             .expect("garbage");
         assert!(e.to_string().contains("not an image"), "{e}");
-        assert!(prepare(&[], "f.png", 28, (0.0, 1.0)).is_err());
+        assert!(prepare(&[], "f.png", &digits(0.0, 1.0)).is_err());
         let mut bytes = png(40, 40, |x, y| (x * y) as u8);
         bytes.truncate(bytes.len() / 2);
-        let e = prepare(&bytes, "f.png", 28, (0.0, 1.0))
+        let e = prepare(&bytes, "f.png", &digits(0.0, 1.0))
             .err()
             .expect("truncated");
         assert!(format!("{e:#}").contains("corrupt"), "{e:#}");
@@ -104,7 +150,7 @@ mod tests {
             .expect("encode bmp");
         bytes[18..22].copy_from_slice(&100_000i32.to_le_bytes());
         bytes[22..26].copy_from_slice(&100_000i32.to_le_bytes());
-        let e = prepare(&bytes, "f.png", 28, (0.0, 1.0))
+        let e = prepare(&bytes, "f.png", &digits(0.0, 1.0))
             .err()
             .expect("huge");
         assert!(e.to_string().contains("too large"), "{e}");

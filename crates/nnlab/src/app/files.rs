@@ -11,6 +11,7 @@ use anyhow::Result;
 use super::lab::Lab;
 use super::run::Trainee;
 use crate::core::PendingCheckpoint;
+use crate::folder::FolderFiles;
 
 /// Where a finished checkpoint goes.
 enum Target {
@@ -43,12 +44,17 @@ impl Format {
 /// Files picked or dropped whose bytes have arrived: (name, bytes or why not).
 pub type Incoming = Rc<RefCell<Vec<(String, Result<Vec<u8>, String>)>>>;
 
+/// Image folders picked, once their files are listed (or read, in the browser).
+pub type IncomingFolders = Rc<RefCell<Vec<Result<FolderFiles, String>>>>;
+
 /// Saves in progress, and files on their way in.
 #[derive(Default)]
 pub struct Files {
     saves: Vec<(u64, PendingCheckpoint, Target, Format)>,
     /// Bytes of picked files, filled asynchronously (the browser reads files that way).
     pub incoming: Incoming,
+    /// Image folders picked.
+    pub folders: IncomingFolders,
     /// The last thing that happened ("saved ...", or an error), shown in the top bar.
     pub message: Option<String>,
 }
@@ -140,7 +146,7 @@ impl Files {
         {
             let _ = ctx;
             if let Some(path) = rfd::FileDialog::new()
-                .add_filter("checkpoint", &["safetensors"])
+                .add_filter("checkpoint or weights", &["safetensors"])
                 .pick_file()
             {
                 let name = path.display().to_string();
@@ -153,7 +159,7 @@ impl Files {
             let ctx = ctx.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 if let Some(f) = rfd::AsyncFileDialog::new()
-                    .add_filter("checkpoint", &["safetensors"])
+                    .add_filter("checkpoint or weights", &["safetensors"])
                     .pick_file()
                     .await
                 {
@@ -163,6 +169,29 @@ impl Files {
                 }
             });
         }
+    }
+
+    /// Lets the user pick an image folder (native: a folder dialog; web: a folder input,
+    /// whose files are read asynchronously); it arrives in [`Files::folders`].
+    pub fn pick_folder(&mut self, ctx: &egui::Context) {
+        let slot = Rc::clone(&self.folders);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let _ = ctx;
+            if let Some(dir) = rfd::FileDialog::new().pick_folder() {
+                let r = FolderFiles::from_dir(&dir).map_err(|e| format!("{e:#}"));
+                slot.borrow_mut().push(r);
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        if let Err(e) = web_folder::pick(slot, ctx.clone()) {
+            self.message = Some(format!("cannot open a folder picker: {e}"));
+        }
+    }
+
+    /// Takes the image folders that have arrived.
+    pub fn take_folders(&mut self) -> Vec<Result<FolderFiles, String>> {
+        self.folders.borrow_mut().drain(..).collect()
     }
 
     /// Takes the files that have arrived.
@@ -264,4 +293,72 @@ fn download(name: &str, bytes: &[u8]) -> Result<(), String> {
     a.click();
     web_sys::Url::revoke_object_url(&url).map_err(err)?;
     Ok(())
+}
+
+/// The browser's folder picker: an `<input type=file webkitdirectory>` (rfd has no folder
+/// dialog on the web). Each image file is read with its path below the folder.
+#[cfg(target_arch = "wasm32")]
+mod web_folder {
+    use wasm_bindgen::JsCast as _;
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen_futures::JsFuture;
+
+    use super::IncomingFolders;
+    use crate::folder::{FolderFiles, is_image_name};
+
+    /// Opens the picker; the folder's files arrive in `slot`.
+    pub fn pick(slot: IncomingFolders, ctx: egui::Context) -> Result<(), String> {
+        let doc = web_sys::window()
+            .and_then(|w| w.document())
+            .ok_or("no document")?;
+        let input: web_sys::HtmlInputElement = doc
+            .create_element("input")
+            .map_err(|e| format!("{e:?}"))?
+            .dyn_into()
+            .map_err(|_| "not an input element")?;
+        input.set_type("file");
+        input.set_multiple(true);
+        input
+            .set_attribute("webkitdirectory", "")
+            .map_err(|e| format!("{e:?}"))?;
+        let picked = input.clone();
+        let on_change = Closure::once(move || {
+            wasm_bindgen_futures::spawn_local(async move {
+                let r = read(&picked).await;
+                slot.borrow_mut().push(r);
+                ctx.request_repaint();
+            });
+        });
+        input.set_onchange(Some(on_change.as_ref().unchecked_ref()));
+        // The closure lives as long as the page: one small leak per folder picked.
+        on_change.forget();
+        input.click();
+        Ok(())
+    }
+
+    async fn read(input: &web_sys::HtmlInputElement) -> Result<FolderFiles, String> {
+        let list = input.files().ok_or("no files")?;
+        let mut files = Vec::new();
+        let mut top = String::new();
+        for i in 0..list.length() {
+            let Some(f) = list.get(i) else { continue };
+            let path = js_sys::Reflect::get(&f, &"webkitRelativePath".into())
+                .ok()
+                .and_then(|v| v.as_string())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| f.name());
+            if top.is_empty() {
+                top = path.split('/').next().unwrap_or_default().to_string();
+            }
+            // Only images are read: a folder may hold large files of other kinds.
+            if !is_image_name(&path) {
+                continue;
+            }
+            let buf = JsFuture::from(f.array_buffer())
+                .await
+                .map_err(|e| format!("{path}: cannot read it: {e:?}"))?;
+            files.push((path, js_sys::Uint8Array::new(&buf).to_vec()));
+        }
+        FolderFiles::from_memory(&top, files).map_err(|e| format!("{e:#}"))
+    }
 }

@@ -119,6 +119,12 @@ impl Lab {
         Ok(())
     }
 
+    /// Makes data decoded elsewhere (an image folder, over frames) the data of its choice
+    /// for runs added while someone holds it.
+    pub fn adopt_data(&mut self, d: &std::sync::Arc<super::data::Data>) {
+        self.data.adopt(d);
+    }
+
     /// Datasets held by some run.
     pub fn datasets(&self) -> usize {
         self.data.live()

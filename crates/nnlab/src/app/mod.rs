@@ -48,9 +48,16 @@ const MAX_DROPPED_IMAGE: u64 = 256 << 20;
 /// Largest dropped checkpoint read (VGG-16's with Adam state is about 1.6 GB).
 #[cfg(not(target_arch = "wasm32"))]
 const MAX_DROPPED_CHECKPOINT: u64 = 4 << 30;
+/// Largest dropped `.zip` of an image folder read.
+#[cfg(not(target_arch = "wasm32"))]
+const MAX_DROPPED_ARCHIVE: u64 = 4 << 30;
 
 fn is_checkpoint(name: &str) -> bool {
     name.to_ascii_lowercase().ends_with(".safetensors")
+}
+
+fn is_archive(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with(".zip")
 }
 
 /// The wgpu setup the app asks eframe for: every limit the adapter offers (eframe's default
@@ -229,6 +236,7 @@ impl NnlabApp {
         if let Some(s) = self.launch.run_settings().first() {
             self.runs_panel.form = s.clone();
         }
+        self.runs_panel.autostart = self.launch.autostart;
         if !errors.is_empty() {
             self.error = Some(errors.join("; "));
         }
@@ -286,10 +294,33 @@ impl NnlabApp {
         }
     }
 
-    /// Routes a dropped or picked file: checkpoints become runs, images get classified.
+    /// Makes an image folder the next run's data: the new-run form shows what it holds.
+    pub fn open_folder(&mut self, files: crate::folder::FolderFiles) {
+        self.files.message = Some(format!(
+            "{}: {} images found; see New run",
+            files.name,
+            files.len()
+        ));
+        self.runs_panel.set_folder(files);
+    }
+
+    /// Routes a dropped or picked file: checkpoints become runs, a `.zip` is an image
+    /// folder for the next run, images get classified.
     pub fn open_file(&mut self, name: &str, bytes: &[u8]) {
-        if is_checkpoint(name) {
+        if is_checkpoint(name) && crate::checkpoint::has_nnlab_metadata(bytes) == Some(false) {
+            // A state dict without nnlab's metadata: torchvision weights for the next run.
+            self.runs_panel.set_weights(crate::weights::Pretrained {
+                name: name.rsplit(['/', '\\']).next().unwrap_or(name).to_string(),
+                bytes: bytes.into(),
+            });
+            self.files.message = Some(format!("{name}: weights for the next run; see New run"));
+        } else if is_checkpoint(name) {
             self.load_checkpoint(name, bytes);
+        } else if is_archive(name) {
+            match crate::folder::FolderFiles::from_zip(bytes, name) {
+                Ok(f) => self.open_folder(f),
+                Err(e) => self.error = Some(format!("{e:#}")),
+            }
         } else if let Some(lab) = &self.lab {
             self.classify.set_image(name, bytes, lab, self.selected);
             self.tab = Tab::Classify;
@@ -304,20 +335,28 @@ impl NnlabApp {
                 |n| n.to_string_lossy().into_owned(),
             )
         };
-        // Every checkpoint becomes a run; of the images only the last one is shown, so
-        // only that one is read and decoded.
-        let last_image = files
-            .iter()
-            .rposition(|f| !is_checkpoint(&name_of(f.as_ref())));
+        // Every checkpoint becomes a run, every archive an image folder; of the images only
+        // the last one is shown, so only that one is read and decoded.
+        let image = |n: &str| !is_checkpoint(n) && !is_archive(n);
+        let last_image = files.iter().rposition(|f| image(&name_of(f.as_ref())));
         for (i, f) in files.iter().enumerate() {
             let name = name_of(f.as_ref());
-            if !is_checkpoint(&name) && Some(i) != last_image {
+            if image(&name) && Some(i) != last_image {
                 continue;
             }
             #[cfg(not(target_arch = "wasm32"))]
             {
+                if f.path().is_dir() {
+                    match crate::folder::FolderFiles::from_dir(f.path()) {
+                        Ok(files) => self.open_folder(files),
+                        Err(e) => self.error = Some(format!("{e:#}")),
+                    }
+                    continue;
+                }
                 let max = if is_checkpoint(&name) {
                     MAX_DROPPED_CHECKPOINT
+                } else if is_archive(&name) {
+                    MAX_DROPPED_ARCHIVE
                 } else {
                     MAX_DROPPED_IMAGE
                 };
@@ -356,6 +395,12 @@ impl NnlabApp {
             match r {
                 Ok(b) => self.open_file(&name, &b),
                 Err(e) => self.error = Some(format!("{name}: {e}")),
+            }
+        }
+        for r in self.files.take_folders() {
+            match r {
+                Ok(f) => self.open_folder(f),
+                Err(e) => self.error = Some(e),
             }
         }
     }
@@ -484,6 +529,7 @@ impl NnlabApp {
                     }
                 }
                 Action::Load => self.files.pick(&ctx),
+                Action::PickFolder => self.files.pick_folder(&ctx),
                 Action::Reset(id) => self.reset_run(id),
                 Action::Remove(id) => self.remove_run(id),
             }
@@ -585,6 +631,8 @@ impl NnlabApp {
                     "id": r.id,
                     "name": r.name,
                     "model": r.settings.model,
+                    "data": r.settings.data.label(),
+                    "classes": r.data.class_names,
                     "batch": r.settings.batch,
                     "running": r.running,
                     "step": r.steps_back(),
@@ -608,6 +656,10 @@ impl NnlabApp {
                 "graph": self.graph.outline.map(|(run, o)| serde_json::json!({
                     "run": run, "layers": o.layers, "residual_adds": o.residual_adds,
                     "concats": o.concats,
+                })),
+                "folder": self.runs_panel.folder.as_ref().map(|f| f.state()),
+                "add_run": self.runs_panel.add_button.map(|(p, enabled)| serde_json::json!({
+                    "x": p.x, "y": p.y, "enabled": enabled,
                 })),
                 "drop": self.classify.top3.as_ref().map(|(_, t)| t.iter().map(|(n, p)| format!("{n}:{p:.3}")).collect::<Vec<_>>()),
                 "drop_error": self.classify.error,

@@ -109,3 +109,19 @@ impl Textures {
         self.map.retain(|k, _| !k.starts_with(prefix));
     }
 }
+
+/// [C, H, W] pixels (grey, or the first three planes as RGB) as an egui image.
+pub fn color_image(px: &[u8], [c, h, w]: [usize; 3]) -> ColorImage {
+    let plane = h * w;
+    let at = |ch: usize, k: usize| px.get(ch * plane + k).copied().unwrap_or(0);
+    let pixels = (0..plane)
+        .map(|k| {
+            if c >= 3 {
+                egui::Color32::from_rgb(at(0, k), at(1, k), at(2, k))
+            } else {
+                egui::Color32::from_gray(at(0, k))
+            }
+        })
+        .collect();
+    ColorImage::new([w, h], pixels)
+}

@@ -51,6 +51,10 @@ pub struct RunSettings {
     pub width: f32,
     /// Batch norm, initialisation and width of the CIFAR-style ResNets.
     pub variant: Variant,
+    /// torchvision-named weights to start from (classifiers).
+    pub weights: Option<crate::weights::Pretrained>,
+    /// With weights: a fresh head for the data's classes, everything else frozen.
+    pub finetune: bool,
 }
 
 impl Default for RunSettings {
@@ -80,6 +84,8 @@ impl RunSettings {
             val_every: 50,
             width: 0.25,
             variant: Variant::default(),
+            weights: None,
+            finetune: false,
         }
     }
 
@@ -117,6 +123,23 @@ impl RunSettings {
         }
         if self.variant != other.variant {
             d.push(self.variant.describe());
+        }
+        if self.weights != other.weights {
+            d.push(
+                self.weights
+                    .as_ref()
+                    .map_or("fresh weights".into(), |w| w.name.clone()),
+            );
+        }
+        if self.finetune != other.finetune {
+            d.push(
+                if self.finetune {
+                    "fine-tuned"
+                } else {
+                    "all layers train"
+                }
+                .into(),
+            );
         }
         d
     }
@@ -285,7 +308,7 @@ impl Run {
                 class_names: data.class_names.clone(),
                 mean: data.mean.clone(),
                 std: data.std.clone(),
-                finetune: false,
+                finetune: settings.finetune && settings.weights.is_some(),
                 variant: settings.variant,
             };
             ensure!(
@@ -308,7 +331,10 @@ impl Run {
                 },
                 augment: None,
             };
-            let mut c = Classifier::new(gpu, spec, config)?;
+            let mut c = match &settings.weights {
+                Some(w) => Classifier::from_weights(gpu, spec, config, &w.bytes, &w.name)?,
+                None => Classifier::new(gpu, spec, config)?,
+            };
             c.data = Some(source);
             c.probe_every = GRAD_PROBE_EVERY;
             Trainee::Classifier(Box::new(c))
@@ -375,12 +401,17 @@ impl Run {
             name: "mnist".into(),
             limit: None,
         });
-        let choice = DataChoice::from_meta(&source.name, source.limit).with_context(|| {
-            format!(
-                "the checkpoint was trained on '{}', which the app cannot open here",
-                source.name
-            )
-        })?;
+        let input = match &trainee {
+            Trainee::Classifier(t) => t.spec.input,
+            Trainee::Gan(_) => [1, 28, 28],
+        };
+        let choice =
+            DataChoice::from_meta(&source.name, source.limit, input).with_context(|| {
+                format!(
+                    "the checkpoint was trained on '{}', which the app cannot open here",
+                    source.name
+                )
+            })?;
         let data = cache.get(&choice)?;
         let settings = match &trainee {
             Trainee::Classifier(t) => {
@@ -400,6 +431,7 @@ impl Run {
                     momentum: t.config.opt.momentum,
                     seed: t.config.seed,
                     variant: t.spec.variant,
+                    finetune: t.spec.finetune,
                     ..RunSettings::default()
                 }
             }

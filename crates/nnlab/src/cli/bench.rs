@@ -46,11 +46,11 @@ fn batches(name: &str, input: Input) -> (usize, usize) {
 /// `n` random images of `shape` in [-1, 1] with random labels.
 fn random_set(rng: &mut SeedRng, n: usize, shape: [usize; 3], classes: usize) -> Dataset {
     let per: usize = shape.iter().product();
+    let c = shape[0];
     Dataset {
-        images: (0..n * per).map(|_| rng.uniform(-1.0, 1.0)).collect(),
+        pixels: (0..n * per).map(|_| rng.below(256) as u8).collect(),
         labels: (0..n).map(|_| rng.below(classes) as u8).collect(),
-        shape,
-        classes,
+        ..Dataset::empty(shape, classes, vec![0.5; c], vec![0.5; c])
     }
 }
 

@@ -176,7 +176,7 @@ pub fn gan(a: GanArgs) -> Result<()> {
         a.data
     );
     let mut train_set = d.train;
-    core_gan::to_tanh_range(&mut train_set, d.mean[0], d.std[0]);
+    core_gan::to_tanh_range(&mut train_set);
     println!(
         "data: {}\nDCGAN (width {}): generator {} / discriminator {} parameters, {} images",
         d.description,

@@ -36,7 +36,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::Checkpoint;
 use crate::core::ModelSpec;
-use crate::data::{self, Dataset, Loaded};
+use crate::data::{self, Loaded};
 
 /// File name of the latest checkpoint in a `--checkpoint-dir`.
 pub const LAST: &str = "last.safetensors";
@@ -93,20 +93,8 @@ fn load_train_data(spec: &str, input: [usize; 3], limit: Option<usize>) -> Resul
     Ok(d)
 }
 
-/// Converts a dataset normalised with (from_mean, from_std) to (to_mean, to_std).
-fn renormalise(d: &mut Dataset, from: (&[f32], &[f32]), to: (&[f32], &[f32])) {
-    if from == to {
-        return;
-    }
-    let [c, h, w] = d.shape;
-    for (i, v) in d.images.iter_mut().enumerate() {
-        let ch = (i / (h * w)) % c;
-        *v = (*v * from.1[ch] + from.0[ch] - to.0[ch]) / to.1[ch];
-    }
-}
-
-/// Checks that `d` fits a model spec (input shape, classes) and converts its normalisation
-/// to the spec's.
+/// Checks that `d` fits a model spec (input shape, classes) and takes the spec's
+/// normalisation.
 fn fit_data(d: &mut Loaded, spec: &ModelSpec) -> Result<()> {
     ensure!(
         d.train.shape == spec.input,
@@ -120,10 +108,13 @@ fn fit_data(d: &mut Loaded, spec: &ModelSpec) -> Result<()> {
         d.class_names,
         spec.class_names
     );
-    let (from_m, from_s) = (d.mean.clone(), d.std.clone());
+    // Pixels are bytes: taking the model's normalisation is setting its statistics.
     for set in [&mut d.train, &mut d.val] {
-        renormalise(set, (&from_m, &from_s), (&spec.mean, &spec.std));
+        set.mean = spec.mean.clone();
+        set.std = spec.std.clone();
     }
+    d.mean = spec.mean.clone();
+    d.std = spec.std.clone();
     Ok(())
 }
 

@@ -176,18 +176,12 @@ fn fresh(gpu: &gpu_nn::Gpu, a: &TrainArgs) -> Result<(Classifier, Loaded)> {
             weight_decay: a.weight_decay.unwrap_or(0.0),
             cosine_epochs: a.cosine.then_some(a.epochs),
         },
-        augment: a.augment.then(|| Augment::crop_flip(&d.mean, &d.std)),
+        augment: a.augment.then(Augment::crop_flip),
     };
     let t = match &a.weights {
         Some(w) => {
-            // Weights first, then freezing, then the optimizer over what still trains.
-            let net = info.build(gpu, spec.input, spec.classes(), config.seed)?;
-            let head = a.finetune.then(|| info.head());
-            crate::weights::load_file(net.as_ref(), w, head)?;
-            if a.finetune {
-                crate::core::spec::freeze_backbone(net.as_ref(), info.head())?;
-            }
-            Classifier::with_net(gpu, net, spec, config)?
+            let bytes = std::fs::read(w).with_context(|| format!("cannot read {}", w.display()))?;
+            Classifier::from_weights(gpu, spec, config, &bytes, &w.display().to_string())?
         }
         None => Classifier::new(gpu, spec, config)?,
     };

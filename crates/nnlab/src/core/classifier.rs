@@ -54,6 +54,27 @@ impl Classifier {
         Self::with_net(gpu, net, spec, config)
     }
 
+    /// A model starting from torchvision-named weights (the bytes of a `.safetensors` state
+    /// dict; `name` names them in errors). With `spec.finetune` the head stays fresh, sized
+    /// for the spec's classes, and everything else is frozen; without, every key must fit.
+    /// Weights that do not fit are an error listing every problem, and nothing trains.
+    pub fn from_weights(
+        gpu: &Gpu,
+        spec: ModelSpec,
+        config: TrainConfig,
+        bytes: &[u8],
+        name: &str,
+    ) -> Result<Classifier> {
+        let info = spec.info()?;
+        let net = info.build_variant(gpu, spec.input, spec.classes(), config.seed, spec.variant)?;
+        let head = spec.finetune.then(|| info.head());
+        crate::weights::load_bytes(net.as_ref(), bytes, name, head)?;
+        if spec.finetune {
+            crate::core::spec::freeze_backbone(net.as_ref(), info.head())?;
+        }
+        Self::with_net(gpu, net, spec, config)
+    }
+
     /// Wraps an already built (e.g. pretrained) model; builds the optimizer over its
     /// trainable parameters.
     pub fn with_net(
@@ -274,7 +295,7 @@ impl Classifier {
             .meta_field(&["train", "augment"])?
             .as_bool()
             .unwrap_or(false)
-            .then(|| Augment::crop_flip(&spec.mean, &spec.std));
+            .then(Augment::crop_flip);
         let config = TrainConfig {
             batch: c.meta_u64(&["train", "batch_size"])? as usize,
             seed: c.meta_u64(&["train", "seed"])?,

@@ -28,12 +28,11 @@ pub fn adam_config() -> AdamConfig {
     }
 }
 
-/// Renormalises a dataset normalised with (`mean`, `std`) to [-1, 1] (the generator's
-/// tanh range): x' = (x * std + mean - 0.5) / 0.5.
-pub fn to_tanh_range(d: &mut Dataset, mean: f32, std: f32) {
-    for v in &mut d.images {
-        *v = (*v * std + mean - 0.5) / 0.5;
-    }
+/// Makes a dataset's batches come in [-1, 1] (the generator's tanh range): normalised
+/// with mean 0.5 and standard deviation 0.5 per channel.
+pub fn to_tanh_range(d: &mut Dataset) {
+    d.mean = vec![0.5; d.shape[0]];
+    d.std = vec![0.5; d.shape[0]];
 }
 
 /// `n` latent vectors [n, LATENT] of standard normal noise from `seed`.

@@ -1,13 +1,17 @@
 //! Classify a dropped image with the selected classifier run: shown as the model sees it
-//! (grey, 28x28, inverted if on a light background) with the top-3 classes.
+//! (for digit models grey, 28x28, inverted if on a light background; for a run on an image
+//! folder resized and centre-cropped to its input) with the top-3 classes.
 
 use anyhow::Result;
 use egui::Color32;
 
-use crate::app::dropped::{self, Prepared};
+use std::sync::Arc;
+
+use crate::app::data::DataChoice;
+use crate::app::dropped::{self, Prepared, Target};
 use crate::app::lab::Lab;
 use crate::app::pictures::Textures;
-use crate::app::run::PendingInspect;
+use crate::app::run::{PendingInspect, Run};
 use crate::app::views::FeaturesView;
 use crate::app::views::saliency::{SaliencyPanel, Subject};
 
@@ -15,6 +19,7 @@ use crate::app::views::saliency::{SaliencyPanel, Subject};
 #[derive(Default)]
 pub struct ClassifyView {
     name: String,
+    bytes: Option<Arc<[u8]>>,
     prepared: Option<Prepared>,
     /// The run that classified it, and its top-3 (class name, probability).
     pub top3: Option<(u64, Vec<(String, f32)>)>,
@@ -29,6 +34,27 @@ pub struct ClassifyView {
     pub saliency: SaliencyPanel,
 }
 
+/// How a dropped image becomes `run`'s input: like its training images.
+fn target(run: Option<&Run>) -> Target {
+    match run {
+        Some(r) => Target {
+            shape: r.data.train.shape,
+            mean: r.data.mean.clone(),
+            std: r.data.std.clone(),
+            digits: !matches!(r.data.choice, DataChoice::Folder { .. }),
+        },
+        None => {
+            let (m, s) = crate::data::Bundled::Mnist.normalisation();
+            Target {
+                shape: [1, 28, 28],
+                mean: vec![m],
+                std: vec![s],
+                digits: true,
+            }
+        }
+    }
+}
+
 impl ClassifyView {
     /// Prepares a file's bytes for the classifier (what a drop does).
     pub fn set_image(&mut self, name: &str, bytes: &[u8], lab: &Lab, selected: Option<u64>) {
@@ -38,17 +64,23 @@ impl ClassifyView {
             saliency: std::mem::take(&mut self.saliency),
             ..ClassifyView::default()
         };
-        let norm = FeaturesView::run_id(lab, selected)
-            .and_then(|id| lab.get(id))
-            .map_or(crate::data::Bundled::Mnist.normalisation(), |r| {
-                (r.data.mean[0], r.data.std[0])
-            });
-        match dropped::prepare(bytes, name, 28, norm) {
+        let run = FeaturesView::run_id(lab, selected).and_then(|id| lab.get(id));
+        self.bytes = Some(bytes.into());
+        self.prepare(&target(run));
+    }
+
+    /// (Re)prepares the dropped bytes for `t`.
+    fn prepare(&mut self, t: &Target) {
+        let Some(bytes) = &self.bytes else { return };
+        match dropped::prepare(bytes, &self.name, t) {
             Ok(p) => {
                 self.prepared = Some(p);
                 self.wanted = true;
             }
-            Err(e) => self.error = Some(format!("{e:#}")),
+            Err(e) => {
+                self.prepared = None;
+                self.error = Some(format!("{e:#}"));
+            }
         }
     }
 
@@ -91,17 +123,13 @@ impl ClassifyView {
         if self.pending.is_some() || !(self.wanted || changed) {
             return Ok(());
         }
+        let t = target(lab.get(id));
+        if self.prepared.as_ref().is_some_and(|p| p.target != t) {
+            self.prepare(&t);
+        }
         let (Some(p), Some(run)) = (&self.prepared, lab.get_mut(id)) else {
             return Ok(());
         };
-        if run.data.train.shape != [1, 28, 28] {
-            self.error = Some(format!(
-                "{} takes {:?} images; dropped images are classified by 28x28 grey models",
-                run.name, run.data.train.shape
-            ));
-            self.wanted = false;
-            return Ok(());
-        }
         self.pending = Some((id, run.inspect(&p.input)?));
         self.wanted = false;
         Ok(())
@@ -130,11 +158,10 @@ impl ClassifyView {
             p.original.1,
             if p.inverted { ", inverted" } else { "" }
         ));
-        let key = format!("drop:{}", self.name);
+        let key = format!("drop:{}:{}:{:?}", self.decoded, self.name, p.target.shape);
         if textures.get(&key).is_none() {
             textures.clear_prefix("drop:");
-            let img = egui::ColorImage::from_gray([28, 28], &p.pixels);
-            textures.set(ui.ctx(), &key, img);
+            textures.set(ui.ctx(), &key, p.color_image());
         }
         ui.horizontal(|ui| {
             if let Some(t) = textures.get(&key) {
@@ -151,17 +178,21 @@ impl ClassifyView {
                 }
             });
         });
-        let Some(id) = FeaturesView::run_id(lab, selected).filter(|&id| {
-            lab.get(id)
-                .is_some_and(|r| r.data.train.shape == [1, 28, 28])
-        }) else {
+        let Some(id) = FeaturesView::run_id(lab, selected)
+            .filter(|&id| lab.get(id).is_some_and(|r| target(Some(r)) == p.target))
+        else {
             return Ok(());
         };
         ui.separator();
         let subject = Subject {
             key: format!("drop:{}:{}", self.decoded, self.name),
-            input: &p.input,
-            pixels: p.pixels.iter().map(|&v| [v, v, v]).collect(),
+            input: std::borrow::Cow::Borrowed(&p.input),
+            pixels: p
+                .color_image()
+                .pixels
+                .iter()
+                .map(|c| [c.r(), c.g(), c.b()])
+                .collect(),
         };
         let now = ui.input(|i| i.time);
         self.saliency.advance(lab, id, &subject, now)?;

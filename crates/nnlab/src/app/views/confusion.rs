@@ -68,38 +68,17 @@ fn top3(probs: &[f32]) -> Vec<(usize, f32)> {
 /// Validation image `i` of `run` for the saliency panel.
 pub fn subject(run: &Run, i: usize) -> Subject<'_> {
     let d = &run.data.val;
-    let per: usize = d.shape.iter().product();
-    let img = picture(d, i, &run.data.mean, &run.data.std);
+    let img = picture(d, i);
     Subject {
         key: format!("val:{i}"),
-        input: &d.images[i * per..(i + 1) * per],
+        input: std::borrow::Cow::Owned(d.input(i)),
         pixels: img.pixels.iter().map(|c| [c.r(), c.g(), c.b()]).collect(),
     }
 }
 
-/// Image `i` of `d` as egui pixels: normalisation undone, grey or RGB.
-fn picture(d: &Dataset, i: usize, mean: &[f32], std: &[f32]) -> egui::ColorImage {
-    let [c, h, w] = d.shape;
-    let px = h * w;
-    let img = &d.images[i * c * px..(i + 1) * c * px];
-    let at = |ch: usize, k: usize| {
-        let (m, s) = (
-            mean.get(ch).copied().unwrap_or(0.0),
-            std.get(ch).copied().unwrap_or(1.0),
-        );
-        ((img[ch * px + k] * s + m).clamp(0.0, 1.0) * 255.0) as u8
-    };
-    let pixels = (0..px)
-        .map(|k| {
-            if c >= 3 {
-                Color32::from_rgb(at(0, k), at(1, k), at(2, k))
-            } else {
-                let v = at(0, k);
-                Color32::from_gray(v)
-            }
-        })
-        .collect();
-    egui::ColorImage::new([w, h], pixels)
+/// Image `i` of `d` as egui pixels, grey or RGB.
+pub fn picture(d: &Dataset, i: usize) -> egui::ColorImage {
+    crate::app::pictures::color_image(d.image_pixels(i), d.shape)
 }
 
 impl ConfusionView {
@@ -315,7 +294,7 @@ impl ConfusionView {
                     for (i, top) in &self.shown {
                         let key = format!("{prefix}{i}");
                         if textures.get(&key).is_none() {
-                            let img = picture(&run.data.val, *i, &run.data.mean, &run.data.std);
+                            let img = picture(&run.data.val, *i);
                             textures.set(ui.ctx(), &key, img);
                         }
                         ui.vertical(|ui| {

@@ -71,8 +71,7 @@ impl FeaturesView {
         let moved = run.steps_back() != self.asked_at_step && !run.running;
         let due = run.running && now - self.last_inspect > INSPECT_EVERY_S;
         if self.shown_for != Some((id, sample)) || moved || due {
-            let per: usize = val.shape.iter().product();
-            let img = val.images[sample * per..(sample + 1) * per].to_vec();
+            let img = val.input(sample);
             self.asked_at_step = run.steps_back();
             self.pending = Some((id, sample, run.inspect(&img)?));
             self.last_inspect = now;

@@ -5,6 +5,7 @@ pub mod classify;
 pub mod confusion;
 pub mod curves;
 pub mod features;
+pub mod folder;
 pub mod gan;
 pub mod graph;
 pub mod runs;

@@ -7,6 +7,7 @@ use crate::app::data::DataChoice;
 use crate::app::files::Format;
 use crate::app::lab::{Lab, color};
 use crate::app::run::{Run, RunSettings};
+use crate::app::views::folder::FolderImport;
 use crate::data::Bundled;
 use crate::registry::{self, MODELS};
 
@@ -17,6 +18,8 @@ pub enum Action {
     Save(u64, Format),
     /// Load a checkpoint as a new run.
     Load,
+    /// Choose an image folder for the next run.
+    PickFolder,
     /// Start run `id` over from fresh weights.
     Reset(u64),
     /// Remove run `id`.
@@ -35,6 +38,15 @@ pub struct RunsPanel {
     form_open: bool,
     #[cfg(not(target_arch = "wasm32"))]
     dir_text: String,
+    /// The image folder chosen for the form, decoding or decoded.
+    pub folder: Option<FolderImport>,
+    /// Runs added from the form start at once (the `autostart` launch setting).
+    pub autostart: bool,
+    /// Where "Add run" was last drawn, and whether it could be clicked (the page state
+    /// says so: a browser test clicks it there).
+    pub add_button: Option<(egui::Pos2, bool)>,
+    /// The side its images are converted to (None: the model's default).
+    pub folder_side: Option<usize>,
 }
 
 /// One line of numbers about a run.
@@ -69,6 +81,52 @@ impl RunsPanel {
         self.form_error = None;
     }
 
+    /// Makes an image folder the next run's data (and opens the form to show it).
+    pub fn set_folder(&mut self, files: crate::folder::FolderFiles) {
+        let import = FolderImport::new(files);
+        self.folder_side = None;
+        self.form.data = import.choice(self.folder_shape());
+        self.folder = Some(import);
+        self.form_open = true;
+        self.form_error = None;
+    }
+
+    /// Makes torchvision weights the next run's start, fine-tuning by default.
+    pub fn set_weights(&mut self, w: crate::weights::Pretrained) {
+        self.form.weights = Some(w);
+        self.form.finetune = true;
+        self.form_open = true;
+        self.form_error = None;
+    }
+
+    /// True when the form's data is the chosen image folder.
+    fn folder_chosen(&self) -> bool {
+        match (&self.form.data, &self.folder) {
+            (DataChoice::Folder { files, .. }, Some(f)) => {
+                std::sync::Arc::ptr_eq(&files.0, &f.files)
+            }
+            _ => false,
+        }
+    }
+
+    /// The input the form's model takes from an image folder.
+    fn folder_shape(&self) -> [usize; 3] {
+        registry::find(&self.form.model)
+            .map_or([3, 32, 32], |m| m.input.folder_shape(self.folder_side))
+    }
+
+    /// Decodes the chosen folder a little further, at the size the form's model takes.
+    pub fn advance_folder(&mut self, lab: &mut Lab) {
+        if !self.folder_chosen() {
+            return;
+        }
+        let shape = self.folder_shape();
+        if let Some(f) = &mut self.folder {
+            f.advance(shape, lab);
+            self.form.data = f.choice(shape);
+        }
+    }
+
     /// Adds a run of the form's settings; named after the run it duplicates by what changed.
     pub fn add(&mut self, lab: &mut Lab) -> Option<u64> {
         match lab.add(self.form.clone()) {
@@ -82,6 +140,9 @@ impl RunsPanel {
                             format!("{id}: {from} with {}", diff.join(", "))
                         };
                     }
+                }
+                if let Some(r) = lab.get_mut(id) {
+                    r.running = self.autostart;
                 }
                 self.form_error = None;
                 Some(id)
@@ -102,6 +163,7 @@ impl RunsPanel {
         now: f64,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
+        self.advance_folder(lab);
         ui.horizontal(|ui| {
             ui.heading("Runs");
             if ui.button("Start all").clicked() {
@@ -203,8 +265,15 @@ impl RunsPanel {
         egui::CollapsingHeader::new(RichText::new("New run").heading())
             .open(open.then_some(true))
             .show(ui, |ui| {
-                if let Some(id) = self.form(ui, lab) {
+                let (mut pick, mut pick_weights) = (false, false);
+                if let Some(id) = self.form(ui, lab, &mut pick, &mut pick_weights) {
                     *selected = Some(id);
+                }
+                if pick {
+                    actions.push(Action::PickFolder);
+                }
+                if pick_weights {
+                    actions.push(Action::Load);
                 }
             });
         self.form_open = false;
@@ -218,7 +287,13 @@ impl RunsPanel {
         actions
     }
 
-    fn form(&mut self, ui: &mut egui::Ui, lab: &mut Lab) -> Option<u64> {
+    fn form(
+        &mut self,
+        ui: &mut egui::Ui,
+        lab: &mut Lab,
+        pick: &mut bool,
+        pick_weights: &mut bool,
+    ) -> Option<u64> {
         if let Some((from, _)) = &self.duplicate_of {
             ui.label(
                 RichText::new(format!(
@@ -227,14 +302,17 @@ impl RunsPanel {
                 .italics(),
             );
         }
+        let folder = self.folder_chosen();
         let f = &mut self.form;
+        let side = &mut self.folder_side;
         let info = registry::find(&f.model).ok();
         egui::ComboBox::from_label("Model")
             .selected_text(&f.model)
             .show_ui(ui, |ui| {
                 for m in MODELS {
-                    // The bundled sets are 1x28x28: 224x224 layouts need an image folder.
-                    let fits = m.accepts([1, 28, 28]);
+                    // The bundled sets are 1x28x28: 224x224 layouts need an image folder,
+                    // which is converted to whatever the model takes.
+                    let fits = folder || m.accepts([1, 28, 28]);
                     let r = ui
                         .add_enabled(fits, egui::Button::selectable(f.model == m.name, m.name))
                         .on_hover_text(m.description)
@@ -249,6 +327,7 @@ impl RunsPanel {
                         let data = f.data.clone();
                         *f = RunSettings::for_model(m.name);
                         f.data = data;
+                        *side = None;
                     }
                 }
             });
@@ -276,24 +355,81 @@ impl RunsPanel {
                 });
             }
         }
-        egui::ComboBox::from_label("Data")
-            .selected_text(f.data.label())
-            .show_ui(ui, |ui| {
-                for b in Bundled::ALL {
-                    ui.selectable_value(&mut f.data, DataChoice::bundled(b), b.name());
-                }
-            });
+        if !f.is_gan() {
+            weights_row(ui, f, pick_weights);
+        }
+        let folder_choice = self.folder.as_ref().map(|i| i.choice(self.folder_shape()));
+        let f = &mut self.form;
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_label("Data")
+                .selected_text(f.data.label())
+                .show_ui(ui, |ui| {
+                    for b in Bundled::ALL {
+                        ui.selectable_value(&mut f.data, DataChoice::bundled(b), b.name());
+                    }
+                    if let Some(c) = folder_choice {
+                        let label = c.label();
+                        ui.selectable_value(&mut f.data, c, label);
+                    }
+                });
+            if ui
+                .button("Image folder…")
+                .on_hover_text(
+                    "A folder with one sub-folder of images per class (optionally inside \
+                     train/ and val/); or drop a folder or a .zip of one on the window",
+                )
+                .clicked()
+            {
+                *pick = true;
+            }
+        });
         #[cfg(not(target_arch = "wasm32"))]
         {
             ui.horizontal(|ui| {
-                let l = ui.label("or an IDX directory:");
+                let l = ui.label("or a directory:");
                 ui.text_edit_singleline(&mut self.dir_text)
-                    .labelled_by(l.id);
+                    .labelled_by(l.id)
+                    .on_hover_text("IDX files, CIFAR-10 batches or an image folder");
                 if ui.button("Use").clicked() && !self.dir_text.trim().is_empty() {
-                    self.form.data = DataChoice::Dir(self.dir_text.trim().into());
+                    let dir = std::path::PathBuf::from(self.dir_text.trim());
+                    if crate::data::is_idx_or_cifar_dir(&dir) {
+                        self.form.data = DataChoice::Dir(dir);
+                    } else {
+                        match crate::folder::FolderFiles::from_dir(&dir) {
+                            Ok(files) => self.set_folder(files),
+                            Err(e) => self.form_error = Some(format!("{e:#}")),
+                        }
+                    }
                 }
             });
         }
+        if self.folder_chosen() {
+            let model_input = registry::find(&self.form.model).map(|m| m.input);
+            if let Ok(input) = model_input
+                && input != registry::Input::Mnist
+            {
+                ui.horizontal(|ui| {
+                    let l = ui.label("Image size");
+                    let mut s = self.folder_shape()[1];
+                    if ui
+                        .add(egui::DragValue::new(&mut s).range(28..=512))
+                        .labelled_by(l.id)
+                        .on_hover_text("Each image is resized and centre-cropped to this square")
+                        .changed()
+                    {
+                        self.folder_side = Some(s);
+                    }
+                });
+            }
+            if let Some(f) = &mut self.folder {
+                f.ui(ui);
+            }
+        }
+        let busy = self.folder_chosen()
+            && self
+                .folder
+                .as_ref()
+                .is_some_and(|f| f.decoding() || f.error.is_some());
         let f = &mut self.form;
         ui.horizontal(|ui| {
             let l = ui.label("Batch size");
@@ -329,15 +465,52 @@ impl RunsPanel {
             let l = ui.label("Seed");
             ui.add(egui::DragValue::new(&mut f.seed)).labelled_by(l.id);
         });
-        let added = if ui.button("Add run").clicked() {
-            self.add(lab)
-        } else {
-            None
-        };
+        let add = ui.add_enabled(!busy, egui::Button::new("Add run"));
+        self.add_button = Some((add.rect.center(), !busy));
+        let added = if add.clicked() { self.add(lab) } else { None };
         if let Some(e) = &self.form_error {
             ui.colored_label(Color32::LIGHT_RED, e);
         }
         added
+    }
+}
+
+/// The weights the next run starts from: fresh, or torchvision's (a `.safetensors` state
+/// dict, picked or dropped), fine-tuned or trained throughout.
+fn weights_row(ui: &mut egui::Ui, f: &mut RunSettings, pick: &mut bool) {
+    ui.horizontal(|ui| {
+        match &f.weights {
+            Some(w) => {
+                ui.label(format!("Weights: {}", w.name));
+                if ui
+                    .small_button("Clear")
+                    .on_hover_text("Start from fresh weights")
+                    .clicked()
+                {
+                    f.weights = None;
+                }
+            }
+            None => {
+                ui.label(RichText::new("Weights: fresh").weak());
+            }
+        }
+        if ui
+            .button("Pretrained weights…")
+            .on_hover_text(
+                "torchvision weights as .safetensors (a state dict; see README), or drop the \
+                 file on the window",
+            )
+            .clicked()
+        {
+            *pick = true;
+        }
+    });
+    if f.weights.is_some() {
+        ui.checkbox(&mut f.finetune, "Fine-tune: only a new head trains")
+            .on_hover_text(
+                "The classifier layer is made anew for the data's classes; every other layer \
+                 keeps its weights, frozen. Off: every layer starts from the weights and trains",
+            );
     }
 }
 

@@ -81,7 +81,7 @@ pub struct Subject<'a> {
     /// Names it (a new name is a new image).
     pub key: String,
     /// The model's input (C*H*W, normalised).
-    pub input: &'a [f32],
+    pub input: std::borrow::Cow<'a, [f32]>,
     /// The same as the user sees it, one pixel per H*W.
     pub pixels: Vec<[u8; 3]>,
 }
@@ -208,7 +208,7 @@ impl SaliencyPanel {
         } else {
             c.net.as_ref()
         };
-        let p = explain(c.gpu(), net, subject.input, [1, ch, h, w], &req)?;
+        let p = explain(c.gpu(), net, &subject.input, [1, ch, h, w], &req)?;
         self.pending = Some((key, p));
         self.asked_at = now;
         Ok(())

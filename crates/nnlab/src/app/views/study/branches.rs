@@ -138,8 +138,7 @@ impl BranchesView {
             *r != id || *mm != m || *s != sample || i.step != c.progress.step
         });
         if stale && self.pending.is_none() && !val.is_empty() && !modules.is_empty() {
-            let per: usize = val.shape.iter().product();
-            let img = val.images[sample * per..(sample + 1) * per].to_vec();
+            let img = val.input(sample);
             let branches = modules[m].1.clone();
             let p = run.inspect_where(&img, &|name| branches.iter().any(|b| b == name), false)?;
             self.pending = Some((id, m, sample, p));

@@ -100,8 +100,7 @@ impl ResponseView {
             let keep = move |n: &str| {
                 n == block || n == input || n == branch || proj.as_deref() == Some(n)
             };
-            let per: usize = run.data.val.shape.iter().product();
-            let img = run.data.val.images[s * per..(s + 1) * per].to_vec();
+            let img = run.data.val.input(s);
             self.anatomy_pending = Some((id, b, s, run.inspect_where(&img, &keep, false)?));
         }
         Ok(())
