@@ -12,11 +12,14 @@
 //  4. with WebGPU, a .zip of an image folder (PNGs and a broken file, written by Python's
 //     zipfile) dropped on the page: its classes, counts and the skipped file are shown, and
 //     a run added from the form ("Add run", clicked where the page says it is) trains on it;
+//     the same folder through "Image folder…" (the folder input); then torchvision-named
+//     resnet18 weights dropped: a fine-tuned ResNet-18 run on the folder trains its head;
 //  5. without WebGPU: asserts the page shows the clear "no WebGPU" message.
 // The page exposes its state as JSON in #nnlab-state (WebGPU canvases screenshot blank in
 // headless Chromium, so we read state, not pixels).
 // Usage: node run.mjs [dist dir]  (env: STEPS=10 BATCH=128 OPT=adam LR=0.003 TIMEOUT_S=400
-// GAN_STEPS=3 OUT=dir; VERBOSE=1 prints every console line of the page)
+// GAN_STEPS=3 OUT=dir; ONLY=text runs the tests whose name has it; VERBOSE=1 prints every
+// console line of the page)
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
@@ -85,6 +88,7 @@ function check(cond, msg) { if (!cond) { throw new Error(msg); } }
 
 let failed = false;
 async function test(name, fn) {
+  if (process.env.ONLY && !name.includes(process.env.ONLY)) { return; }
   const t0 = Date.now();
   try { await fn(); console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`); }
   catch (e) { failed = true; console.log(`FAIL ${name}: ${e.message}`); }
@@ -248,20 +252,87 @@ def shape(disc, k):
             inside = (x - cx) ** 2 + (y - cy) ** 2 < r * r if disc else abs(x - cx) < r and abs(y - cy) < r
             px += [40, 40 + 9 * k % 200, 200] if inside else [235, 235, 230]
     return png(32, 32, px)
-buf = io.BytesIO()
-with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:
-    for split, n in (('train', 8), ('val', 2)):
-        for cls, disc in (('discs', True), ('squares', False)):
-            for k in range(n):
-                z.writestr(f'shapes/{split}/{cls}/{k}.png', shape(disc, k + (0 if split == 'train' else 50)))
-    z.writestr('shapes/train/squares/scan.jpg', b'\\xff\\xd8 cut short')
-sys.stdout.buffer.write(buf.getvalue())
+files = {f'shapes/{split}/{cls}/{k}.png': shape(disc, k + (0 if split == 'train' else 50))
+         for split, n in (('train', 8), ('val', 2))
+         for cls, disc in (('discs', True), ('squares', False)) for k in range(n)}
+files['shapes/train/squares/scan.jpg'] = b'\\xff\\xd8 cut short'
+if len(sys.argv) > 1:  # a directory
+    import os
+    for name, data in files.items():
+        p = os.path.join(sys.argv[1], name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        open(p, 'wb').write(data)
+else:  # a zip on stdout
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    sys.stdout.buffer.write(buf.getvalue())
 `;
+
+// torchvision's resnet18 state dict with parameters by formula (as tests/parity's
+// gen_torchvision.py and the Rust tests set them; names and shapes from its fixture),
+// written as safetensors without nnlab's metadata: what a user exports from torchvision.
+const WEIGHTS_PY = `
+import json, math, struct, sys
+from array import array
+fx = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', fx[:8])[0]
+state = json.loads(json.loads(fx[8:8 + n])['__metadata__']['state'])
+header, blobs, off = {}, [], 0
+for k, (name, shape) in enumerate(state):
+    count = math.prod(shape)
+    if name.endswith('num_batches_tracked'):
+        data, dtype = struct.pack('<q', 0), 'I64'
+    else:
+        if len(shape) >= 2:
+            a, b = 2 * math.sqrt(6 / math.prod(shape[1:])), -math.sqrt(6 / math.prod(shape[1:]))
+        elif name.endswith('.running_var') or name.endswith('.weight'):
+            a, b = 0.5, 0.75
+        else:
+            a, b = 0.2, -0.1
+        data = array('f', (a * (((i * 2654435761 + k * 40503) % 4294967296) / 4294967296) + b
+                           for i in range(count))).tobytes()
+        dtype = 'F32'
+    header[name] = {'dtype': dtype, 'shape': shape, 'data_offsets': [off, off + len(data)]}
+    blobs.append(data)
+    off += len(data)
+h = json.dumps(header).encode()
+h += b' ' * (-len(h) % 8)
+sys.stdout.buffer.write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
+`;
+
+// A click as a person makes it: the pointer arrives, then presses and releases in later
+// frames (egui decides what is hovered from the frame before).
+async function clickAt(page, { x, y }) {
+  await page.mouse.move(x, y);
+  await page.waitForTimeout(300);
+  await page.mouse.down();
+  await page.waitForTimeout(150);
+  await page.mouse.up();
+}
+
+// Folder `name` shown in the form, once decoded, with "Add run" clickable.
+async function folderShown(page, name, deadline) {
+  let s = null;
+  while (Date.now() < deadline) {
+    await page.waitForTimeout(500);
+    s = await state(page);
+    check(!bad(s) && !s.error && !s.folder?.error, `page says ${JSON.stringify(s)}`);
+    if (s.folder?.name === name && s.folder.classes && s.buttons?.['Add run']?.enabled) { break; }
+  }
+  const f = s.folder;
+  check(f && JSON.stringify(f.classes) === '["discs","squares"]' && JSON.stringify(f.counts) === '[[8,2],[8,2]]',
+    `folder not shown: ${JSON.stringify(f)}`);
+  check(JSON.stringify(f.skipped) === '["shapes/train/squares/scan.jpg"]', `skipped: ${JSON.stringify(f.skipped)}`);
+  console.log(`  ${f.name}: classes ${f.classes.join(', ')}, counts ${JSON.stringify(f.counts)}, at ${f.shape.join('x')}, skipped ${f.skipped}`);
+  return s;
+}
 
 await test('WebGPU: a dropped .zip of an image folder is shown, and a run added from the form trains on it', () =>
   withPage(WEBGPU, async (page) => {
     const zip = execFileSync('python3', ['-c', ZIP_PY]);
-    await page.goto(`${base}?runs=mnist-cnn&batch=8&autostart`);
+    await page.goto(`${base}?runs=mnist-cnn&batch=8&autostart&image_size=32`);
     await page.waitForFunction(() => JSON.parse(document.querySelector('#nnlab-state').textContent).runs, null, { timeout: 180000 });
     // What a drag and drop of the file delivers to the page's canvas.
     const dt = await page.evaluateHandle((b64) => {
@@ -272,19 +343,8 @@ await test('WebGPU: a dropped .zip of an image folder is shown, and a run added 
     }, zip.toString('base64'));
     await page.dispatchEvent('canvas', 'drop', { dataTransfer: dt });
     const deadline = Date.now() + TIMEOUT_S * 1000;
-    let s = null;
-    while (Date.now() < deadline) {
-      await page.waitForTimeout(500);
-      s = await state(page);
-      check(!bad(s) && !s.error && !s.folder?.error, `page says ${JSON.stringify(s)}`);
-      if (s.folder?.classes && s.add_run?.enabled) { break; }
-    }
-    const f = s.folder;
-    check(f && JSON.stringify(f.classes) === '["discs","squares"]' && JSON.stringify(f.counts) === '[[8,2],[8,2]]',
-      `folder not shown: ${JSON.stringify(f)}`);
-    check(JSON.stringify(f.skipped) === '["shapes/train/squares/scan.jpg"]', `skipped: ${JSON.stringify(f.skipped)}`);
-    console.log(`  ${f.name}: classes ${f.classes.join(', ')}, counts ${JSON.stringify(f.counts)}, at ${f.shape.join('x')}, skipped ${f.skipped}`);
-    await page.mouse.click(s.add_run.x, s.add_run.y);
+    let s = await folderShown(page, 'shapes.zip', deadline);
+    await clickAt(page, s.buttons['Add run']);
     let r = null;
     while (Date.now() < deadline) {
       await page.waitForTimeout(1000);
@@ -296,6 +356,50 @@ await test('WebGPU: a dropped .zip of an image folder is shown, and a run added 
     }
     check(r && r.step >= 3 && JSON.stringify(r.classes) === '["discs","squares"]', `no run trained on the folder: ${JSON.stringify(s.runs)}`);
     console.log(`  run ${r.name} on ${r.data}: step ${r.step}, loss ${r.loss?.toFixed(3)}`);
+    // The same folder through "Image folder…" (an <input webkitdirectory>).
+    const dir = fs.mkdtempSync('/tmp/nnlab-folder-');
+    execFileSync('python3', ['-c', ZIP_PY, dir]);
+    const b = s.buttons['Image folder…'];
+    const [chooser] = await Promise.all([
+      page.waitForEvent('filechooser', { timeout: 60000 }),
+      clickAt(page, b),
+    ]);
+    await chooser.setFiles(path.join(dir, 'shapes'));
+    s = await folderShown(page, 'shapes', deadline);
+    fs.rmSync(dir, { recursive: true, force: true });
+    // torchvision weights dropped: the form takes resnet18 and fine-tuning; the folder is
+    // decoded again at resnet18's input (32x32 from the URL's image_size), and the run added
+    // trains only its new head.
+    const fixture = path.join(import.meta.dirname, '../parity/fixtures/tv_resnet18_formula_io.safetensors');
+    const weights = execFileSync('python3', ['-c', WEIGHTS_PY, fixture], { maxBuffer: 1 << 28 });
+    const wt = await page.evaluateHandle(async (b64) => {
+      const bytes = new Uint8Array(await (await fetch(`data:application/octet-stream;base64,${b64}`)).arrayBuffer());
+      const t = new DataTransfer();
+      t.items.add(new File([bytes], 'resnet18.safetensors'));
+      return t;
+    }, weights.toString('base64'));
+    await page.dispatchEvent('canvas', 'drop', { dataTransfer: wt });
+    while (Date.now() < deadline) {
+      await page.waitForTimeout(500);
+      s = await state(page);
+      check(!bad(s) && !s.error && !s.form?.error, `page says ${JSON.stringify(s)}`);
+      if (s.form?.weights && s.folder?.shape?.[0] === 3 && s.buttons?.['Add run']?.enabled) { break; }
+    }
+    check(s.form.model === 'resnet18' && s.form.finetune && JSON.stringify(s.folder.shape) === '[3,32,32]',
+      `the form did not take the weights: ${JSON.stringify(s.form)} ${JSON.stringify(s.folder)}`);
+    await clickAt(page, s.buttons['Add run']);
+    let ft = null;
+    while (Date.now() < deadline) {
+      await page.waitForTimeout(1000);
+      s = await state(page);
+      check(!bad(s) && !s.error, `page says ${JSON.stringify(s)}`);
+      ft = s.runs[2];
+      check(!ft?.error, `fine-tuning failed: ${JSON.stringify(ft)}`);
+      if (ft && ft.step >= 2) { break; }
+    }
+    check(ft && ft.step >= 2 && ft.weights === 'resnet18.safetensors' && ft.trainable === 512 * 2 + 2,
+      `no fine-tuned resnet18: ${JSON.stringify(ft)}`);
+    console.log(`  ${ft.name}: from ${ft.weights}, ${ft.trainable} trainable parameters, step ${ft.step}, loss ${ft.loss?.toFixed(3)}`);
   }, { width: 1000, height: 1300 }));
 
 await test('without WebGPU: the page explains what is missing', () =>

@@ -19,12 +19,19 @@ Two kinds of fixture, both from torchvision's own model classes in eval mode:
    in its metadata the state dict's names and shapes in order. The Rust test builds the same
    values, writes them as a safetensors file and loads it by name into its model.
 
+3. `tv_resnet18_top5.png` and `tv_resnet18_top5.json`: a 224x224 colour picture through
+   torchvision's ImageNet preprocessing (at 224x224 Resize(256) + CenterCrop(224) would
+   resample it, so the picture is classified as it is: ToTensor + Normalize) and the
+   formula-weights resnet18: the top-5 class indices, torchvision's names for them and
+   their logits. `nnlab classify` must name the same five, in order.
+
 Usage (needs torch, torchvision, safetensors; CI does not: the fixtures are committed):
-    python3 -m venv v && v/bin/pip install torch torchvision safetensors
-    v/bin/python tests/parity/gen_torchvision.py
+    scripts/python-env   # or: python3 -m venv v && v/bin/pip install -r python/requirements.txt
+    target/pyenv/bin/python tests/parity/gen_torchvision.py [--top5-only]
 """
 import json
 import os
+import sys
 
 import numpy as np
 import torch
@@ -89,7 +96,8 @@ def formula(k, shape, name):
     return torch.from_numpy(v.astype(np.float32)).reshape(shape)
 
 
-def formula_fixture(name, model, x):
+def set_formula(model):
+    """Sets every parameter and buffer by `formula`; returns the state's (name, shape)s."""
     sd = model.state_dict()
     names = sorted(sd.keys())
     shapes = []
@@ -101,6 +109,12 @@ def formula_fixture(name, model, x):
                 continue
             t.copy_(formula(k, list(t.shape), n))
             shapes.append([n, list(t.shape)])
+    return shapes
+
+
+def formula_fixture(name, model, x):
+    shapes = set_formula(model)
+    with torch.no_grad():
         model.eval()
         y = model(x)
     save_file({"x": x.contiguous(), "logits": y.contiguous()},
@@ -110,8 +124,45 @@ def formula_fixture(name, model, x):
     print(name, "logits", y.shape, float(y.abs().max()))
 
 
+def top5_fixture():
+    from PIL import Image
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    model = torchvision.models.resnet18()
+    set_formula(model)
+    model.eval()
+    h = w = 224
+    yy, xx = np.mgrid[0:h, 0:w]
+    # The first of a family of pictures whose top six logits are well apart, so that f32
+    # summation order cannot swap two of the five.
+    for p in range(1, 100):
+        img = np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1),
+                        (np.sin(xx / (3.0 + p)) * np.cos(yy / 13.0) * 127 + 128)],
+                       -1).astype(np.uint8)
+        x = ((torch.from_numpy(img).permute(2, 0, 1).float() / 255.0 - mean) / std)[None]
+        with torch.no_grad():
+            y = model(x)[0]
+        top = torch.topk(y, 6)
+        gaps = (top.values[:-1] - top.values[1:]).tolist()
+        if min(gaps) > 2e-3:
+            break
+    else:
+        raise SystemExit("no picture with distinct top-5 logits")
+    Image.fromarray(img).save(os.path.join(OUT, "tv_resnet18_top5.png"))
+    names = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    doc = {"top5": [{"index": int(i), "class": names[int(i)], "logit": float(v)}
+                    for v, i in zip(top.values[:5], top.indices[:5])],
+           "gaps": gaps, "torch": torch.__version__, "torchvision": torchvision.__version__}
+    with open(os.path.join(OUT, "tv_resnet18_top5.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    print("top5", [t["class"] for t in doc["top5"]], "gaps", gaps)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if "--top5-only" in sys.argv:
+        top5_fixture()
+        return
     # 1. Reduced-width ResNet-18, torchvision random init, file as torch saves it.
     m = NarrowResNet([8, 16, 32, 64], [2, 2, 2, 2], num_classes=10)
     randomise_bn(m)
@@ -132,6 +183,8 @@ def main():
     g = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True,
                                      transform_input=False)
     formula_fixture("googlenet", g, x)
+    # 3. Top-5 labels of a picture.
+    top5_fixture()
 
 
 if __name__ == "__main__":

@@ -418,6 +418,40 @@ pub fn class_names_for(classes: usize) -> Vec<String> {
     }
 }
 
+/// Which torchvision layout of the registry a state dict is, from its keys and shapes
+/// (name -> shape): a dropped weights file picks its model. `None` when none fits.
+pub fn model_for_weights(
+    keys: &std::collections::BTreeMap<String, Vec<usize>>,
+) -> Option<&'static str> {
+    let has = |k: &str| keys.contains_key(k);
+    if has("inception3a.branch1.conv.weight") {
+        return Some("googlenet");
+    }
+    if has("layer4.0.conv3.weight") {
+        return Some("resnet50");
+    }
+    if has("layer3.5.conv1.weight") {
+        return Some("resnet34");
+    }
+    if has("layer4.1.conv2.weight") {
+        return Some("resnet18");
+    }
+    if has("classifier.6.weight") {
+        // VGG and AlexNet differ in their number of convolutions.
+        let convs = keys
+            .iter()
+            .filter(|(k, s)| k.starts_with("features.") && s.len() == 4)
+            .count();
+        return match convs {
+            5 => Some("alexnet"),
+            8 => Some("vgg11"),
+            13 => Some("vgg16"),
+            _ => None,
+        };
+    }
+    None
+}
+
 /// Looks a model up by name; the error lists the names there are.
 pub fn find(name: &str) -> Result<&'static ModelInfo> {
     MODELS.iter().find(|m| m.name == name).with_context(|| {
@@ -523,13 +557,7 @@ impl ModelInfo {
         );
         let c = shape[0];
         Ok(match self.arch {
-            Arch::MnistCnn => {
-                ensure!(
-                    classes == 10,
-                    "mnist-cnn has 10 classes, the data {classes}"
-                );
-                Box::new(MnistCnn::new(gpu, seed)?)
-            }
+            Arch::MnistCnn => Box::new(MnistCnn::with_classes(gpu, classes, seed)?),
             Arch::Cifar { depth, residual } => {
                 let mut cfg = ResNetConfig::cifar(depth, c, classes)?.width(variant.width);
                 cfg.residual = residual;

@@ -36,6 +36,17 @@ pub fn load_bytes(net: &dyn Module, bytes: &[u8], name: &str, head: Option<&str>
     Ok(())
 }
 
+/// The names and shapes of a safetensors file's tensors, from its header alone.
+pub fn tensor_shapes(bytes: &[u8]) -> Option<std::collections::BTreeMap<String, Vec<usize>>> {
+    let (_, m) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
+    Some(
+        m.tensors()
+            .into_iter()
+            .map(|(k, info)| (k, info.shape.clone()))
+            .collect(),
+    )
+}
+
 /// Weights a run starts from: the bytes of a torchvision-named `.safetensors` state dict,
 /// shared by the runs that use them (two runs start alike only from the very same bytes).
 #[derive(Clone)]

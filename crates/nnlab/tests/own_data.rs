@@ -201,6 +201,12 @@ fn a_dropped_zip_is_a_folder_and_one_class_is_a_clear_message() {
         h.step();
     }
     h.get_by_label_contains("validation: the val/ (or test/) folder");
+    // The MNIST CNN takes the folder's two classes.
+    h.get_by_label("Add run").click();
+    h.step();
+    let lab = h.state().lab().expect("lab");
+    assert_eq!(lab.runs.len(), 2, "{:?}", h.state().runs_panel.form_error);
+    assert_eq!(lab.runs[1].data.class_names, vec!["a", "b"]);
     // One class: said in the form, and Add run is not offered.
     let one: Vec<(String, Vec<u8>)> = entries
         .into_iter()

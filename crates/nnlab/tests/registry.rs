@@ -159,3 +159,20 @@ fn every_model_builds_on_a_gpu_with_large_bindings() {
     );
     assert!(check_models(&gpu).is_empty());
 }
+
+#[test]
+fn a_state_dicts_keys_name_its_torchvision_layout() {
+    for (name, (_, state)) in torchvision_layouts() {
+        assert_eq!(
+            nnlab::registry::model_for_weights(&state),
+            Some(name.as_str()),
+            "{name}"
+        );
+    }
+    // A CIFAR-style ResNet's keys are none of them.
+    let cifar: BTreeMap<String, Vec<usize>> =
+        [("layer3.2.conv2.weight".to_string(), vec![64, 64, 3, 3])]
+            .into_iter()
+            .collect();
+    assert_eq!(nnlab::registry::model_for_weights(&cifar), None);
+}

@@ -417,3 +417,59 @@ fn finetuning_at_224_validates_in_batches_that_fit_and_saves() {
     assert!(ck.join("last.safetensors").is_file());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// With ImageNet-sized weights `nnlab classify` names torch's top five classes, in order,
+/// for the fixture picture (`tv_resnet18_top5.*`, made by gen_torchvision.py from
+/// torchvision's preprocessing, model and category names).
+#[test]
+fn classify_with_1000_class_weights_names_torchs_top5() {
+    let dir = std::env::temp_dir().join(format!("nnlab-top5-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (_, _, meta) = io("tv_resnet18_formula_io.safetensors");
+    let weights = dir.join("resnet18.safetensors");
+    std::fs::write(&weights, formula_bytes(&meta)).expect("weights");
+    let (picture, _) = fixture("tv_resnet18_top5.png");
+    let want: serde_json::Value =
+        serde_json::from_slice(&fixture("tv_resnet18_top5.json").1).expect("json");
+    let o = Command::new(env!("CARGO_BIN_EXE_nnlab"))
+        .args(["classify", picture.to_str().expect("utf-8"), "--weights"])
+        .arg(&weights)
+        .args(["--model", "resnet18", "--top-k", "5", "--json"])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let got: Vec<&str> = v["results"][0]["top"]
+        .as_array()
+        .expect("top")
+        .iter()
+        .filter_map(|t| t["class"].as_str())
+        .collect();
+    let names: Vec<&str> = want["top5"]
+        .as_array()
+        .expect("top5")
+        .iter()
+        .filter_map(|t| t["class"].as_str())
+        .collect();
+    assert_eq!(names.len(), 5);
+    assert_eq!(got, names, "nnlab's top five against torch's");
+    let logits = v["results"][0]["logits"].as_array().expect("logits");
+    for t in want["top5"].as_array().expect("top5") {
+        let i = t["index"].as_u64().expect("index") as usize;
+        let (ours, theirs) = (
+            logits[i].as_f64().expect("f"),
+            t["logit"].as_f64().expect("f"),
+        );
+        assert!(
+            (ours - theirs).abs() <= 1e-5 + 1e-4 * theirs.abs(),
+            "class {i}: {ours} vs {theirs}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -9,8 +9,8 @@ use crate::ops::pool::{MaxPool2dOpts, max_pool2d};
 use crate::tensor::Tensor;
 
 /// conv(1->10,k5) -> maxpool2 -> relu -> conv(10->20,k5) -> dropout2d -> maxpool2 -> relu ->
-/// fc(320->50) -> relu -> dropout -> fc(50->10) -> log_softmax. Input [N, 1, 28, 28];
-/// output log-probabilities [N, 10].
+/// fc(320->50) -> relu -> dropout -> fc(50->classes) -> log_softmax. Input [N, 1, 28, 28];
+/// output log-probabilities [N, classes] (10 for MNIST).
 pub struct MnistCnn {
     conv1: Conv2d,
     conv2: Conv2d,
@@ -21,8 +21,13 @@ pub struct MnistCnn {
 }
 
 impl MnistCnn {
-    /// PyTorch's default initialisation from `seed`.
+    /// The MNIST network (10 classes), PyTorch's default initialisation from `seed`.
     pub fn new(gpu: &Gpu, seed: u64) -> Result<Self> {
+        Self::with_classes(gpu, 10, seed)
+    }
+
+    /// The same network with `classes` outputs (an image folder of grey 28x28 pictures).
+    pub fn with_classes(gpu: &Gpu, classes: usize, seed: u64) -> Result<Self> {
         let mut rng = SeedRng::new(seed);
         let o = Conv2dOpts::default();
         Ok(Self {
@@ -33,7 +38,7 @@ impl MnistCnn {
                 channels: true,
             },
             fc1: Linear::new(gpu, &mut rng, 320, 50, true)?,
-            fc2: Linear::new(gpu, &mut rng, 50, 10, true)?,
+            fc2: Linear::new(gpu, &mut rng, 50, classes, true)?,
             drop: Dropout {
                 p: 0.5,
                 channels: false,

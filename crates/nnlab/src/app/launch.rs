@@ -28,6 +28,8 @@ pub struct Launch {
     pub lr: Option<f32>,
     /// Bundled data set.
     pub data: Option<Bundled>,
+    /// The side image folders are converted to (as `nnlab train --image-size`).
+    pub image_size: Option<usize>,
     /// A validation image to open in the Mistakes tab's saliency panel.
     pub explain: Option<usize>,
     /// `export=onnx`: save the first run as ONNX at once (a download in the browser).
@@ -39,7 +41,8 @@ pub struct Launch {
 
 impl Launch {
     /// Parses the settings `get` finds by key (`runs`, `model`, `tab`, `study`, `autostart`, `batch`,
-    /// `val_every`, `opt`, `lr`, `data`, `explain`, `export`, `screenshot`, `screenshot_steps`).
+    /// `val_every`, `opt`, `lr`, `data`, `image_size`, `explain`, `export`, `screenshot`,
+    /// `screenshot_steps`).
     pub fn parse(get: impl Fn(&str) -> Option<String>) -> Self {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let mut runs: Vec<String> = get("runs")
@@ -68,6 +71,7 @@ impl Launch {
             opt: get("opt").map(|o| o.to_ascii_lowercase()),
             lr: get("lr").and_then(|v| v.parse().ok()),
             data: get("data").and_then(|d| Bundled::from_name(&d)),
+            image_size: get("image_size").and_then(|v| v.parse().ok()),
             screenshot: get("screenshot").map(|p| (p.into(), steps)),
             explain: get("explain").and_then(|v| v.parse().ok()),
             export_onnx: get("export").is_some_and(|v| v.eq_ignore_ascii_case("onnx")),
@@ -75,7 +79,8 @@ impl Launch {
     }
 
     /// Reads `NNLAB_RUNS`, `NNLAB_MODEL`, `NNLAB_TAB`, `NNLAB_STUDY`, `NNLAB_AUTOSTART`, `NNLAB_BATCH`,
-    /// `NNLAB_VAL_EVERY`, `NNLAB_OPT`, `NNLAB_LR`, `NNLAB_DATA`, `NNLAB_EXPLAIN`, `NNLAB_EXPORT`,
+    /// `NNLAB_VAL_EVERY`, `NNLAB_OPT`, `NNLAB_LR`, `NNLAB_DATA`, `NNLAB_IMAGE_SIZE`,
+    /// `NNLAB_EXPLAIN`, `NNLAB_EXPORT`,
     /// `NNLAB_SCREENSHOT` and `NNLAB_SCREENSHOT_STEPS` (native).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_env() -> Self {

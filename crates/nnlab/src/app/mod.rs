@@ -237,6 +237,7 @@ impl NnlabApp {
             self.runs_panel.form = s.clone();
         }
         self.runs_panel.autostart = self.launch.autostart;
+        self.runs_panel.folder_side = self.launch.image_size;
         if !errors.is_empty() {
             self.error = Some(errors.join("; "));
         }
@@ -633,6 +634,8 @@ impl NnlabApp {
                     "model": r.settings.model,
                     "data": r.settings.data.label(),
                     "classes": r.data.class_names,
+                    "weights": r.settings.weights.as_ref().map(|w| w.name.clone()),
+                    "trainable": r.classifier().map(|c| gpu_nn::nn::parameters(c.net.as_ref()).iter().map(|t| t.numel()).sum::<usize>()),
                     "batch": r.settings.batch,
                     "running": r.running,
                     "step": r.steps_back(),
@@ -658,9 +661,16 @@ impl NnlabApp {
                     "concats": o.concats,
                 })),
                 "folder": self.runs_panel.folder.as_ref().map(|f| f.state()),
-                "add_run": self.runs_panel.add_button.map(|(p, enabled)| serde_json::json!({
+                "form": serde_json::json!({
+                    "model": self.runs_panel.form.model,
+                    "data": self.runs_panel.form.data.label(),
+                    "weights": self.runs_panel.form.weights.as_ref().map(|w| w.name.clone()),
+                    "finetune": self.runs_panel.form.finetune,
+                    "error": self.runs_panel.form_error,
+                }),
+                "buttons": self.runs_panel.buttons.iter().map(|(k, (p, enabled))| (k.to_string(), serde_json::json!({
                     "x": p.x, "y": p.y, "enabled": enabled,
-                })),
+                }))).collect::<serde_json::Map<_, _>>(),
                 "drop": self.classify.top3.as_ref().map(|(_, t)| t.iter().map(|(n, p)| format!("{n}:{p:.3}")).collect::<Vec<_>>()),
                 "drop_error": self.classify.error,
             }),

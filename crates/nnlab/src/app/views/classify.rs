@@ -104,7 +104,9 @@ impl ClassifyView {
                 .get(*id)
                 .map(|r| r.data.class_names.clone())
                 .unwrap_or_default();
-            let top = dropped::top_k(&insp.probs, 3)
+            // Five for ImageNet-sized heads (as torchvision reports), three otherwise.
+            let k = if insp.probs.len() > 100 { 5 } else { 3 };
+            let top = dropped::top_k(&insp.probs, k)
                 .into_iter()
                 .map(|(c, p)| (names.get(c).cloned().unwrap_or_else(|| c.to_string()), p))
                 .collect();

@@ -42,9 +42,9 @@ pub struct RunsPanel {
     pub folder: Option<FolderImport>,
     /// Runs added from the form start at once (the `autostart` launch setting).
     pub autostart: bool,
-    /// Where "Add run" was last drawn, and whether it could be clicked (the page state
-    /// says so: a browser test clicks it there).
-    pub add_button: Option<(egui::Pos2, bool)>,
+    /// Where the form's "Add run" and "Image folder…" were last drawn, and whether they
+    /// could be clicked (the page state says so: a browser test clicks them there).
+    pub buttons: std::collections::BTreeMap<&'static str, (egui::Pos2, bool)>,
     /// The side its images are converted to (None: the model's default).
     pub folder_side: Option<usize>,
 }
@@ -91,8 +91,18 @@ impl RunsPanel {
         self.form_error = None;
     }
 
-    /// Makes torchvision weights the next run's start, fine-tuning by default.
+    /// Makes torchvision weights the next run's start, fine-tuning by default; the form
+    /// takes the model the weights are for.
     pub fn set_weights(&mut self, w: crate::weights::Pretrained) {
+        let model =
+            crate::weights::tensor_shapes(&w.bytes).and_then(|k| registry::model_for_weights(&k));
+        if let Some(m) = model
+            && m != self.form.model
+        {
+            let data = self.form.data.clone();
+            self.form = RunSettings::for_model(m);
+            self.form.data = data;
+        }
         self.form.weights = Some(w);
         self.form.finetune = true;
         self.form_open = true;
@@ -360,7 +370,7 @@ impl RunsPanel {
         }
         let folder_choice = self.folder.as_ref().map(|i| i.choice(self.folder_shape()));
         let f = &mut self.form;
-        ui.horizontal(|ui| {
+        let row = ui.horizontal(|ui| {
             egui::ComboBox::from_label("Data")
                 .selected_text(f.data.label())
                 .show_ui(ui, |ui| {
@@ -372,17 +382,14 @@ impl RunsPanel {
                         ui.selectable_value(&mut f.data, c, label);
                     }
                 });
-            if ui
-                .button("Image folder…")
-                .on_hover_text(
-                    "A folder with one sub-folder of images per class (optionally inside \
-                     train/ and val/); or drop a folder or a .zip of one on the window",
-                )
-                .clicked()
-            {
-                *pick = true;
-            }
+            let b = ui.button("Image folder…").on_hover_text(
+                "A folder with one sub-folder of images per class (optionally inside train/ \
+                 and val/); or drop a folder or a .zip of one on the window",
+            );
+            *pick = b.clicked();
+            b.rect.center()
         });
+        self.buttons.insert("Image folder…", (row.inner, true));
         #[cfg(not(target_arch = "wasm32"))]
         {
             ui.horizontal(|ui| {
@@ -466,7 +473,7 @@ impl RunsPanel {
             ui.add(egui::DragValue::new(&mut f.seed)).labelled_by(l.id);
         });
         let add = ui.add_enabled(!busy, egui::Button::new("Add run"));
-        self.add_button = Some((add.rect.center(), !busy));
+        self.buttons.insert("Add run", (add.rect.center(), !busy));
         let added = if add.clicked() { self.add(lab) } else { None };
         if let Some(e) = &self.form_error {
             ui.colored_label(Color32::LIGHT_RED, e);
