@@ -329,7 +329,7 @@ async function folderShown(page, name, deadline) {
   return s;
 }
 
-await test('WebGPU: a dropped .zip of an image folder is shown, and a run added from the form trains on it', () =>
+await test('WebGPU: an image folder (a dropped .zip, the folder input) is shown, a run from the form trains on it, dropped torchvision weights fine-tune a ResNet-18 on it', () =>
   withPage(WEBGPU, async (page) => {
     const zip = execFileSync('python3', ['-c', ZIP_PY]);
     await page.goto(`${base}?runs=mnist-cnn&batch=8&autostart&image_size=32`);

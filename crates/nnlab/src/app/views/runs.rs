@@ -84,7 +84,6 @@ impl RunsPanel {
     /// Makes an image folder the next run's data (and opens the form to show it).
     pub fn set_folder(&mut self, files: crate::folder::FolderFiles) {
         let import = FolderImport::new(files);
-        self.folder_side = None;
         self.form.data = import.choice(self.folder_shape());
         self.folder = Some(import);
         self.form_open = true;
