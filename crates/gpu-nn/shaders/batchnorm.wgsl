@@ -1,10 +1,10 @@
 // Batch normalization over a [N, C, S] view (S = product of the spatial dims, 1 for [N, C]).
 // Statistics are per channel over the M = N * S values of that channel.
-// On CPU drivers, where S % 4 == 0, each kernel has a twin (`*_t`) that reads its big
-// operands from operand textures (`Gpu::dispatch_texels`), a vec4 texel per load: lavapipe
-// charges a storage load with a per-lane address per lane, a texel gather not (1.5-2x per
-// kernel on ResNet-14). S % 4 == 0 keeps a texel in one channel's plane. GPUs take the
-// scalar kernels. Buffers are whole vec4s (the pool rounds to 16 bytes).
+// Where S % 4 == 0 (a texel then stays in one channel's plane) each kernel has a twin (`*_t`)
+// that reads its big operands as texels, a vec4 per load: from the buffers on GPUs, from
+// operand textures on lavapipe (which gathers texels faster than it loads storage with
+// per-lane addresses). The scalar kernels serve the other shapes. Buffers are whole vec4s
+// (the pool rounds to 16 bytes).
 // `save` holds what backward needs: save[c] = mean, save[C + c] = 1 / sqrt(var + eps)
 // (batch statistics in training, running statistics in evaluation).
 
@@ -141,9 +141,7 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (valid && lid == 0u) { save_shifted(c, shift, red_a[0], red_b[0]); }
 }
 
-// bn_stats_t: bn_stats reading x from an operand texture (`Gpu::dispatch_texels`), a vec4
-// per load, for CPU drivers in training where S % 4 == 0 (a texel then stays in one
-// channel's plane). Lavapipe: 1.5-1.8x bn_stats' vec4 storage loads.
+// bn_stats_t: bn_stats reading x as texels, a vec4 per load, where S % 4 == 0.
 @group(0) @binding(1) var tx: texture_2d<f32>;
 
 @compute @workgroup_size(256)
@@ -198,8 +196,7 @@ fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     ay[i] = (ax[i] - a.x) * a.y + a.z;
 }
 
-// bn_apply_t: bn_apply reading x from an operand texture, a vec4 per invocation (CPU
-// drivers, S % 4 == 0).
+// bn_apply_t: bn_apply reading x as texels, a vec4 per invocation (S % 4 == 0).
 @group(0) @binding(1) var atx: texture_2d<f32>;
 @group(0) @binding(5) var<storage, read_write> ay4: array<vec4<f32>>;
 
@@ -213,7 +210,7 @@ fn bn_apply_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 }
 
 // --- bn_bwd_reduce(x, g, save, dbeta, dgamma): one workgroup per channel (x and g first,
-// as bn_bwd_reduce_t takes them as textures).
+// as bn_bwd_reduce_t takes them as texel operands).
 // dbeta[c] = sum(g), dgamma[c] = sum(g * xhat) over the channel's M values.
 @group(0) @binding(1) var<storage, read> rx: array<f32>;
 @group(0) @binding(2) var<storage, read> rg: array<f32>;
@@ -250,9 +247,8 @@ fn bn_bwd_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
 }
 
-// bn_bwd_reduce_t(x, g, save, dbeta, dgamma): bn_bwd_reduce reading x and g from operand
-// textures (both first: `Gpu::dispatch_texels` binds its textures before the buffers), for
-// CPU drivers where S % 4 == 0.
+// bn_bwd_reduce_t(x, g, save, dbeta, dgamma): bn_bwd_reduce reading x and g as texels (both
+// first: `Gpu::dispatch_texels` binds its operands before the buffers), S % 4 == 0.
 @group(0) @binding(1) var rtx: texture_2d<f32>;
 @group(0) @binding(2) var rtg: texture_2d<f32>;
 
@@ -289,7 +285,7 @@ fn bn_bwd_reduce_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 // --- bn_bwd_dx(x, g, save, weight, dbeta, dgamma, gx), elementwise.
 // Training: gx = gamma * invstd / M * (M * g - sum(g) - xhat * sum(g * xhat)).
 // Evaluation (statistics are constants): gx = g * gamma * invstd.
-// x and g come first, so that bn_bwd_dx_t can take them as textures and share the rest.
+// x and g come first, so that bn_bwd_dx_t can take them as texel operands and share the rest.
 @group(0) @binding(1) var<storage, read> dx_x: array<f32>;
 @group(0) @binding(2) var<storage, read> dx_g: array<f32>;
 @group(0) @binding(3) var<storage, read> dx_save: array<f32>;
@@ -335,8 +331,7 @@ fn bn_bwd_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     dx_out[i] = t.k / t.m * (t.m * dx_g[i] - t.sum_g - xhat * t.sum_gx);
 }
 
-// bn_bwd_dx_t: bn_bwd_dx reading x and g from operand textures, a vec4 per invocation (CPU
-// drivers, S % 4 == 0).
+// bn_bwd_dx_t: bn_bwd_dx reading x and g as texels, a vec4 per invocation (S % 4 == 0).
 @group(0) @binding(1) var dx_tx: texture_2d<f32>;
 @group(0) @binding(2) var dx_tg: texture_2d<f32>;
 @group(0) @binding(7) var<storage, read_write> dx_out4: array<vec4<f32>>;

@@ -16,10 +16,8 @@
 // 4 tx + j). The im2col gather happens while a tile is loaded into workgroup memory, so
 // nothing is materialised. Loaders and stores are bounds-checked, so any size works.
 //
-// Written for lavapipe as much as for GPUs: there every invocation-dependent load runs as a
-// loop over the SIMD lanes and integer division has no vector instruction, so each
-// invocation decodes its four columns once, each loaded row once (not once per element),
-// and moves whole vec4s between registers and workgroup memory.
+// Each invocation decodes its four columns once, each loaded row once (not once per
+// element), and moves whole vec4s between registers and workgroup memory.
 
 struct Params {
     n: u32,
@@ -43,8 +41,8 @@ struct Params {
     // conv_wgrad: number of K slices and the K length of each (a multiple of BK).
     splits: u32,
     kchunk: u32,
-    // sum_splits: number of elements of one slice. conv_pack_w and the subgroup kernels
-    // that read its output: the rows of a tap, padded (see conv_pack_w).
+    // sum_splits: number of elements of one slice. (conv_subgroup.wgsl, which shares this
+    // layout: the rows of a tap, padded.)
     total: u32,
 }
 
@@ -329,75 +327,6 @@ fn sum_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         acc = acc + spart[s * p.total + i];
     }
     sout[i] = acc;
-}
-
-// --- conv_pack_w(src, dst): an operand of the subgroup kernels laid out so that the rows a
-// workgroup needs at one step are neighbours and one lane fetches four of them in one
-// texel. src is T blocks of [A][B] (A rows of B steps); dst is T blocks of [B][total], row
-// a of step b at b * total + a, rows a >= A zero (total pads A to whole workgroup tiles).
-//   MODE 0, weights for conv_fwd_sg:     T = groups, A = cout/groups, B = cin/groups kh kw
-//   MODE 1, weights for conv_dgrad_sg:   T = cout,   A = cin/groups,  B = kh kw
-//   MODE 2, gy for the conv_wgrad_sg*:   T = n groups, A = cout/groups, B = ho wo
-override MODE: u32 = 0u;
-@group(0) @binding(1) var<storage, read> pw_in: array<f32>;
-@group(0) @binding(2) var<storage, read_write> pw_out: array<f32>;
-
-@compute @workgroup_size(256)
-fn conv_pack_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) lid: u32) {
-    let o = linear(wid, nwg, lid);
-    let cg = p.cin / p.groups;
-    var t = p.groups;
-    var a = p.cout / p.groups;
-    var b = cg * p.kh * p.kw;
-    if (MODE == 1u) {
-        t = p.cout;
-        a = cg;
-        b = p.kh * p.kw;
-    } else if (MODE == 2u) {
-        t = p.n * p.groups;
-        b = p.ho * p.wo;
-    }
-    let block = b * p.total;
-    if (o >= t * block) { return; }
-    let tb = udivmod(o, block); // (block, offset in it)
-    let ba = udivmod(tb.y, p.total); // (step, row)
-    var v = 0.0;
-    if (ba.y < a) { v = pw_in[(tb.x * a + ba.y) * b + ba.x]; }
-    pw_out[o] = v;
-}
-
-// --- conv_pack_gy4(gy, dst): conv_pack_w's MODE 2 where ho wo % 4 == 0, a 4x4 block (4
-// rows by 4 pixels) per invocation: four vec4 loads and four vec4 stores where the scalar
-// kernel made 16 of each (on lavapipe every per-lane load or store is a loop over the lanes).
-@group(0) @binding(1) var<storage, read> pg_in: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> pg_out: array<vec4<f32>>;
-
-@compute @workgroup_size(256)
-fn conv_pack_gy4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-    let o = linear(wid, nwg, lid);
-    let a = p.cout / p.groups;
-    let bq = p.ho * p.wo / 4u; // pixel quads per block
-    let rq = p.total / 4u; // row quads per pixel
-    if (o >= p.n * p.groups * bq * rq) { return; }
-    let tr = udivmod(o, bq * rq); // (block, offset in it)
-    let pr = udivmod(tr.y, rq); // (pixel quad, row quad)
-    let r0 = 4u * pr.y;
-    let src = (tr.x * a + r0) * bq + pr.x;
-    var v0 = vec4<f32>(0.0);
-    var v1 = vec4<f32>(0.0);
-    var v2 = vec4<f32>(0.0);
-    var v3 = vec4<f32>(0.0);
-    if (r0 < a) { v0 = pg_in[src]; }
-    if (r0 + 1u < a) { v1 = pg_in[src + bq]; }
-    if (r0 + 2u < a) { v2 = pg_in[src + 2u * bq]; }
-    if (r0 + 3u < a) { v3 = pg_in[src + 3u * bq]; }
-    let dst = (tr.x * bq * 4u + 4u * pr.x) * rq + pr.y;
-    pg_out[dst] = vec4<f32>(v0.x, v1.x, v2.x, v3.x);
-    pg_out[dst + rq] = vec4<f32>(v0.y, v1.y, v2.y, v3.y);
-    pg_out[dst + 2u * rq] = vec4<f32>(v0.z, v1.z, v2.z, v3.z);
-    pg_out[dst + 3u * rq] = vec4<f32>(v0.w, v1.w, v2.w, v3.w);
 }
 
 // --- conv_bias_grad(gy, db): db[c] = sum over (b, oh, ow) of gy[b, c, oh, ow]. One

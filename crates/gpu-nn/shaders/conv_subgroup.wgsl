@@ -7,7 +7,7 @@
 // runs as a loop over the SIMD lanes, a branch and a store-forwarding stall per lane, so a
 // kernel costs what it loads. Here a workgroup owns L NB output rows (channels, L = LANES) and
 // 64 invocations x 4 columns (pixels). The row operand (weights; gy for the weight
-// gradient) is packed first (conv.wgsl's conv_pack_w) so that at each k the tile's L NB rows
+// gradient) is packed first (conv_pack_w, at the end) so that at each k the tile's L NB rows
 // are neighbours: lanes 0..L NB/4-1 each load one texel of four rows and `subgroupBroadcast`
 // hands them to all lanes (a register shuffle), so each k costs 1 + 4 loads for 4 L NB
 // multiply-adds, with no workgroup memory and no barriers. The
@@ -534,4 +534,73 @@ fn conv_wgrad_sg_row(@builtin(workgroup_id) wid: vec3<u32>,
         if (cok.z) { wpart[oi + 2u] = v.z; }
         if (cok.w) { wpart[oi + 3u] = v.w; }
     }
+}
+
+// --- conv_pack_w(src, dst): an operand of the subgroup kernels laid out so that the rows a
+// workgroup needs at one step are neighbours and one lane fetches four of them in one
+// texel. src is T blocks of [A][B] (A rows of B steps); dst is T blocks of [B][total], row
+// a of step b at b * total + a, rows a >= A zero (total pads A to whole workgroup tiles).
+//   MODE 0, weights for conv_fwd_sg:     T = groups, A = cout/groups, B = cin/groups kh kw
+//   MODE 1, weights for conv_dgrad_sg:   T = cout,   A = cin/groups,  B = kh kw
+//   MODE 2, gy for the conv_wgrad_sg*:   T = n groups, A = cout/groups, B = ho wo
+override MODE: u32 = 0u;
+@group(0) @binding(1) var<storage, read> pw_in: array<f32>;
+@group(0) @binding(2) var<storage, read_write> pw_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn conv_pack_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let o = linear(wid, nwg, lid);
+    let cg = p.cin / p.groups;
+    var t = p.groups;
+    var a = p.cout / p.groups;
+    var b = cg * p.kh * p.kw;
+    if (MODE == 1u) {
+        t = p.cout;
+        a = cg;
+        b = p.kh * p.kw;
+    } else if (MODE == 2u) {
+        t = p.n * p.groups;
+        b = p.ho * p.wo;
+    }
+    let block = b * p.total;
+    if (o >= t * block) { return; }
+    let tb = udivmod(o, block); // (block, offset in it)
+    let ba = udivmod(tb.y, p.total); // (step, row)
+    var v = 0.0;
+    if (ba.y < a) { v = pw_in[(tb.x * a + ba.y) * b + ba.x]; }
+    pw_out[o] = v;
+}
+
+// --- conv_pack_gy4(gy, dst): conv_pack_w's MODE 2 where ho wo % 4 == 0, a 4x4 block (4
+// rows by 4 pixels) per invocation: four vec4 loads and four vec4 stores where the scalar
+// kernel made 16 of each (on lavapipe every per-lane load or store is a loop over the lanes).
+@group(0) @binding(1) var<storage, read> pg_in: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> pg_out: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn conv_pack_gy4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let o = linear(wid, nwg, lid);
+    let a = p.cout / p.groups;
+    let bq = p.ho * p.wo / 4u; // pixel quads per block
+    let rq = p.total / 4u; // row quads per pixel
+    if (o >= p.n * p.groups * bq * rq) { return; }
+    let tr = udivmod(o, bq * rq); // (block, offset in it)
+    let pr = udivmod(tr.y, rq); // (pixel quad, row quad)
+    let r0 = 4u * pr.y;
+    let src = (tr.x * a + r0) * bq + pr.x;
+    var v0 = vec4<f32>(0.0);
+    var v1 = vec4<f32>(0.0);
+    var v2 = vec4<f32>(0.0);
+    var v3 = vec4<f32>(0.0);
+    if (r0 < a) { v0 = pg_in[src]; }
+    if (r0 + 1u < a) { v1 = pg_in[src + bq]; }
+    if (r0 + 2u < a) { v2 = pg_in[src + 2u * bq]; }
+    if (r0 + 3u < a) { v3 = pg_in[src + 3u * bq]; }
+    let dst = (tr.x * bq * 4u + 4u * pr.x) * rq + pr.y;
+    pg_out[dst] = vec4<f32>(v0.x, v1.x, v2.x, v3.x);
+    pg_out[dst + rq] = vec4<f32>(v0.y, v1.y, v2.y, v3.y);
+    pg_out[dst + 2u * rq] = vec4<f32>(v0.z, v1.z, v2.z, v3.z);
+    pg_out[dst + 3u * rq] = vec4<f32>(v0.w, v1.w, v2.w, v3.w);
 }

@@ -60,42 +60,6 @@ fn unary_grad(op: u32, x: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
     }
 }
 
-// --- unary_fwd(x, y)
-@group(0) @binding(1) var<storage, read> ux: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> uy: array<vec4<f32>>;
-
-@compute @workgroup_size(256)
-fn unary_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) lid: u32) {
-    let i = linear(wid, nwg, lid);
-    if (i < p.n4) { uy[i] = unary(p.op, ux[i]); }
-}
-
-// --- unary_bwd(x, y, gy, gx)
-@group(0) @binding(1) var<storage, read> bx: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> by: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bgy: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> bgx: array<vec4<f32>>;
-
-@compute @workgroup_size(256)
-fn unary_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) lid: u32) {
-    let i = linear(wid, nwg, lid);
-    if (i < p.n4) { bgx[i] = bgy[i] * unary_grad(p.op, bx[i], by[i]); }
-}
-
-// --- binary(a, b, out): 0 add, 1 sub, 2 mul, 3 alpha*a + beta*b
-@group(0) @binding(1) var<storage, read> ba: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> bb: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> bout: array<vec4<f32>>;
-
-@compute @workgroup_size(256)
-fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) lid: u32) {
-    let i = linear(wid, nwg, lid);
-    if (i < p.n4) { bout[i] = binary_op(p.op, ba[i], bb[i]); }
-}
-
 fn binary_op(op: u32, a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
     switch op {
         case 0u: { return a + b; }
@@ -105,23 +69,26 @@ fn binary_op(op: u32, a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
     }
 }
 
-// --- Twins that read their inputs from operand textures (`Gpu::dispatch_texels`), for CPU
-// drivers: lavapipe charges a storage load with a per-lane address per lane, a texel gather
-// not (ResNet-14's relu backward: 1.4x). Same bindings, inputs as textures.
+// --- unary_fwd(x, y), unary_bwd(x, y, gy, gx), binary(a, b, out): inputs are texel
+// operands (a buffer of vec4s, or a texture on lavapipe, which gathers texels faster than
+// it loads storage with per-lane addresses); outputs are buffers of vec4s.
 @group(0) @binding(1) var t1: texture_2d<f32>;
 @group(0) @binding(2) var t2: texture_2d<f32>;
 @group(0) @binding(3) var t3: texture_2d<f32>;
+@group(0) @binding(2) var<storage, read_write> uy: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> bout: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> bgx: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
-fn unary_fwd_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) lid: u32) {
+fn unary_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
     if (i < p.n4) { uy[i] = unary(p.op, texel4(t1, i)); }
 }
 
 @compute @workgroup_size(256)
-fn unary_bwd_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) lid: u32) {
+fn unary_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
     if (i < p.n4) {
         bgx[i] = texel4(t3, i) * unary_grad(p.op, texel4(t1, i), texel4(t2, i));
@@ -129,8 +96,8 @@ fn unary_bwd_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 }
 
 @compute @workgroup_size(256)
-fn binary_t(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) lid: u32) {
+fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
     let i = linear(wid, nwg, lid);
     if (i < p.n4) { bout[i] = binary_op(p.op, texel4(t1, i), texel4(t2, i)); }
 }

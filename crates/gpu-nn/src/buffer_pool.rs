@@ -99,6 +99,7 @@ impl BufferPool {
     }
 
     /// Accounts for an operand texture of `old` bytes replaced by one of `new` bytes.
+    #[cfg(operand_textures)]
     pub(crate) fn texture_resized(&mut self, old: u64, new: u64) {
         self.stats.allocated_bytes = self.stats.allocated_bytes - old + new;
         self.stats.texture_bytes = self.stats.texture_bytes - old + new;
@@ -159,9 +160,11 @@ impl Gpu {
     /// Releases the pool's free buffers and the operand textures back to the driver (after
     /// removing a model, say); what is still in use stays.
     pub fn trim_pool(&self) {
-        let textures = self.drop_operand_textures();
-        let mut pool = lock(&self.0.pool);
-        pool.texture_resized(textures, 0);
-        pool.trim();
+        #[cfg(operand_textures)]
+        {
+            let textures = self.drop_operand_textures();
+            lock(&self.0.pool).texture_resized(textures, 0);
+        }
+        lock(&self.0.pool).trim();
     }
 }

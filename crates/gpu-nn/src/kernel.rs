@@ -1,6 +1,8 @@
 //! Kernel descriptors and the params builder. WGSL sources live in `shaders/`, one file per
 //! op family; each entry point takes a uniform `Params` struct at binding 0 and its storage
-//! buffers at bindings 1.. in the order given by [`Kernel::bindings`].
+//! buffers at bindings 1.. in the order given by [`Kernel::bindings`]. What a device compiles
+//! is a variant of the file made at build time (`build.rs`): operands read from buffers, or
+//! from textures on CPU drivers that copy them there.
 
 /// How a kernel uses one storage binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -11,11 +13,10 @@ pub(crate) enum Access {
     Write,
     /// `texture_storage_2d<rgba8unorm, write>`: a picture for the UI.
     Image,
-    /// `texture_2d<f32>` (rgba32float, read with `textureLoad` through `texel` and its
-    /// siblings in common.wgsl): a read-only operand copied from its buffer by
-    /// [`crate::Gpu`]'s operand textures (lavapipe loads texels much faster than storage
-    /// buffers). On devices without operand textures it becomes a read-only storage buffer
-    /// of texels and the kernel reads the tensor's buffer.
+    /// A read-only operand read four values (a texel) at a time through `texel` and
+    /// `texel4` (common.wgsl): in the buffer variant a `var<storage, read>` array of vec4
+    /// (the tensor's own buffer), in the texture variant a `texture_2d<f32>` the operand is
+    /// copied into first (lavapipe gathers texels faster than it loads storage).
     Texels,
 }
 
@@ -23,8 +24,11 @@ pub(crate) enum Access {
 pub(crate) struct Kernel {
     /// File name, for the pipeline cache key and labels.
     pub file: &'static str,
-    /// WGSL source of the whole file.
+    /// WGSL of the whole file, operands read from buffers.
     pub source: &'static str,
+    /// WGSL of the whole file, operands read from textures.
+    #[cfg(operand_textures)]
+    pub texture_source: &'static str,
     /// Entry point name.
     pub entry: &'static str,
     /// Storage bindings 1.. in order.
@@ -42,15 +46,17 @@ pub(crate) struct Kernel {
 macro_rules! kernels {
     ($file:literal; $($name:ident = $entry:literal [$($acc:ident),*]
         $(($($cname:ident = $cval:literal),*))?),* $(,)?) => {
-        // Every file gets the shared helpers of `common.wgsl` first (WGSL has no include).
-        const SOURCE: &str = concat!(
-            include_str!(concat!("../../shaders/", "common.wgsl")),
-            include_str!(concat!("../../shaders/", $file))
-        );
+        // The variants `build.rs` wrote, `common.wgsl` prepended (WGSL has no include).
+        const SOURCE: &str = include_str!(concat!(env!("OUT_DIR"), "/wgsl/buffers/", $file));
+        #[cfg(operand_textures)]
+        const TEXTURE_SOURCE: &str =
+            include_str!(concat!(env!("OUT_DIR"), "/wgsl/textures/", $file));
         $(
             pub(crate) static $name: $crate::kernel::Kernel = $crate::kernel::Kernel {
                 file: $file,
                 source: SOURCE,
+                #[cfg(operand_textures)]
+                texture_source: TEXTURE_SOURCE,
                 entry: $entry,
                 bindings: &[$($crate::kernel::kernels!(@acc $acc)),*],
                 name: stringify!($name),

@@ -27,15 +27,22 @@ mod readback;
 mod tensor;
 pub mod trace;
 
+/// The build-time WGSL variant generator (`build.rs`), unit-tested with the crate.
+#[cfg(test)]
+#[path = "../build/wgsl.rs"]
+mod build_wgsl;
+
 /// The wgpu this crate is built on, so that users share one version (and one device).
 pub use wgpu;
 
 pub use autograd::{Grads, NoGradGuard, is_grad_enabled, no_grad};
 pub use buffer_pool::PoolStats;
 pub use error::{Error, Result};
+#[cfg(feature = "cpu-drivers")]
+pub use gpu::CpuSubgroup;
 #[cfg(not(target_arch = "wasm32"))]
 pub use gpu::WAIT_TIMEOUT;
-pub use gpu::{Gpu, GpuOptions, KernelTime, Waker, check_adapter};
+pub use gpu::{Gpu, GpuOptions, KernelSet, KernelTime, Waker, check_adapter};
 pub use ops::elementwise::Unary;
 pub use readback::{Readback, read_all};
 pub use tensor::{Tensor, TensorId};

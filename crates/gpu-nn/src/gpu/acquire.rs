@@ -1,18 +1,7 @@
-//! Acquiring a device: adapter checks, the kernel-set policy per adapter (subgroup
-//! kernels and operand textures only on CPU drivers), device creation, builder options.
+//! Acquiring a device: adapter checks, device creation, builder options. Which kernels it
+//! runs is `kernel_set.rs`'s decision.
 
 use super::*;
-
-pub(super) fn log_kernels(info: &wgpu::AdapterInfo, lanes: u32, textures: bool) {
-    let operands = if textures { "textures" } else { "buffers" };
-    match lanes {
-        0 => log::info!("gpu-nn on {}: portable kernels", info.name),
-        l => log::info!(
-            "gpu-nn on {}: subgroup kernels, {l}-row blocks, operands in {operands}",
-            info.name
-        ),
-    }
-}
 
 /// A smaller storage-binding limit than the device's, from `GPU_NN_MAX_BINDING_BYTES`:
 /// a test hook that makes a CPU driver behave like a device with less memory per binding.
@@ -38,17 +27,11 @@ pub struct GpuOptions {
     pub power_preference: wgpu::PowerPreference,
     /// Backends to consider; `None` honours the `WGPU_BACKEND` environment variable.
     pub backends: Option<wgpu::Backends>,
-    /// Use subgroup kernels where the adapter is a CPU driver with subgroups of 4+ lanes;
-    /// `false` forces the portable kernels (tests compare the two).
-    pub subgroups: bool,
-    /// Rows that one lane group shares in the subgroup kernels: 8 where subgroups have 8+
-    /// lanes, else 4. `Some(4)` forces 4-lane blocks on 8-lane subgroups (tests cover the
-    /// SwiftShader layout on lavapipe that way).
-    pub subgroup_lanes: Option<u32>,
-    /// Copy the operands of the kernels that read texels into textures (`Some(true)`) or
-    /// let them read the buffers (`Some(false)`); `None` decides by driver (see
-    /// [`Gpu::operand_textures`]). Tests cover both paths on one driver this way.
-    pub operand_textures: Option<bool>,
+    /// The kernels to run: `None` decides by adapter (see [`KernelSet`]). `Some` narrows
+    /// that choice: [`KernelSet::Portable`] runs the GPU kernels anywhere, and a CPU-driver
+    /// set with 4 lanes or without textures runs where the adapter would run the CPU-driver
+    /// set at all (tests cover SwiftShader's layout on lavapipe that way).
+    pub kernels: Option<KernelSet>,
 }
 
 impl Default for GpuOptions {
@@ -56,9 +39,7 @@ impl Default for GpuOptions {
         Self {
             power_preference: wgpu::PowerPreference::HighPerformance,
             backends: None,
-            subgroups: true,
-            subgroup_lanes: None,
-            operand_textures: None,
+            kernels: None,
         }
     }
 }
@@ -93,29 +74,6 @@ pub fn check_adapter(adapter: &wgpu::Adapter) -> Result<()> {
     }
 }
 
-/// Lanes per row block when the subgroup kernels run on this device, else 0. They run where
-/// the device has the feature with subgroups of 4+ lanes and is a CPU driver (lavapipe: 8,
-/// SwiftShader: 4), where they were measured 3-10x faster than the workgroup-tiled kernels.
-/// GPUs keep the tiled kernels, which were designed for them.
-pub(super) fn subgroup_lanes(has_feature: bool, info: &wgpu::AdapterInfo) -> u32 {
-    let usable =
-        has_feature && info.subgroup_min_size >= 4 && info.device_type == wgpu::DeviceType::Cpu;
-    match usable {
-        false => 0,
-        true if info.subgroup_min_size >= 8 => 8,
-        true => 4,
-    }
-}
-
-/// Whether kernels with [`Access::Texels`] bindings read textures on this adapter: only on
-/// Mesa's lavapipe (llvmpipe), where a storage load with a per-lane address runs as a loop
-/// over the lanes and a texel fetch is one gather (1.3-2.6x per kernel). Elsewhere they read
-/// the buffers: SwiftShader trained MnistCnn 1.3x faster that way, natively and in Chrome
-/// (whose robustness pass also clamps every texel coordinate), and GPUs skip the copy.
-pub(super) fn operand_textures(info: &wgpu::AdapterInfo) -> bool {
-    info.name.contains("llvmpipe") || info.driver.contains("llvmpipe")
-}
-
 impl Gpu {
     /// Finds an adapter and creates a device with default options. Async so that it works in
     /// the browser; natively wrap it in `pollster::block_on`.
@@ -139,15 +97,18 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::NoAdapter(e.to_string()))?;
-        let gpu = Self::from_adapter_with(&adapter, opts.subgroups).await?;
-        let gpu = match opts.subgroup_lanes {
-            Some(l) if gpu.0.lanes > 0 => gpu.with_lanes(if l >= 8 { 8 } else { 4 }),
-            _ => gpu,
-        };
-        Ok(match opts.operand_textures {
-            Some(t) => gpu.with_operand_textures(t),
-            None => gpu,
-        })
+        let subgroups = opts.kernels != Some(KernelSet::Portable);
+        let mut gpu = Self::from_adapter_with(&adapter, subgroups).await?;
+        if let Some(wanted) = opts.kernels {
+            let inner = Self::unshared(&mut gpu, "with_options")?;
+            inner.kernels = inner.kernels.narrowed(wanted);
+            log::info!(
+                "gpu-nn on {}: {}",
+                inner.info.name,
+                inner.kernels.describe()
+            );
+        }
+        Ok(gpu)
     }
 
     /// Creates a device on a given adapter, requesting every limit the adapter offers so that
@@ -185,13 +146,17 @@ impl Gpu {
 
     /// For a device created with WebGPU's `subgroups` feature by means wgpu cannot see:
     /// wgpu 30's browser backend does not forward that feature, so the web page requests it
-    /// itself (web/index.html) and the app calls this. The subgroup kernels then run where
+    /// itself (web/index.html) and the app calls this. The CPU-driver kernels then run where
     /// the adapter qualifies (a CPU adapter such as SwiftShader). Call before any op.
     /// Fails on a `Gpu` already cloned: its clones would not see the change.
     pub fn with_page_subgroups(mut self) -> Result<Self> {
         let inner = Self::unshared(&mut self, "with_page_subgroups")?;
-        inner.lanes = subgroup_lanes(true, &inner.info);
-        log_kernels(&inner.info, inner.lanes, inner.textures);
+        inner.kernels = KernelSet::for_adapter(&inner.info, true);
+        log::info!(
+            "gpu-nn on {}: {}",
+            inner.info.name,
+            inner.kernels.describe()
+        );
         Ok(self)
     }
 
@@ -204,23 +169,6 @@ impl Gpu {
         })
     }
 
-    /// This device with operand textures on or off; called before any pipeline exists.
-    pub(super) fn with_operand_textures(mut self, textures: bool) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.0) {
-            inner.textures = textures;
-        }
-        self
-    }
-
-    /// This device with `lanes` (4, or 8 where subgroups have 8+ lanes) per row block of the
-    /// subgroup kernels; called before any pipeline exists.
-    pub(super) fn with_lanes(mut self, lanes: u32) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.0) {
-            inner.lanes = lanes.min(inner.lanes);
-        }
-        self
-    }
-
     /// Optional features the kernels use when `adapter` has them (subgroups); request them
     /// when creating a device for [`Gpu::from_device`].
     pub fn wanted_features(adapter: &wgpu::Adapter) -> wgpu::Features {
@@ -228,8 +176,8 @@ impl Gpu {
     }
 
     /// Wraps an existing device and queue (the app hands in eframe's, so tensors can be shown
-    /// as textures without a CPU round trip). Subgroup kernels are used when the device was
-    /// created with [`Gpu::wanted_features`].
+    /// as textures without a CPU round trip). The CPU-driver kernels run where the adapter
+    /// qualifies and the device was created with [`Gpu::wanted_features`].
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
         let error: Arc<Mutex<Option<String>>> = Arc::default();
         let slot = Arc::clone(&error);
@@ -256,20 +204,20 @@ impl Gpu {
             *lock(&slot) = Some(format!("{reason:?}: {msg}"));
         });
         let limits = device.limits();
-        let lanes = subgroup_lanes(device.features().contains(wgpu::Features::SUBGROUP), &info);
-        let textures = operand_textures(&info);
-        log_kernels(&info, lanes, textures);
+        let kernels =
+            KernelSet::for_adapter(&info, device.features().contains(wgpu::Features::SUBGROUP));
+        log::info!("gpu-nn on {}: {}", info.name, kernels.describe());
         Self(Arc::new(GpuInner {
             device,
             queue,
             info,
             limits,
-            lanes,
-            textures,
+            kernels,
             layouts: Mutex::default(),
             pipelines: Mutex::default(),
             pool: Mutex::new(BufferPool::default()),
             rec: Mutex::default(),
+            #[cfg(operand_textures)]
             operands: Mutex::default(),
             error,
             lost,

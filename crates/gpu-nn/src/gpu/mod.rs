@@ -4,9 +4,10 @@
 //! [`Gpu::flush`] (or a readback) is called, so a whole training step is one submission.
 //!
 //! Here: the `Gpu` handle, its accessors, submission and errors. Beside it: `acquire`
-//! (adapters, devices, the kernel-set policy), `pipeline` (layout and pipeline caches, the
-//! WGSL a device gets), `recorder` (encoder and params arena), `profile` (timed dispatches)
-//! and `texels` (operand textures: CPU drivers only).
+//! (adapters, devices), `kernel_set` (which kernels a device runs), `pipeline` (layout and
+//! pipeline caches, the WGSL variant a device gets), `recorder` (encoder and params arena),
+//! `profile` (timed dispatches), `operands` (dispatches with texel operands) and
+//! `operand_textures` (copying operands into textures: lavapipe only).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,13 +19,19 @@ use crate::kernel::{Access, Kernel};
 use crate::tensor::Tensor;
 
 mod acquire;
+mod kernel_set;
+#[cfg(operand_textures)]
+mod operand_textures;
+mod operands;
 mod pipeline;
 mod profile;
 mod recorder;
-mod texels;
 
 use acquire::binding_cap;
 pub use acquire::{GpuOptions, check_adapter};
+#[cfg(feature = "cpu-drivers")]
+pub use kernel_set::CpuSubgroup;
+pub use kernel_set::KernelSet;
 pub(crate) use pipeline::Layout;
 pub use profile::KernelTime;
 use recorder::Recorder;
@@ -40,6 +47,12 @@ pub const WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900
 /// A callback run when readback data arrives, e.g. an egui `request_repaint`.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
+/// A layout's cache key: the bindings, and whether texel operands are textures.
+type LayoutKey = (Vec<Access>, bool);
+
+/// A pipeline's cache key: (file, kernel name, texture variant).
+type PipelineKey = (&'static str, &'static str, bool);
+
 /// A handle on one wgpu device and queue plus everything `gpu-nn` keeps per device.
 /// Cloning is cheap (an `Arc`).
 #[derive(Clone)]
@@ -50,17 +63,15 @@ pub(crate) struct GpuInner {
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
-    /// Lanes per row block of the subgroup kernels (4 or 8); 0 when they are not used.
-    lanes: u32,
-    /// Operands of [`Access::Texels`] bindings are copied into textures (else the kernels
-    /// read their buffers; see [`operand_textures`]).
-    textures: bool,
-    layouts: Mutex<HashMap<Vec<Access>, Arc<Layout>>>,
-    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
+    /// The kernels this device runs, decided once (`kernel_set.rs`).
+    kernels: KernelSet,
+    layouts: Mutex<HashMap<LayoutKey, Arc<Layout>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     pub(crate) pool: Mutex<BufferPool>,
     rec: Mutex<Recorder>,
     /// Operand textures by slot (see [`Gpu::dispatch_texels`]); each grows to the largest
     /// operand it has held, so steady-state training allocates none.
+    #[cfg(operand_textures)]
     operands: Mutex<Vec<Option<wgpu::Texture>>>,
     /// First uncaptured wgpu error since the last flush; reported by [`Gpu::flush`].
     error: Arc<Mutex<Option<String>>>,
@@ -100,15 +111,18 @@ impl Gpu {
         &self.0.info
     }
 
-    /// True when the subgroup kernels (CPU drivers with subgroups of 4+ lanes) run on this
-    /// device.
-    pub fn uses_subgroups(&self) -> bool {
-        self.0.lanes > 0
+    /// The kernels this device runs.
+    pub fn kernel_set(&self) -> KernelSet {
+        self.0.kernels
     }
 
-    /// Rows per lane block of the subgroup kernels (4 or 8; 0 when they do not run).
-    pub fn subgroup_lanes(&self) -> usize {
-        self.0.lanes as usize
+    /// The CPU-driver kernels' settings where this device runs them.
+    #[cfg(feature = "cpu-drivers")]
+    pub(crate) fn cpu_subgroup(&self) -> Option<CpuSubgroup> {
+        match self.0.kernels {
+            KernelSet::CpuSubgroup(s) => Some(s),
+            KernelSet::Portable => None,
+        }
     }
 
     /// The device's limits.
@@ -200,7 +214,7 @@ impl Gpu {
             Some(e) => {
                 // A pipeline named in the error may be invalid: make it anew at next use
                 // rather than keep a broken one.
-                lock(&self.0.pipelines).retain(|(file, _), _| !e.contains(file));
+                lock(&self.0.pipelines).retain(|(file, _, _), _| !e.contains(file));
                 Err(Error::Gpu(e))
             }
             None => Ok(()),

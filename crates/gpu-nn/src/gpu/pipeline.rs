@@ -1,6 +1,5 @@
 //! Bind-group layouts and compute pipelines, cached per kernel; the WGSL each device
-//! gets (the browser's directives, the texel-buffer rewrite for devices without operand
-//! textures).
+//! gets (the variant for how it reads operands, the browser's directives).
 
 use super::*;
 
@@ -30,47 +29,14 @@ pub(super) fn wgsl_source(
     source
 }
 
-/// `source` with its operand textures (`var NAME: texture_2d<f32>;`) declared as storage
-/// buffers of texels (`array<vec4<f32>>`, the layout the textures copy) and its `texel` and
-/// `texel4` calls on them reading those buffers: the WGSL of a kernel with
-/// [`Access::Texels`] bindings on a device without operand textures. The kernels reach
-/// their operands only through those helpers, so the rewrite needs no parser.
-pub(super) fn operands_as_buffers(source: &str) -> String {
-    let mut out = String::with_capacity(source.len() + 1024);
-    let mut names = Vec::new();
-    for line in source.lines() {
-        // A comment after the declaration stays out of the match.
-        let code = line
-            .split_once("//")
-            .map_or(line, |(code, _)| code)
-            .trim_end();
-        let decl = code.split_once(" var ").and_then(|(head, rest)| {
-            rest.strip_suffix(": texture_2d<f32>;")
-                .map(|name| (head, name))
-        });
-        match decl {
-            Some((head, name)) => {
-                out.push_str(&format!(
-                    "{head} var<storage, read> {name}: array<vec4<f32>>;\n"
-                ));
-                names.push(name);
-            }
-            None => {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
+/// The WGSL of `k`: operands read from textures or from buffers.
+fn variant(k: &Kernel, textures: bool) -> &'static str {
+    #[cfg(operand_textures)]
+    if textures {
+        return k.texture_source;
     }
-    for n in names {
-        out = out
-            .replace(&format!("texel({n}, "), &format!("texel_{n}("))
-            .replace(&format!("texel4({n}, "), &format!("texel4_{n}("));
-        out.push_str(&format!(
-            "fn texel_{n}(e: u32) -> f32 {{ return {n}[e >> 2u][e & 3u]; }}\n\
-             fn texel4_{n}(i: u32) -> vec4<f32> {{ return {n}[i]; }}\n"
-        ));
-    }
-    out
+    let _ = textures;
+    k.source
 }
 
 pub(crate) struct Layout {
@@ -79,9 +45,11 @@ pub(crate) struct Layout {
 }
 
 impl Gpu {
-    pub(super) fn layout(&self, bindings: &[Access]) -> Arc<Layout> {
+    /// The bind-group and pipeline layout for `bindings`, texel operands bound as textures
+    /// (`textures`) or buffers.
+    pub(super) fn layout(&self, bindings: &[Access], textures: bool) -> Arc<Layout> {
         let mut layouts = lock(&self.0.layouts);
-        if let Some(l) = layouts.get(bindings) {
+        if let Some(l) = layouts.get(&(bindings.to_vec(), textures)) {
             return Arc::clone(l);
         }
         let entry = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
@@ -104,7 +72,7 @@ impl Gpu {
                         read_only: matches!(a, Access::Read),
                     },
                 ),
-                Access::Texels if !self.0.textures => entry(
+                Access::Texels if !textures => entry(
                     binding,
                     wgpu::BufferBindingType::Storage { read_only: true },
                 ),
@@ -146,12 +114,19 @@ impl Gpu {
                 immediate_size: 0,
             });
         let l = Arc::new(Layout { bind, pipeline });
-        layouts.insert(bindings.to_vec(), Arc::clone(&l));
+        layouts.insert((bindings.to_vec(), textures), Arc::clone(&l));
         l
     }
 
-    pub(super) fn pipeline(&self, k: &Kernel, layout: &Layout) -> Arc<wgpu::ComputePipeline> {
-        let key = (k.file, k.name);
+    /// The pipeline of `k` on `layout`, compiled from its texture variant (`textures`) or
+    /// its buffer variant.
+    pub(super) fn pipeline(
+        &self,
+        k: &Kernel,
+        layout: &Layout,
+        textures: bool,
+    ) -> Arc<wgpu::ComputePipeline> {
+        let key = (k.file, k.name, textures);
         if let Some(p) = lock(&self.0.pipelines).get(&key) {
             return Arc::clone(p);
         }
@@ -168,18 +143,16 @@ impl Gpu {
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(&module_label),
                 source: wgpu::ShaderSource::Wgsl(wgsl_source(
-                    if !self.0.textures && k.bindings.contains(&Access::Texels) {
-                        operands_as_buffers(k.source).into()
-                    } else {
-                        k.source.into()
-                    },
+                    variant(k, textures).into(),
                     subgroup_file,
                 )),
             });
         // The subgroup kernels' row blocks follow the device's subgroup size.
+        #[allow(unused_mut)] // without the CPU-driver kernels there is nothing to add
         let mut constants = k.constants.to_vec();
-        if subgroup_file {
-            constants.push(("LANES", f64::from(self.0.lanes.max(4))));
+        #[cfg(feature = "cpu-drivers")]
+        if let (true, Some(s)) = (subgroup_file, self.cpu_subgroup()) {
+            constants.push(("LANES", f64::from(s.lanes)));
         }
         let p = Arc::new(
             self.0
@@ -198,57 +171,5 @@ impl Gpu {
         );
         lock(&self.0.pipelines).insert(key, Arc::clone(&p));
         p
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::operands_as_buffers;
-
-    #[test]
-    fn texture_operands_become_texel_buffers_and_their_reads_follow() {
-        let src = "@group(0) @binding(1) var x: texture_2d<f32>; // gy\n\
-                   @group(0) @binding(2) var<storage, read_write> y: array<f32>;\n\
-                   fn f(i: u32) -> f32 { return texel(x, i) + texel4(x, i).w; }\n";
-        let out = operands_as_buffers(src);
-        assert!(out.contains("@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;\n"));
-        assert!(out.contains("return texel_x(i) + texel4_x(i).w;"));
-        assert!(out.contains("fn texel_x(e: u32) -> f32 { return x[e >> 2u][e & 3u]; }"));
-        assert!(!out.contains("texture_2d"), "{out}");
-        // Without texture operands the source is unchanged.
-        let plain = "fn g() {}\n";
-        assert_eq!(operands_as_buffers(plain), plain);
-    }
-
-    /// The buffer variant of every shader with operand textures is what devices without
-    /// them compile: naga validates it as it validates the files themselves.
-    #[test]
-    fn every_buffer_variant_validates() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-        let common = std::fs::read_to_string(dir.join("common.wgsl")).expect("common.wgsl");
-        let mut checked = 0;
-        for entry in std::fs::read_dir(&dir).expect("shaders/") {
-            let path = entry.expect("entry").path();
-            let body = std::fs::read_to_string(&path).expect("shader");
-            if path.ends_with("common.wgsl") || !body.contains(": texture_2d<f32>;") {
-                continue;
-            }
-            let src = operands_as_buffers(&(common.clone() + &body));
-            let module = naga::front::wgsl::parse_str(&src)
-                .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
-            let caps = if path.to_string_lossy().ends_with("_subgroup.wgsl") {
-                naga::valid::Capabilities::SUBGROUP
-            } else {
-                naga::valid::Capabilities::empty()
-            };
-            let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
-            v.subgroup_stages(naga::valid::ShaderStages::COMPUTE)
-                .subgroup_operations(naga::valid::SubgroupOperationSet::all());
-            if let Err(e) = v.validate(&module) {
-                panic!("{}: {}", path.display(), e.emit_to_string(&src));
-            }
-            checked += 1;
-        }
-        assert_eq!(checked, 5, "shaders with operand textures");
     }
 }

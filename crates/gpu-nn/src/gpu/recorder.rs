@@ -102,10 +102,11 @@ impl Gpu {
     ) {
         self.profiled(k.entry, || {
             let mut rec = lock(&self.0.rec);
-            self.record(&mut rec, k, params, resources, groups);
+            self.record(&mut rec, k, params, resources, groups, false);
         });
     }
 
+    /// Records the dispatch into `rec`; `textures`: texel operands are bound as textures.
     pub(super) fn record(
         &self,
         rec: &mut Recorder,
@@ -113,10 +114,11 @@ impl Gpu {
         params: &[u32],
         resources: Vec<wgpu::BindingResource<'_>>,
         groups: [u32; 3],
+        textures: bool,
     ) {
         debug_assert_eq!(resources.len(), k.bindings.len(), "{}", k.entry);
-        let layout = self.layout(k.bindings);
-        let pipeline = self.pipeline(k, &layout);
+        let layout = self.layout(k.bindings, textures);
+        let pipeline = self.pipeline(k, &layout, textures);
         self.0.recording.store(true, Ordering::Release);
         let (chunk, offset) = rec.push_params(&self.0.device, params);
         let mut entries = vec![wgpu::BindGroupEntry {

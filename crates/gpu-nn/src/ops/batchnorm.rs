@@ -3,7 +3,6 @@
 
 use crate::autograd::BackwardOp;
 use crate::error::{Result, ensure_shape};
-use crate::gpu::Gpu;
 use crate::kernel::{Params, groups, kernels};
 use crate::tensor::Tensor;
 use crate::trace::Op;
@@ -40,14 +39,13 @@ impl Dims {
             .f(eps)
     }
 
-    /// Whether the kernels read `operands` from operand textures (the `*_t` kernels): on
-    /// CPU drivers (the devices the subgroup kernels serve), where a texel gather costs less
-    /// than a storage load, when a texel stays in one channel (S % 4 == 0).
-    fn texels(self, gpu: &Gpu, operands: &[&Tensor]) -> bool {
-        self.s.is_multiple_of(4) && gpu.texel_operands() && gpu.texels_fit(operands)
+    /// Whether the kernels read their big operands as texels (the `*_t` kernels, a vec4 per
+    /// load): where a texel stays in one channel's plane (S % 4 == 0).
+    fn texels(self) -> bool {
+        self.s.is_multiple_of(4)
     }
 
-    /// Grids of the elementwise kernels: one value per invocation (storage buffers), or one
+    /// Grids of the elementwise kernels: one value per invocation (scalar kernels), or one
     /// texel of four (the texel twins).
     fn elementwise_grids(self) -> ([u32; 3], [u32; 3]) {
         (groups(self.numel(), 256), groups(self.numel() / 4, 256))
@@ -134,9 +132,9 @@ pub fn batch_norm(
     let gpu = x.gpu();
     let save = Tensor::uninit(gpu, "batch_norm stats", &[2, d.c])?;
     let p = d.params(training, weight.is_some(), bias.is_some(), momentum, eps);
-    let texels = d.texels(gpu, &[x]);
+    let texels = d.texels();
     let per_channel = [d.c as u32, 1, 1];
-    // Evaluation only copies the running statistics: no texture copy of x for that.
+    // Evaluation only copies the running statistics: no texel read of x for that.
     gpu.dispatch_either(
         training && texels,
         (&BN_STATS, &BN_STATS_T),
@@ -210,7 +208,7 @@ impl BackwardOp for BatchNormOp {
         );
         let dbeta = Tensor::uninit(gpu, "batch_norm backward", &[d.c])?;
         let dgamma = Tensor::uninit(gpu, "batch_norm backward", &[d.c])?;
-        let texels = d.texels(gpu, &[&self.x, grad]);
+        let texels = d.texels();
         let per_channel = [d.c as u32, 1, 1];
         gpu.dispatch_either(
             texels,

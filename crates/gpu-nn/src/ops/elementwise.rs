@@ -9,12 +9,9 @@ use crate::trace::Op;
 
 kernels!("elementwise.wgsl";
     FILL = "fill" [W],
-    UNARY_FWD = "unary_fwd" [R, W],
-    UNARY_BWD = "unary_bwd" [R, R, R, W],
-    BINARY = "binary" [R, R, W],
-    UNARY_FWD_T = "unary_fwd_t" [T, W],
-    UNARY_BWD_T = "unary_bwd_t" [T, T, T, W],
-    BINARY_T = "binary_t" [T, T, W],
+    UNARY_FWD = "unary_fwd" [T, W],
+    UNARY_BWD = "unary_bwd" [T, T, T, W],
+    BINARY = "binary" [T, T, W],
 );
 
 /// A unary elementwise function.
@@ -77,19 +74,11 @@ pub(crate) fn fill(t: &Tensor, value: f32) {
     t.gpu().dispatch(&FILL, &p.0, &[t.buf()], groups(n4, 256));
 }
 
-/// Runs an elementwise kernel over the vec4s of `out`: on devices that want texel operands
-/// its twin (`kernels.1`), which reads `inputs` from operand textures, else the storage-buffer
-/// kernel (`kernels.0`).
-fn elementwise(
-    kernels: (&Kernel, &Kernel),
-    p: &Params,
-    inputs: &[&Tensor],
-    out: &Tensor,
-) -> Result<()> {
-    let gpu = out.gpu();
+/// Runs an elementwise kernel over the vec4s of `out`, `inputs` read as texel operands.
+fn elementwise(kernel: &Kernel, p: &Params, inputs: &[&Tensor], out: &Tensor) -> Result<()> {
     let grid = groups(out.numel().div_ceil(4), 256);
-    let texels = gpu.texel_operands() && gpu.texels_fit(inputs);
-    gpu.dispatch_either(texels, kernels, &p.0, inputs, &[out.buf()], (grid, grid))
+    out.gpu()
+        .dispatch_texels(kernel, &p.0, inputs, &[out.buf()], grid)
 }
 
 fn unary_raw(x: &Tensor, f: Unary) -> Result<Tensor> {
@@ -97,7 +86,7 @@ fn unary_raw(x: &Tensor, f: Unary) -> Result<Tensor> {
     let (op, a, b) = f.code();
     let n4 = x.numel().div_ceil(4);
     let p = Params::new().u(n4).u(op).f(a).f(b);
-    elementwise((&UNARY_FWD, &UNARY_FWD_T), &p, &[x], &y)?;
+    elementwise(&UNARY_FWD, &p, &[x], &y)?;
     Ok(y)
 }
 
@@ -124,7 +113,7 @@ fn binary_raw(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
     };
     let n4 = a.numel().div_ceil(4);
     let p = Params::new().u(n4).u(code).f(al).f(be);
-    elementwise((&BINARY, &BINARY_T), &p, &[a, b], &out)?;
+    elementwise(&BINARY, &p, &[a, b], &out)?;
     Ok(out)
 }
 
@@ -220,7 +209,7 @@ impl BackwardOp for UnaryOp {
         let (op, a, b) = self.f.code();
         let n4 = grad.numel().div_ceil(4);
         let p = Params::new().u(n4).u(op).f(a).f(b);
-        elementwise((&UNARY_BWD, &UNARY_BWD_T), &p, &[&self.x, out, grad], &gx)?;
+        elementwise(&UNARY_BWD, &p, &[&self.x, out, grad], &gx)?;
         Ok(vec![Some(gx)])
     }
 }

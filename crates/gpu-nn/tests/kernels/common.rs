@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use gpu_nn::{Gpu, GpuOptions, Tensor};
+use gpu_nn::{Gpu, GpuOptions, KernelSet, Tensor};
 
 thread_local! {
     /// Device that [`gpu`] returns on this thread instead of the shared one.
@@ -30,8 +30,7 @@ pub fn portable_gpu() -> Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
         gpu_with(GpuOptions {
-            subgroups: false,
-            operand_textures: Some(false),
+            kernels: Some(KernelSet::Portable),
             ..GpuOptions::default()
         })
     })
@@ -41,12 +40,15 @@ pub fn portable_gpu() -> Gpu {
 /// A device that runs the subgroup kernels as SwiftShader does: blocks of 4 rows (on
 /// lavapipe's 8-lane subgroups, lanes 4..7 repeat lanes 0..3 for other columns), reading
 /// their operands from the buffers instead of operand textures.
+#[cfg(feature = "cpu-drivers")]
 pub fn four_lane_gpu() -> Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
         gpu_with(GpuOptions {
-            subgroup_lanes: Some(4),
-            operand_textures: Some(false),
+            kernels: Some(KernelSet::CpuSubgroup(gpu_nn::CpuSubgroup {
+                lanes: 4,
+                textures: false,
+            })),
             ..GpuOptions::default()
         })
     })
@@ -172,4 +174,13 @@ pub fn dot(y: &[f32], r: &[f32]) -> f64 {
         .zip(r)
         .map(|(&a, &b)| f64::from(a) * f64::from(b))
         .sum()
+}
+
+/// (lanes, operand textures) of the CPU-driver kernels where `g` runs them.
+pub fn cpu_subgroup(g: &Gpu) -> Option<(u32, bool)> {
+    match g.kernel_set() {
+        #[cfg(feature = "cpu-drivers")]
+        KernelSet::CpuSubgroup(s) => Some((s.lanes, s.textures)),
+        _ => None,
+    }
 }

@@ -5,10 +5,10 @@
 //! inputs in [-1, 1]: atol 1e-4, rtol 1e-4 covers that rounding with room, while any
 //! indexing mistake moves values by O(0.1).
 
-use gpu_nn::Tensor;
 use gpu_nn::ops::conv::{
     Conv2dOpts, ConvTranspose2dOpts, conv_transpose2d, conv2d, conv2d_naive, cpu,
 };
+use gpu_nn::{KernelSet, Tensor};
 
 use crate::common::*;
 
@@ -138,39 +138,35 @@ fn subgroup_kernels_are_used_where_the_adapter_has_them() {
         .features()
         .contains(gpu_nn::wgpu::Features::SUBGROUP);
     let cpu = info.device_type == gpu_nn::wgpu::DeviceType::Cpu;
+    let set = cpu_subgroup(&g);
     assert_eq!(
-        g.uses_subgroups(),
-        has && info.subgroup_min_size >= 4 && cpu,
+        set.is_some(),
+        has && info.subgroup_min_size >= 4 && cpu && cfg!(feature = "cpu-drivers"),
         "{} (subgroups {}..{})",
         info.name,
         info.subgroup_min_size,
         info.subgroup_max_size
     );
-    assert!(!portable_gpu().uses_subgroups());
-    if g.uses_subgroups() {
+    assert_eq!(portable_gpu().kernel_set(), KernelSet::Portable);
+    #[cfg(feature = "cpu-drivers")]
+    if let Some((lanes, textures)) = set {
         let expected = if info.subgroup_min_size >= 8 { 8 } else { 4 };
-        assert_eq!(g.subgroup_lanes(), expected);
-        assert_eq!(four_lane_gpu().subgroup_lanes(), 4);
+        assert_eq!(lanes, expected);
+        // Operand textures only on lavapipe; the SwiftShader-like device reads buffers, so
+        // the tests below cover both ways of reading texels.
+        assert_eq!(textures, info.name.contains("llvmpipe"), "{}", info.name);
+        assert_eq!(cpu_subgroup(&four_lane_gpu()), Some((4, false)));
     }
-    // Operand textures only on lavapipe; the SwiftShader-like device reads buffers, so the
-    // tests below cover both ways of reading texels.
-    assert_eq!(
-        g.operand_textures(),
-        info.name.contains("llvmpipe"),
-        "{}",
-        info.name
-    );
-    assert!(!four_lane_gpu().operand_textures());
-    assert!(!portable_gpu().operand_textures());
 }
 
+#[cfg(feature = "cpu-drivers")]
 #[test]
 fn four_lane_kernels_match_cpu() {
     // The subgroup kernels as SwiftShader (4-lane subgroups) runs them: blocks of 4 rows,
     // operands read from their buffers.
     let g = four_lane_gpu();
     assert!(
-        g.uses_subgroups() || !gpu().uses_subgroups(),
+        cpu_subgroup(&g).is_some() || cpu_subgroup(&gpu()).is_none(),
         "the 4-lane device lost the subgroup kernels"
     );
     with_gpu(g, every_case);

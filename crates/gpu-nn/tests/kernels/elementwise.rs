@@ -145,18 +145,9 @@ fn large_tensor_spills_dispatch_into_y() {
 }
 
 #[test]
-fn texel_twins_reading_buffers_match_cpu() {
-    // SwiftShader runs the texel twins on the tensors' buffers instead of operand textures.
-    with_gpu(four_lane_gpu(), || {
-        unary_forward_and_backward_match_cpu();
-        binary_ops_and_their_gradients();
-    });
-}
-
-#[test]
-fn storage_buffer_kernels_match_cpu() {
-    // CPU drivers take the twins that read operand textures; the storage-buffer kernels
-    // (what GPUs run) get the same comparisons on a device without them.
+fn buffer_variant_kernels_match_cpu() {
+    // Lavapipe reads the inputs from operand textures; the buffer variant (what GPUs run)
+    // gets the same comparisons on a device without them.
     with_gpu(portable_gpu(), || {
         unary_forward_and_backward_match_cpu();
         binary_ops_and_their_gradients();

@@ -152,6 +152,7 @@ fn every_case() {
     linear_forward_and_backward_match_cpu();
 }
 
+#[cfg(feature = "cpu-drivers")]
 #[test]
 fn four_lane_kernel_matches_cpu() {
     // The subgroup kernel as on SwiftShader: blocks of 4 rows, operands read from buffers.
