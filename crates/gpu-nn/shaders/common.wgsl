@@ -38,14 +38,13 @@ fn inside(a: vec4<i32>, lim: u32) -> vec4<bool> {
     return (a >= vec4<i32>(0)) & (a < vec4<i32>(i32(lim)));
 }
 
-// Texels per row of an operand texture (OPERAND_W in gpu.rs). `Gpu::dispatch_texels` copies
-// an operand's buffer into an rgba32float texture, flat element e in texel e / 4, component
-// e % 4: lavapipe fetches texels with branch-free gathers, where a storage-buffer load with
-// a per-lane address is a loop over the lanes (2-3x the cost of a conv kernel's arithmetic).
-// Other drivers read the buffer itself: gpu/pipeline.rs rewrites each `var NAME: texture_2d<f32>`
-// into a storage array of vec4 texels and the calls `texel(NAME, ..)` and
-// `texel4(NAME, ..)` into loads from it, so kernels reach operands only through these two
-// helpers.
+// Texel operands. A kernel declares a read-only operand `var NAME: texture_2d<f32>` and reads
+// it only through `texel` and `texel4` below. In this, the texture variant (lavapipe, which
+// gathers texels where it loops over the lanes for a storage load with per-lane addresses),
+// `Gpu::dispatch_texels` copies the operand's buffer into an rgba32float texture: flat
+// element e in texel e / 4, component e % 4, OPERAND_W texels per row (gpu/operands.rs).
+// Every other device compiles the buffer variant that build.rs writes: each such operand a
+// storage array of vec4 texels, each read a load from it.
 const OPERAND_W: u32 = 1024u;
 
 // Where flat element e of an operand texture lives.

@@ -333,9 +333,8 @@ fn sum_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 // workgroup per channel, lanes stride over the pixels, then a tree sum (fixed order).
 @group(0) @binding(1) var<storage, read> bgy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> bdb: array<f32>;
-// Invocations per workgroup. SwiftShader runs a workgroup's lane groups as coroutines that
-// switch at every barrier: 64 rather than 256 cut the MnistCnn's two bias gradients from
-// 16.8 to 6.1 ms per step there (profile mode); lavapipe 4.1 -> 3.6 ms.
+// Invocations per workgroup: 64, since SwiftShader runs a workgroup's lane groups as
+// coroutines that switch at every barrier, and a tree over 256 lanes has more of them.
 const BG: u32 = 64u;
 
 var<workgroup> partial: array<f32, BG>;
@@ -381,7 +380,7 @@ fn conv_bias_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 // --- conv_bias_grad4(gy, db): conv_bias_grad for ho * wo % 4 == 0 (a channel's planes are
 // then whole texels), reading gy a texel per load (`Gpu::dispatch_texels`): on lavapipe
 // from an operand texture, whose gathers cost a fraction of a storage load with a per-lane
-// address (MnistCnn: 7.0 -> 3.2 ms per step, profile mode); elsewhere from gy's buffer.
+// address; elsewhere from gy's buffer.
 @group(0) @binding(1) var bgy4: texture_2d<f32>;
 
 @compute @workgroup_size(BG)

@@ -12,8 +12,8 @@
 // hands them to all lanes (a register shuffle), so each k costs 1 + 4 loads for 4 L NB
 // multiply-adds, with no workgroup memory and no barriers. The
 // loads go through `texel` (common.wgsl): on lavapipe they read rgba32float textures, which
-// it fetches with branch-free gathers, 1.3-2.6x faster than storage buffers; elsewhere
-// (SwiftShader) the operands' buffers. The k loops run over (channel, kernel row, kernel
+// it fetches with branch-free gathers, faster than storage loads; elsewhere (SwiftShader)
+// the operands' buffers. The k loops run over (channel, kernel row, kernel
 // column) directly, so no index is divided inside them.
 
 struct Params {

@@ -23,8 +23,8 @@ struct Params {
 
 // Lanes per row of the row kernels (softmax_fwd, softmax_bwd, ce_rows): 256, or 1 for short
 // rows, where one invocation walks the row alone. Tree reductions over 256 lanes cost 8
-// barriers, which CPU drivers pay dearly (log_softmax of 64 x 10 took 20 ms on
-// SwiftShader); the other kernels keep 256.
+// barriers, which CPU drivers pay dearly (SwiftShader switches coroutines at each); the
+// other kernels keep 256.
 override RW: u32 = 256u;
 
 var<workgroup> red: array<f32, 256>;

@@ -91,8 +91,7 @@ fn load_b_sel(base: u32, kk: u32, col: u32) -> f32 {
 // --- matmul(a, b, bias, c): the product on devices without the subgroup kernel (GPUs; CPU
 // drivers only where an operand does not fit a texture). 64x64 outputs per workgroup of 256 invocations (16x16), each accumulating a
 // 4x4 block; K in steps of 16 through workgroup memory, staged along each operand's stored
-// contiguous direction so that GPU loads coalesce. On an H100 this is 2-6x the 64-invocation
-// 8x8-block kernel it replaced (that one was tuned for lavapipe, which now runs matmul_sg).
+// contiguous direction so that GPU loads coalesce.
 //
 // Split K (p.kchunk != 0, one product): z is the slice, summing K range
 // [z * kchunk, (z + 1) * kchunk) into c[z * stride_c + ...]; matmul_sum_splits adds the

@@ -32,7 +32,7 @@ pub struct CpuSubgroup {
 impl KernelSet {
     /// The set for a device on `info` (`subgroups`: it was created with the subgroup
     /// feature). The CPU-driver set runs where the device has subgroups of 4+ lanes and is a
-    /// CPU driver, where it was measured 3-10x faster than the tiled kernels.
+    /// CPU driver (see docs/perf-notes.md for the measurements).
     pub(super) fn for_adapter(info: &wgpu::AdapterInfo, subgroups: bool) -> Self {
         #[cfg(feature = "cpu-drivers")]
         if subgroups && info.subgroup_min_size >= 4 && info.device_type == wgpu::DeviceType::Cpu {

@@ -35,7 +35,7 @@ pub struct GanArgs {
     /// Images per step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Width multiplier (1 = the DCGAN of the issue, 0.25 = a light one for slow devices).
+    /// Width multiplier (1 = the full DCGAN, 0.25 = a light one for slow devices).
     #[arg(long, default_value_t = 1.0)]
     pub width: f32,
     /// Seed of initialisation, shuffling and noise.
