@@ -304,6 +304,28 @@ sys.stdout.buffer.write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
 
 // A click as a person makes it: the pointer arrives, then presses and releases in later
 // frames (egui decides what is hovered from the frame before).
+await test('WebGPU: the webcam (a fake camera) is classified frame after frame in the Classify tab', () =>
+  withPage([...WEBGPU, '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'], async (page) => {
+    await page.goto(`${base}?runs=mnist-cnn&tab=classify&webcam=1`);
+    const deadline = Date.now() + TIMEOUT_S * 1000;
+    let s = await state(page);
+    const seen = new Set();
+    while (Date.now() < deadline) {
+      await page.waitForTimeout(500);
+      s = await state(page);
+      check(!bad(s), `page says ${JSON.stringify(s)}`);
+      check(!s.webcam?.error, `webcam: ${s.webcam?.error}`);
+      if (s.drop) { seen.add(s.drop.join(' ')); }
+      if (s.webcam?.classified >= 4) { break; }
+    }
+    console.log(`  webcam: ${s.webcam.frames} frames taken, ${s.webcam.classified} classified; ${seen.size} different top 3s, the last ${s.drop}`);
+    check(s.webcam.on === true, 'the camera is not live');
+    check(s.webcam.classified >= 4, `only ${s.webcam.classified} frames classified`);
+    check(s.drop?.length === 3, `no top 3: ${s.drop}`);
+    // The fake camera's picture moves: new frames, new probabilities.
+    check(seen.size >= 2, `every frame was classified the same: ${[...seen]}`);
+  }));
+
 async function clickAt(page, { x, y }) {
   await page.mouse.move(x, y);
   await page.waitForTimeout(300);

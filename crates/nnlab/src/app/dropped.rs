@@ -41,7 +41,18 @@ impl Prepared {
 /// Decodes `bytes` (any format `image` knows, within `images::decode`'s limits) and
 /// prepares it as `target` says; `name` names the file in errors.
 pub fn prepare(bytes: &[u8], name: &str, target: &Target) -> Result<Prepared> {
-    let img = crate::images::decode(bytes, name)?;
+    prepare_image(&crate::images::decode(bytes, name)?, name, target)
+}
+
+/// A webcam frame (`side` x `side` RGBA pixels) prepared as `target` says.
+pub fn prepare_rgba(rgba: Vec<u8>, side: u32, target: &Target) -> Result<Prepared> {
+    let img = image::RgbaImage::from_raw(side, side, rgba)
+        .ok_or_else(|| anyhow::anyhow!("a webcam frame of {side}x{side} pixels came short"))?;
+    prepare_image(&image::DynamicImage::ImageRgba8(img), "webcam", target)
+}
+
+/// A decoded image prepared as `target` says.
+fn prepare_image(img: &image::DynamicImage, name: &str, target: &Target) -> Result<Prepared> {
     let original = (img.width(), img.height());
     let [c, h, w] = target.shape;
     let (pixels, inverted) = if target.digits && c == 1 {
@@ -58,7 +69,7 @@ pub fn prepare(bytes: &[u8], name: &str, target: &Target) -> Result<Prepared> {
         }
         (px, inverted)
     } else {
-        (crate::images::to_pixels(&img, target.shape, false)?, false)
+        (crate::images::to_pixels(img, target.shape, false)?, false)
     };
     anyhow::ensure!(pixels.len() == c * h * w, "{name}: {c}x{h}x{w} expected");
     let plane = h * w;
@@ -154,6 +165,34 @@ mod tests {
             .err()
             .expect("huge");
         assert!(e.to_string().contains("too large"), "{e}");
+    }
+
+    #[test]
+    fn a_webcam_frame_is_prepared_like_a_photo() {
+        // A red left half, a blue right half, 8x8, for a 3x4x4 model.
+        let rgba: Vec<u8> = (0..64)
+            .flat_map(|i| {
+                if i % 8 < 4 {
+                    [255, 0, 0, 255]
+                } else {
+                    [0, 0, 255, 255]
+                }
+            })
+            .collect();
+        let t = Target {
+            shape: [3, 4, 4],
+            mean: vec![0.5; 3],
+            std: vec![0.5; 3],
+            digits: false,
+        };
+        let p = prepare_rgba(rgba, 8, &t).expect("a whole frame");
+        assert_eq!(p.original, (8, 8));
+        // Red plane: 255 on the left, 0 on the right; blue the other way round.
+        assert_eq!((p.pixels[0], p.pixels[3]), (255, 0));
+        assert_eq!((p.pixels[32], p.pixels[35]), (0, 255));
+        assert!((p.input[0] - 1.0).abs() < 1e-6 && (p.input[3] + 1.0).abs() < 1e-6);
+        let e = prepare_rgba(vec![0; 10], 8, &t).err().expect("short frame");
+        assert!(e.to_string().contains("came short"), "{e}");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Launch {
     pub explain: Option<usize>,
     /// `export=onnx`: save the first run as ONNX at once (a download in the browser).
     pub export_onnx: bool,
+    /// `webcam`: classify the camera's frames in the Classify tab (browser).
+    pub webcam: bool,
     /// Save a screenshot here once this many steps are back and feature maps are shown,
     /// then close (native; used by scripts/app-screenshot).
     pub screenshot: Option<(std::path::PathBuf, u64)>,
@@ -41,8 +43,8 @@ pub struct Launch {
 
 impl Launch {
     /// Parses the settings `get` finds by key (`runs`, `model`, `tab`, `study`, `autostart`, `batch`,
-    /// `val_every`, `opt`, `lr`, `data`, `image_size`, `explain`, `export`, `screenshot`,
-    /// `screenshot_steps`).
+    /// `val_every`, `opt`, `lr`, `data`, `image_size`, `explain`, `export`, `webcam`,
+    /// `screenshot`, `screenshot_steps`).
     pub fn parse(get: impl Fn(&str) -> Option<String>) -> Self {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let mut runs: Vec<String> = get("runs")
@@ -75,6 +77,7 @@ impl Launch {
             screenshot: get("screenshot").map(|p| (p.into(), steps)),
             explain: get("explain").and_then(|v| v.parse().ok()),
             export_onnx: get("export").is_some_and(|v| v.eq_ignore_ascii_case("onnx")),
+            webcam: get("webcam").is_some_and(|v| v != "0"),
         }
     }
 

@@ -14,6 +14,8 @@ pub mod launch;
 pub mod pictures;
 pub mod run;
 pub mod views;
+#[cfg(target_arch = "wasm32")]
+pub mod webcam;
 
 use std::sync::Arc;
 
@@ -209,6 +211,10 @@ impl NnlabApp {
             app.study.tab = t;
         }
         app.confusion.opened = app.launch.explain;
+        #[cfg(target_arch = "wasm32")]
+        if app.launch.webcam {
+            app.classify.start_webcam();
+        }
         app.start_launch_runs();
         if app.launch.export_onnx
             && let (Some(lab), Some(id)) = (&app.lab, app.selected)
@@ -673,6 +679,7 @@ impl NnlabApp {
                 }))).collect::<serde_json::Map<_, _>>(),
                 "drop": self.classify.top3.as_ref().map(|(_, t)| t.iter().map(|(n, p)| format!("{n}:{p:.3}")).collect::<Vec<_>>()),
                 "drop_error": self.classify.error,
+                "webcam": self.classify.webcam_state(),
             }),
             (None, None) => serde_json::json!({ "status": "error", "error": self.error }),
         };

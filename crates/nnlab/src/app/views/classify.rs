@@ -1,6 +1,7 @@
-//! Classify a dropped image with the selected classifier run: shown as the model sees it
-//! (for digit models grey, 28x28, inverted if on a light background; for a run on an image
-//! folder resized and centre-cropped to its input) with the top-3 classes.
+//! Classify a dropped image, or the webcam's frames in the browser, with the selected
+//! classifier run: shown as the model sees it (for digit models grey, 28x28, inverted if on a
+//! light background; for a run on an image folder resized and centre-cropped to its input)
+//! with the top-3 classes.
 
 use anyhow::Result;
 use egui::Color32;
@@ -32,6 +33,13 @@ pub struct ClassifyView {
     pub decoded: u64,
     /// Where the run looks in the image.
     pub saliency: SaliencyPanel,
+    /// The camera while it runs (browser).
+    #[cfg(target_arch = "wasm32")]
+    webcam: Option<crate::app::webcam::Webcam>,
+    /// Why the camera gave no frames.
+    webcam_error: Option<String>,
+    /// Webcam frames taken and classified.
+    webcam_frames: (u64, u64),
 }
 
 /// How a dropped image becomes `run`'s input: like its training images.
@@ -58,10 +66,16 @@ fn target(run: Option<&Run>) -> Target {
 impl ClassifyView {
     /// Prepares a file's bytes for the classifier (what a drop does).
     pub fn set_image(&mut self, name: &str, bytes: &[u8], lab: &Lab, selected: Option<u64>) {
+        #[cfg(target_arch = "wasm32")]
+        {
+            // A dropped image takes over from the camera.
+            self.webcam = None;
+        }
         *self = ClassifyView {
             name: name.to_string(),
             decoded: self.decoded + 1,
             saliency: std::mem::take(&mut self.saliency),
+            webcam_frames: self.webcam_frames,
             ..ClassifyView::default()
         };
         let run = FeaturesView::run_id(lab, selected).and_then(|id| lab.get(id));
@@ -90,8 +104,66 @@ impl ClassifyView {
             error: Some(msg),
             decoded: self.decoded,
             saliency: std::mem::take(&mut self.saliency),
+            webcam_frames: self.webcam_frames,
             ..ClassifyView::default()
         };
+    }
+
+    /// Starts the camera (browser): its frames are classified one after another.
+    #[cfg(target_arch = "wasm32")]
+    pub fn start_webcam(&mut self) {
+        match crate::app::webcam::Webcam::start() {
+            Ok(w) => {
+                self.webcam = Some(w);
+                self.webcam_error = None;
+            }
+            Err(e) => self.webcam_error = Some(format!("{e:#}")),
+        }
+    }
+
+    /// Takes the camera's next frame as the image when the last one has been classified.
+    #[cfg(target_arch = "wasm32")]
+    fn webcam_frame(&mut self, lab: &Lab, selected: Option<u64>) {
+        let Some(cam) = &self.webcam else { return };
+        if let Some(e) = cam.error() {
+            self.webcam_error = Some(e);
+            self.webcam = None;
+            return;
+        }
+        if self.pending.is_some() || self.wanted {
+            return;
+        }
+        let run = FeaturesView::run_id(lab, selected).and_then(|id| lab.get(id));
+        let t = target(run);
+        // Twice the model's side: the preparation then averages, as for a photo.
+        let side = (2 * t.shape[1].max(t.shape[2])).clamp(32, 448) as u32;
+        let Some(rgba) = cam.frame(side) else { return };
+        match dropped::prepare_rgba(rgba, side, &t) {
+            Ok(p) => {
+                self.name = "webcam".to_string();
+                self.bytes = None;
+                self.prepared = Some(p);
+                self.wanted = true;
+                self.decoded += 1;
+                self.webcam_frames.0 += 1;
+                self.error = None;
+            }
+            Err(e) => self.error = Some(format!("{e:#}")),
+        }
+    }
+
+    /// The camera's state for the page (`#nnlab-state`).
+    pub fn webcam_state(&self) -> serde_json::Value {
+        #[cfg(target_arch = "wasm32")]
+        let on = self.webcam.as_ref().map(|w| w.live());
+        #[cfg(not(target_arch = "wasm32"))]
+        let on: Option<bool> = None;
+        serde_json::json!({
+            "on": on,
+            "frames": self.webcam_frames.0,
+            "classified": self.webcam_frames.1,
+            "error": self.webcam_error,
+        })
     }
 
     /// Collects a finished prediction (never waits).
@@ -112,6 +184,9 @@ impl ClassifyView {
                 .collect();
             self.top3 = Some((*id, top));
             self.pending = None;
+            if self.name == "webcam" {
+                self.webcam_frames.1 += 1;
+            }
         }
         Ok(())
     }
@@ -132,6 +207,11 @@ impl ClassifyView {
         let (Some(p), Some(run)) = (&self.prepared, lab.get_mut(id)) else {
             return Ok(());
         };
+        // A webcam frame made for another run: the next frame will fit.
+        if p.target != t {
+            self.wanted = false;
+            return Ok(());
+        }
         self.pending = Some((id, run.inspect(&p.input)?));
         self.wanted = false;
         Ok(())
@@ -147,6 +227,29 @@ impl ClassifyView {
     ) -> Result<()> {
         ui.heading("Classify an image");
         ui.label("Drop an image file on the window: the selected classifier run labels it.");
+        #[cfg(target_arch = "wasm32")]
+        {
+            let label = if self.webcam.is_some() {
+                "Stop webcam"
+            } else {
+                "Webcam"
+            };
+            let clicked = ui
+                .button(label)
+                .on_hover_text("Classify the camera's picture, frame after frame")
+                .clicked();
+            // Stop if it ran, start if not.
+            if clicked && self.webcam.take().is_none() {
+                self.start_webcam();
+            }
+            self.webcam_frame(lab, selected);
+            if self.webcam.is_some() {
+                ui.ctx().request_repaint();
+            }
+        }
+        if let Some(e) = &self.webcam_error {
+            ui.colored_label(Color32::LIGHT_RED, e);
+        }
         if let Some(e) = &self.error {
             ui.colored_label(Color32::LIGHT_RED, e);
         }
