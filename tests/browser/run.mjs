@@ -424,6 +424,54 @@ await test('WebGPU: an image folder (a dropped .zip, the folder input) is shown,
     console.log(`  ${ft.name}: from ${ft.weights}, ${ft.trainable} trainable parameters, step ${ft.step}, loss ${ft.loss?.toFixed(3)}`);
   }, { width: 1000, height: 1300 }));
 
+await test('WebGPU: a folder dropped on the page is read through its directory entries and shown', () =>
+  withPage(WEBGPU, async (page) => {
+    const dir = fs.mkdtempSync('/tmp/nnlab-folder-');
+    execFileSync('python3', ['-c', ZIP_PY, dir]);
+    const top = path.join(dir, 'shapes');
+    const files = {};
+    const walk = (d) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        if (e.isDirectory()) { walk(p); } else { files[path.relative(top, p)] = fs.readFileSync(p).toString('base64'); }
+      }
+    };
+    walk(top);
+    fs.rmSync(dir, { recursive: true, force: true });
+    await page.goto(`${base}?runs=mnist-cnn`);
+    await page.waitForFunction(() => JSON.parse(document.querySelector('#nnlab-state').textContent).runs, null, { timeout: 180000 });
+    // What dropping a folder gives the page: a DataTransfer item whose entry is a directory
+    // (createReader().readEntries() in batches, file() on its files). Playwright cannot drag a
+    // real folder, so the entries are made from the files on disk, with the same interface.
+    await page.evaluate((files) => {
+      const later = (f) => setTimeout(f, 0);
+      const dirEntry = (fullPath, name) => ({
+        isDirectory: true, isFile: false, name, fullPath, children: [],
+        createReader() {
+          const kids = this.children; let at = 0;
+          return { readEntries(ok) { later(() => { ok(kids.slice(at, at + 3)); at += 3; }); } };
+        },
+      });
+      const root = dirEntry('/shapes', 'shapes');
+      const dirs = new Map([['shapes', root]]);
+      for (const [rel, b64] of Object.entries(files)) {
+        const parts = ['shapes', ...rel.split('/')];
+        let parent = root;
+        for (let i = 1; i < parts.length - 1; i++) {
+          const key = parts.slice(0, i + 1).join('/');
+          if (!dirs.has(key)) { dirs.set(key, dirEntry(`/${key}`, parts[i])); parent.children.push(dirs.get(key)); }
+          parent = dirs.get(key);
+        }
+        const file = new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], parts.at(-1));
+        parent.children.push({ isDirectory: false, isFile: true, name: parts.at(-1), fullPath: `/${parts.join('/')}`, file(ok) { later(() => ok(file)); } });
+      }
+      const e = new Event('drop', { bubbles: true, cancelable: true });
+      Object.defineProperty(e, 'dataTransfer', { value: { items: [{ kind: 'file', webkitGetAsEntry: () => root }], files: [] } });
+      document.querySelector('canvas').dispatchEvent(e);
+    }, files);
+    await folderShown(page, 'shapes', Date.now() + TIMEOUT_S * 1000);
+  }));
+
 await test('without WebGPU: the page explains what is missing', () =>
   withPage([], async (page) => {
     await page.goto(`${base}?autostart`);

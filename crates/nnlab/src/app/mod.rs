@@ -212,8 +212,11 @@ impl NnlabApp {
         }
         app.confusion.opened = app.launch.explain;
         #[cfg(target_arch = "wasm32")]
-        if app.launch.webcam {
-            app.classify.start_webcam();
+        {
+            app.files.listen_for_folder_drops(&cc.egui_ctx);
+            if app.launch.webcam {
+                app.classify.start_webcam();
+            }
         }
         app.start_launch_runs();
         if app.launch.export_onnx
