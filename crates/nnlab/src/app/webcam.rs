@@ -89,6 +89,12 @@ impl Webcam {
                     if let Ok(p) = v.play() {
                         let _ = wasm_bindgen_futures::JsFuture::from(p).await;
                     }
+                    // Stopped before the stream came: `Drop` had nothing to stop, so stop it
+                    // here, or the camera would stay on.
+                    if Rc::strong_count(&slot) == 1 {
+                        stop_tracks(&stream);
+                        return;
+                    }
                     Status::Live(stream)
                 }
                 Err(e) => Status::Failed(format!(
@@ -152,14 +158,19 @@ impl Webcam {
     }
 }
 
+/// Turns the camera off.
+fn stop_tracks(stream: &MediaStream) {
+    for t in stream.get_tracks().iter() {
+        if let Ok(t) = t.dyn_into::<MediaStreamTrack>() {
+            t.stop();
+        }
+    }
+}
+
 impl Drop for Webcam {
     fn drop(&mut self) {
         if let Status::Live(stream) = &*self.status.borrow() {
-            for t in stream.get_tracks().iter() {
-                if let Ok(t) = t.dyn_into::<MediaStreamTrack>() {
-                    t.stop();
-                }
-            }
+            stop_tracks(stream);
         }
         self.video.remove();
     }

@@ -64,13 +64,9 @@ fn target(run: Option<&Run>) -> Target {
 }
 
 impl ClassifyView {
-    /// Prepares a file's bytes for the classifier (what a drop does).
+    /// Prepares a file's bytes for the classifier (what a drop does). The camera, if on,
+    /// stops with the state this replaces: a dropped image takes over from it.
     pub fn set_image(&mut self, name: &str, bytes: &[u8], lab: &Lab, selected: Option<u64>) {
-        #[cfg(target_arch = "wasm32")]
-        {
-            // A dropped image takes over from the camera.
-            self.webcam = None;
-        }
         *self = ClassifyView {
             name: name.to_string(),
             decoded: self.decoded + 1,
