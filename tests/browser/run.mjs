@@ -38,6 +38,9 @@ const TIMEOUT_S = Number(process.env.TIMEOUT_S ?? 400);
 // The goal is 3 s on an idle machine; CI's two cores also build and test beside it.
 const FIRST_FRAME_MS = Number(process.env.FIRST_FRAME_MS ?? 6000);
 const GAN_STEPS = Number(process.env.GAN_STEPS ?? 3);
+// The side image folders are decoded at for the fine-tuning case (224 is ImageNet's; slow on
+// SwiftShader, so CI keeps it small).
+const FT_SIDE = Number(process.env.FT_SIDE ?? 32);
 const OUT = process.env.OUT;
 if (!fs.existsSync(path.join(dist, 'index.html'))) {
   console.error(`no index.html in ${dist}: build the page first (trunk build, or scripts/web-build)`);
@@ -326,6 +329,41 @@ await test('WebGPU: the webcam (a fake camera) is classified frame after frame i
     check(seen.size >= 2, `every frame was classified the same: ${[...seen]}`);
   }));
 
+await test('WebGPU: when the device is lost, the runs go on, on a new device, from their recovery points', () =>
+  withPage(WEBGPU, async (page) => {
+    // Keep every device the page asks for, so that the test can destroy the app's.
+    await page.addInitScript(() => {
+      window.nnlabDevices = [];
+      const requestDevice = GPUAdapter.prototype.requestDevice;
+      GPUAdapter.prototype.requestDevice = async function (desc) {
+        const d = await requestDevice.call(this, desc);
+        window.nnlabDevices.push(d);
+        return d;
+      };
+    });
+    await page.goto(`${base}?autostart&runs=mnist-cnn&batch=32`);
+    const deadline = Date.now() + TIMEOUT_S * 1000;
+    const until = async (what, done) => {
+      for (;;) {
+        const s = await state(page);
+        check(!bad(s), `page says ${JSON.stringify(s)}`);
+        if (done(s)) { return s; }
+        check(Date.now() < deadline, `timed out waiting for ${what}: ${JSON.stringify(s.runs)} ${s.error}`);
+        await page.waitForTimeout(250);
+      }
+    };
+    const before = await until('a recovery point', (s) => s.recovery_points?.[0] >= 1 && s.runs[0].step > s.recovery_points[0]);
+    const point = before.recovery_points[0];
+    check(await page.evaluate(() => window.nnlabDevices.length) === 1, 'the app should have one device');
+    await page.evaluate(() => window.nnlabDevices.at(-1).destroy());
+    const after = await until('the runs on a new device', (s) => s.restarts === 1 && s.runs[0]?.step >= point + 3);
+    console.log(`  lost at step ${before.runs[0].step}, went on from step ${point}: ${after.error}`);
+    check(await page.evaluate(() => window.nnlabDevices.length) === 2, 'no new device');
+    check(after.runs.length === 1 && after.runs[0].name === before.runs[0].name, `runs: ${JSON.stringify(after.runs)}`);
+    check(after.runs[0].running && !after.runs[0].error, `run: ${JSON.stringify(after.runs[0])}`);
+    check(after.error?.includes(`run 1 from step ${point}`), `message: ${after.error}`);
+  }));
+
 async function clickAt(page, { x, y }) {
   await page.mouse.move(x, y);
   await page.waitForTimeout(300);
@@ -354,7 +392,7 @@ async function folderShown(page, name, deadline) {
 await test('WebGPU: an image folder (a dropped .zip, the folder input) is shown, a run from the form trains on it, dropped torchvision weights fine-tune a ResNet-18 on it', () =>
   withPage(WEBGPU, async (page) => {
     const zip = execFileSync('python3', ['-c', ZIP_PY]);
-    await page.goto(`${base}?runs=mnist-cnn&batch=8&autostart&image_size=32`);
+    await page.goto(`${base}?runs=mnist-cnn&batch=8&autostart&image_size=${FT_SIDE}`);
     await page.waitForFunction(() => JSON.parse(document.querySelector('#nnlab-state').textContent).runs, null, { timeout: 180000 });
     // What a drag and drop of the file delivers to the page's canvas.
     const dt = await page.evaluateHandle((b64) => {
@@ -390,7 +428,7 @@ await test('WebGPU: an image folder (a dropped .zip, the folder input) is shown,
     s = await folderShown(page, 'shapes', deadline);
     fs.rmSync(dir, { recursive: true, force: true });
     // torchvision weights dropped: the form takes resnet18 and fine-tuning; the folder is
-    // decoded again at resnet18's input (32x32 from the URL's image_size), and the run added
+    // decoded again at resnet18's input (FT_SIDE from the URL's image_size), and the run added
     // trains only its new head.
     const fixture = path.join(import.meta.dirname, '../parity/fixtures/tv_resnet18_formula_io.safetensors');
     const weights = execFileSync('python3', ['-c', WEIGHTS_PY, fixture], { maxBuffer: 1 << 28 });
@@ -407,7 +445,7 @@ await test('WebGPU: an image folder (a dropped .zip, the folder input) is shown,
       check(!bad(s) && !s.error && !s.form?.error, `page says ${JSON.stringify(s)}`);
       if (s.form?.weights && s.folder?.shape?.[0] === 3 && s.buttons?.['Add run']?.enabled) { break; }
     }
-    check(s.form.model === 'resnet18' && s.form.finetune && JSON.stringify(s.folder.shape) === '[3,32,32]',
+    check(s.form.model === 'resnet18' && s.form.finetune && JSON.stringify(s.folder.shape) === `[3,${FT_SIDE},${FT_SIDE}]`,
       `the form did not take the weights: ${JSON.stringify(s.form)} ${JSON.stringify(s.folder)}`);
     await clickAt(page, s.buttons['Add run']);
     let ft = null;

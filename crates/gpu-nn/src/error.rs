@@ -72,8 +72,8 @@ pub enum Error {
     )]
     DeviceLost(String),
     /// A native blocking wait gave up: the GPU did not finish in time.
-    #[error("the GPU did not finish its work within {0} s (a hung driver or a lost device)")]
-    Timeout(u64),
+    #[error("the GPU did not finish its work within {0:?} (a hung driver or a lost device)")]
+    Timeout(std::time::Duration),
     /// Gradients were asked of something that was not recorded for autodiff.
     #[error("autodiff: {0}")]
     Autograd(String),

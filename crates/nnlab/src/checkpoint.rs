@@ -23,6 +23,9 @@ pub const VERSION: u64 = 1;
 /// Longest metadata read (a checkpoint's is a few KB; class names and history included).
 pub const MAX_META: usize = 16 << 20;
 
+/// The largest safetensors header read: the metadata and one entry per tensor.
+pub const MAX_HEADER: u64 = MAX_META as u64 + (4 << 20);
+
 /// Tensors plus metadata, in host memory.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
@@ -182,6 +185,14 @@ pub fn ensure_finite(state: &HostState, what: &str) -> Result<()> {
 /// types, as torch exports hold `num_batches_tracked` as I64) plus the header metadata.
 /// `name` names the source in errors.
 pub fn read_safetensors(bytes: &[u8], name: &str) -> Result<(HostState, HashMap<String, String>)> {
+    // The header's length comes first: a header too big for any nnlab checkpoint (millions
+    // of class names, say) is refused before it is parsed.
+    if let Some(len) = bytes.first_chunk::<8>().map(|b| u64::from_le_bytes(*b)) {
+        ensure!(
+            len <= MAX_HEADER,
+            "{name}: a {len}-byte header, more than the {MAX_HEADER} nnlab reads"
+        );
+    }
     let st = SafeTensors::deserialize(bytes)
         .with_context(|| format!("{name}: not a valid safetensors file"))?;
     let (_, header) = SafeTensors::read_metadata(bytes)

@@ -96,22 +96,50 @@ mod native {
         }
     }
 
+    /// Opens the window. When the device is lost, the window closes and a new one, on a new
+    /// device, continues the runs from their recovery points (eframe keeps its event loop
+    /// between windows).
     fn app_window() -> Result<()> {
-        let options = eframe::NativeOptions {
-            renderer: eframe::Renderer::Wgpu,
-            wgpu_options: nnlab::app::wgpu_configuration(),
-            viewport: egui::ViewportBuilder::default()
-                .with_title("nnlab")
-                .with_inner_size([1280.0, 820.0])
-                .with_drag_and_drop(true),
-            ..Default::default()
-        };
-        let launch = nnlab::app::Launch::from_env();
-        eframe::run_native(
-            "nnlab",
-            options,
-            Box::new(move |cc| Ok(Box::new(nnlab::app::NnlabApp::new(cc, launch)))),
-        )
-        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+        use std::{cell::RefCell, rc::Rc};
+
+        use nnlab::app::{NnlabApp, recovery::Recovery};
+
+        let mut launch = Some(nnlab::app::Launch::from_env());
+        let mut recovered: Option<Recovery> = None;
+        loop {
+            let handed_on: Rc<RefCell<Option<Recovery>>> = Rc::default();
+            let slot = Rc::clone(&handed_on);
+            let start = (recovered.take(), launch.take());
+            let options = eframe::NativeOptions {
+                renderer: eframe::Renderer::Wgpu,
+                wgpu_options: nnlab::app::wgpu_configuration(),
+                viewport: egui::ViewportBuilder::default()
+                    .with_title("nnlab")
+                    .with_inner_size([1280.0, 820.0])
+                    .with_drag_and_drop(true),
+                ..Default::default()
+            };
+            eframe::run_native(
+                "nnlab",
+                options,
+                Box::new(move |cc| {
+                    let app = match start {
+                        (Some(r), _) => NnlabApp::restarted(cc, r),
+                        (None, l) => NnlabApp::new(cc, l.unwrap_or_default()),
+                    };
+                    let ctx = cc.egui_ctx.clone();
+                    Ok(Box::new(app.with_restart(Box::new(move |r| {
+                        eprintln!("nnlab: the GPU device was lost; a new window continues the runs on a new device");
+                        *slot.borrow_mut() = Some(r);
+                        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                    }))))
+                }),
+            )
+            .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
+            match handed_on.borrow_mut().take() {
+                Some(r) => recovered = Some(r),
+                None => return Ok(()),
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! page's canvas. Without WebGPU the page shows what is missing instead of a blank canvas.
 
 use eframe::wasm_bindgen::JsCast as _;
+use nnlab::app::recovery::Recovery;
 use nnlab::app::{Launch, NnlabApp, wgpu_configuration};
 
 /// What the page shows when the browser cannot run the kernels.
@@ -88,22 +89,64 @@ async fn run() -> Result<(), String> {
         .ok_or("the page has no #nnlab-canvas")?
         .dyn_into::<web_sys::HtmlCanvasElement>()
         .map_err(|_| "#nnlab-canvas is not a canvas")?;
-    let options = eframe::WebOptions {
-        wgpu_options: wgpu_configuration(),
-        ..Default::default()
-    };
-    eframe::WebRunner::new()
-        .start(
-            canvas,
-            options,
-            Box::new(move |cc| Ok(Box::new(NnlabApp::new(cc, launch)))),
-        )
-        .await
-        .map_err(|e| format!("the app failed to start: {e:?}"))?;
+    start_app(canvas, Start::Launch(launch)).await?;
     if let Some(el) = document.get_element_by_id("nnlab-loading") {
         el.remove();
     }
     Ok(())
+}
+
+/// What an app on the canvas starts from.
+enum Start {
+    /// The page's URL settings.
+    Launch(Launch),
+    /// The runs of an app whose device was lost.
+    Recovered(Recovery),
+}
+
+/// Starts an app on the canvas. When its device is lost, its runner is shut down and a new
+/// app continues the runs on a new device.
+async fn start_app(canvas: web_sys::HtmlCanvasElement, start: Start) -> Result<(), String> {
+    let runner = eframe::WebRunner::new();
+    let restart = restart_on_new_device(runner.clone(), canvas.clone());
+    let options = eframe::WebOptions {
+        wgpu_options: wgpu_configuration(),
+        ..Default::default()
+    };
+    runner
+        .start(
+            canvas,
+            options,
+            Box::new(move |cc| {
+                let app = match start {
+                    Start::Launch(launch) => NnlabApp::new(cc, launch),
+                    Start::Recovered(recovery) => NnlabApp::restarted(cc, recovery),
+                };
+                Ok(Box::new(app.with_restart(restart)))
+            }),
+        )
+        .await
+        .map_err(|e| format!("the app failed to start: {e:?}"))
+}
+
+/// Hands a lost device's runs to a new app: after the frame that noticed (the runner is
+/// busy in it), the old runner is shut down and a new one asks for a new device.
+fn restart_on_new_device(
+    runner: eframe::WebRunner,
+    canvas: web_sys::HtmlCanvasElement,
+) -> nnlab::app::recovery::Restart {
+    Box::new(move |recovery| {
+        let (runner, canvas) = (runner.clone(), canvas.clone());
+        let restart: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> =
+            Box::pin(async move {
+                runner.destroy();
+                log::warn!("the GPU device was lost; starting the runs again on a new device");
+                if let Err(e) = start_app(canvas, Start::Recovered(recovery)).await {
+                    show_message(&e);
+                }
+            });
+        wasm_bindgen_futures::spawn_local(restart);
+    })
 }
 
 /// Replaces the canvas by a readable message and records it in `#nnlab-state`.

@@ -1,12 +1,15 @@
 //! The app's UI logic under egui_kittest, rendered with wgpu (lavapipe on machines without a
 //! GPU): the engine runs on the harness's wgpu device, as it does on eframe's.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+use nnlab::app::recovery::Recovery;
 use nnlab::app::run::Run;
 use nnlab::app::views::Tab;
 use nnlab::app::{Launch, NnlabApp, wgpu_configuration};
@@ -465,8 +468,102 @@ fn of_twenty_images_dropped_at_once_only_the_last_is_decoded() {
     h.get_by_label_contains("img19.png (32x32");
 }
 
+/// A dropped file on disk that must not be read.
+#[derive(Debug)]
+struct UnreadFile(PathBuf);
+
+impl egui::DroppedFile for UnreadFile {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        panic!("{} was read", self.0.display())
+    }
+}
+
 #[test]
-fn a_lost_device_stops_every_run_and_says_how_to_go_on() {
+fn a_dropped_file_too_big_to_open_is_refused_unread() {
+    let mut h = harness(8);
+    let path = std::env::temp_dir().join(format!("nnlab-huge-{}.png", std::process::id()));
+    // Sparse: 300 MiB on paper, nothing on disk.
+    let f = std::fs::File::create(&path).expect("create");
+    f.set_len(300 << 20).expect("set_len");
+    h.input_mut()
+        .dropped_files
+        .push(Arc::new(UnreadFile(path.clone())));
+    h.step();
+    std::fs::remove_file(&path).ok();
+    let e = h.state().error.clone().unwrap_or_default();
+    assert!(e.contains("300 MiB is more than nnlab opens"), "{e}");
+    assert_eq!(h.state().classify.decoded, 0);
+}
+
+/// An app built by `build` on a new device of the harness's setup.
+fn harness_from(
+    build: impl FnOnce(&mut eframe::CreationContext<'_>) -> NnlabApp,
+) -> Harness<'static, NnlabApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1200.0, 800.0))
+        .wgpu_setup(wgpu_configuration().wgpu_setup)
+        .build_eframe(build)
+}
+
+#[test]
+fn a_lost_device_hands_every_run_to_a_new_device_that_continues_it() {
+    let handed: Rc<RefCell<Option<Recovery>>> = Rc::default();
+    let slot = Rc::clone(&handed);
+    let launch = Launch {
+        runs: vec!["mnist-cnn".into(), "dcgan".into()],
+        batch: Some(8),
+        autostart: true,
+        ..Launch::default()
+    };
+    let mut h = harness_from(move |cc| {
+        NnlabApp::new(cc, launch).with_restart(Box::new(move |r| *slot.borrow_mut() = Some(r)))
+    });
+    h.state_mut().lab.as_mut().expect("lab").recovery.every_s = 0.2;
+    let point = |a: &NnlabApp, i: usize| a.lab().and_then(|l| l.recovery.step_of(run(a, i).id));
+    run_until(&mut h, 120, "a recovery point of each run", |a| {
+        (0..2).all(|i| point(a, i).is_some_and(|s| s >= 2))
+    });
+    h.state().gpu().expect("gpu").device().destroy();
+    run_until(&mut h, 60, "the runs handed on", |_| {
+        handed.borrow().is_some()
+    });
+    assert!(runs(h.state()).is_empty());
+    let e = h.state().error.clone().unwrap_or_default();
+    assert!(e.contains("was lost") && e.contains("new device"), "{e}");
+    let recovery = handed.borrow_mut().take().expect("recovery");
+    assert_eq!(recovery.len(), 2);
+    drop(h);
+
+    let mut h = harness_from(move |cc| NnlabApp::restarted(cc, recovery));
+    let e = h.state().error.clone().unwrap_or_default();
+    assert!(
+        e.contains("continue on a new device") && e.contains("run 1 from step"),
+        "{e}"
+    );
+    let at: Vec<u64> = runs(h.state()).iter().map(Run::steps).collect();
+    assert_eq!(runs(h.state()).len(), 2);
+    for (r, (id, name)) in runs(h.state()).iter().zip([(1, "mnist-cnn"), (2, "dcgan")]) {
+        assert_eq!((r.id, r.settings.model.as_str()), (id, name));
+        assert!(r.running, "run {id} was running");
+        assert!(r.steps() >= 2, "run {id} starts from its point");
+        // Its curve goes up to the point, not past it.
+        let last = r.history.train_loss.points().last().map(|p| p.step);
+        assert!(last.is_some_and(|s| s <= r.steps()), "{last:?}");
+    }
+    run_until(&mut h, 120, "steps past the recovery points", |a| {
+        runs(a)
+            .iter()
+            .zip(&at)
+            .all(|(r, s)| r.steps_back() >= s + 2)
+    });
+    assert!(runs(h.state()).iter().all(|r| r.error.is_none()));
+}
+
+#[test]
+fn without_a_restart_a_lost_device_keeps_the_runs_and_says_how_to_go_on() {
     let mut h = harness_with(Launch {
         runs: vec!["mnist-cnn".into(), "mnist-cnn".into()],
         batch: Some(8),
@@ -478,7 +575,7 @@ fn a_lost_device_stops_every_run_and_says_how_to_go_on() {
     run_until(&mut h, 60, "the message", |a| {
         a.error.as_deref().is_some_and(|e| e.contains("was lost"))
     });
-    assert!(runs(h.state()).iter().all(|r| !r.running));
+    assert_eq!(h.state().recovery.as_ref().map(Recovery::len), Some(2));
     h.step();
     h.get_by_label_contains("device was lost");
 }

@@ -320,6 +320,23 @@ fn gan_trains_checkpoints_and_writes_a_grid() {
     );
     // 3 columns x 2 rows of 28x28 with 2-pixel borders.
     assert_eq!(img.dimensions(), (3 * 30 + 2, 2 * 30 + 2));
+    // Resuming takes width, batch and seed from the checkpoint: giving them is an error.
+    let e = fails(&[
+        "gan",
+        "--resume",
+        "--checkpoint-dir",
+        s(&ck),
+        "--epochs",
+        "2",
+        "--width",
+        "1",
+        "--seed",
+        "3",
+    ]);
+    assert!(
+        e.contains("--width, --seed would be ignored") && e.trim().lines().count() == 1,
+        "{e}"
+    );
     // A GAN checkpoint is not a classifier.
     let e = fails(&["eval", "--checkpoint", s(&last), "--data", "mnist"]);
     assert!(e.contains("gan, not a classifier"), "{e}");
@@ -448,6 +465,41 @@ fn a_diverging_run_exits_with_the_message_and_keeps_the_good_checkpoint() {
         "{e}"
     );
     assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert_eq!(
+        std::fs::read(&last).expect("checkpoint"),
+        good,
+        "overwritten"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_lost_device_exits_non_zero_saying_so_and_keeps_the_last_checkpoint() {
+    let dir = tmp("lost");
+    let ck = dir.join("ck");
+    let base = [
+        "train",
+        "--data",
+        "mnist",
+        "--limit",
+        "64",
+        "--checkpoint-dir",
+        s(&ck),
+    ];
+    ok(&[&base[..], &["--epochs", "1", "--batch-size", "16"]].concat());
+    let last = ck.join("last.safetensors");
+    let good = std::fs::read(&last).expect("checkpoint");
+    // Resumed for two more epochs, the device is destroyed at its second step.
+    let o = Command::new(env!("CARGO_BIN_EXE_nnlab"))
+        .args([&base[..], &["--epochs", "3", "--resume"]].concat())
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("NNLAB_LOSE_DEVICE_AFTER", "2")
+        .output()
+        .expect("run nnlab");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("device was lost"), "{err}");
     assert_eq!(
         std::fs::read(&last).expect("checkpoint"),
         good,

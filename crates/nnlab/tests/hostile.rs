@@ -210,4 +210,25 @@ fn crafted_checkpoint_metadata_is_refused_before_it_is_used() {
             .expect("refused")
     );
     assert!(e.contains("input"), "{e}");
+    // 25 million class names make a header of hundreds of MB: refused on its declared
+    // length, before any of it is parsed.
+    let mut huge = 250_000_000u64.to_le_bytes().to_vec();
+    huge.extend_from_slice(br#"{"__metadata__":{"nnlab":"{\"model\":{\"class_names\":[\"0\","#);
+    let e = format!(
+        "{:#}",
+        Checkpoint::from_bytes(&huge, "huge.safetensors").expect_err("refused")
+    );
+    assert!(
+        e.contains("huge.safetensors") && e.contains("250000000-byte header"),
+        "{e}"
+    );
+    // Metadata over the cap, in a header under it, is refused by its own check.
+    let mut long = c.clone();
+    long.meta["note"] = serde_json::json!("x".repeat(nnlab::checkpoint::MAX_META));
+    let bytes = long.to_bytes().expect("bytes");
+    let e = format!(
+        "{:#}",
+        Checkpoint::from_bytes(&bytes, "long.safetensors").expect_err("refused")
+    );
+    assert!(e.contains("bytes of metadata, more than"), "{e}");
 }

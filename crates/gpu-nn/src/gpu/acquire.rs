@@ -226,6 +226,8 @@ impl Gpu {
             last_submission: Mutex::new(None),
             waker: Mutex::default(),
             profile: None,
+            #[cfg(not(target_arch = "wasm32"))]
+            wait_timeout: super::WAIT_TIMEOUT,
         }))
     }
 }

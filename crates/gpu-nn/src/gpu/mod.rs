@@ -87,6 +87,10 @@ pub(crate) struct GpuInner {
     pub(crate) waker: Mutex<Option<Waker>>,
     /// Calls and seconds per kernel entry point; `Some` only on a profiling device.
     profile: Option<Mutex<HashMap<&'static str, (u64, f64)>>>,
+    /// The longest a blocking wait waits ([`WAIT_TIMEOUT`] unless
+    /// [`Gpu::with_wait_timeout`] says otherwise).
+    #[cfg(not(target_arch = "wasm32"))]
+    wait_timeout: std::time::Duration,
 }
 
 /// Lock a mutex, recovering from poisoning: our state stays consistent across panics in
@@ -226,10 +230,23 @@ impl Gpu {
         lock(&self.0.lost).is_some()
     }
 
+    /// Why the device was lost (wgpu's reason and message), once it was.
+    pub fn lost_reason(&self) -> Option<String> {
+        lock(&self.0.lost).clone()
+    }
+
     /// Non-blocking: lets wgpu run completed callbacks (readbacks). Call once per frame.
     pub fn poll(&self) {
         // A poll error means the device is lost; the uncaptured-error handler records it.
         let _ = self.0.device.poll(wgpu::PollType::Poll);
+    }
+
+    /// Sets the longest a native blocking wait waits (default [`WAIT_TIMEOUT`]). Call before
+    /// the `Gpu` is cloned.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn with_wait_timeout(mut self, timeout: std::time::Duration) -> Result<Self> {
+        Self::unshared(&mut self, "with_wait_timeout")?.wait_timeout = timeout;
+        Ok(self)
     }
 
     /// Blocks until the GPU is idle, at most [`WAIT_TIMEOUT`]. Native only: the browser
@@ -246,11 +263,11 @@ impl Gpu {
     pub(crate) fn wait_for(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
         let poll = wgpu::PollType::Wait {
             submission_index: index,
-            timeout: Some(WAIT_TIMEOUT),
+            timeout: Some(self.0.wait_timeout),
         };
         match self.0.device.poll(poll) {
             Ok(_) => self.take_error(),
-            Err(wgpu::PollError::Timeout) => Err(Error::Timeout(WAIT_TIMEOUT.as_secs())),
+            Err(wgpu::PollError::Timeout) => Err(Error::Timeout(self.0.wait_timeout)),
             Err(e) => {
                 // A lost device also reports through the error handler; prefer its words.
                 self.take_error()?;

@@ -102,14 +102,14 @@ impl Gpu {
             .0
             .device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: None,
+                label: Some(LABEL),
                 entries: &entries,
             });
         let pipeline = self
             .0
             .device
             .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: None,
+                label: Some(LABEL),
                 bind_group_layouts: &[Some(&bind)],
                 immediate_size: 0,
             });
@@ -171,5 +171,36 @@ impl Gpu {
         );
         lock(&self.0.pipelines).insert(key, Arc::clone(&p));
         p
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipeline_that_fails_to_compile_is_not_kept() {
+        let gpu = pollster::block_on(Gpu::new()).expect("a device (lavapipe without a GPU)");
+        let broken = Kernel {
+            file: "broken.wgsl",
+            source: "this is not WGSL",
+            #[cfg(operand_textures)]
+            texture_source: "this is not WGSL",
+            entry: "main",
+            bindings: &[],
+            name: "BROKEN",
+            constants: &[],
+        };
+        let layout = gpu.layout(&[], false);
+        gpu.pipeline(&broken, &layout, false);
+        let key = ("broken.wgsl", "BROKEN", false);
+        assert!(lock(&gpu.0.pipelines).contains_key(&key));
+        match gpu.take_error() {
+            Err(Error::Gpu(e)) => assert!(e.contains("broken.wgsl"), "{e}"),
+            other => panic!("expected the compile error, got {other:?}"),
+        }
+        // Made anew at its next use, not handed out broken; and the error is reported once.
+        assert!(!lock(&gpu.0.pipelines).contains_key(&key));
+        assert!(gpu.take_error().is_ok());
     }
 }

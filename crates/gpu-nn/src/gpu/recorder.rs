@@ -136,7 +136,8 @@ impl Gpu {
             });
         }
         let bind = self.0.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
+            // Named, so that its errors are the engine's (see `from_device`).
+            label: Some(LABEL),
             layout: &layout.bind,
             entries: &entries,
         });

@@ -117,6 +117,8 @@ pub struct TileImage {
     layout: TileLayout,
     texture: wgpu::Texture,
     storage: wgpu::TextureView,
+    /// Viewable as `Rgba8UnormSrgb` (everywhere but OpenGL).
+    srgb: bool,
 }
 
 impl TileImage {
@@ -129,6 +131,9 @@ impl TileImage {
             "tile_image",
             "a {w}x{h} picture of {layout:?} does not fit the device's {max}x{max} textures"
         );
+        // OpenGL cannot view a texture in another format: there the picture is sampled as
+        // it is stored (the grey levels look lighter than on other devices).
+        let srgb = gpu.adapter_info().backend != wgpu::Backend::Gl;
         let texture = gpu.device().create_texture(&wgpu::TextureDescriptor {
             label: Some("gpu-nn tile image"),
             size: wgpu::Extent3d {
@@ -143,7 +148,11 @@ impl TileImage {
             usage: wgpu::TextureUsages::STORAGE_BINDING
                 | wgpu::TextureUsages::TEXTURE_BINDING
                 | wgpu::TextureUsages::COPY_SRC,
-            view_formats: &[wgpu::TextureFormat::Rgba8UnormSrgb],
+            view_formats: if srgb {
+                &[wgpu::TextureFormat::Rgba8UnormSrgb]
+            } else {
+                &[]
+            },
         });
         let storage = texture.create_view(&wgpu::TextureViewDescriptor::default());
         Ok(Self {
@@ -151,6 +160,7 @@ impl TileImage {
             layout,
             texture,
             storage,
+            srgb,
         })
     }
 
@@ -168,7 +178,11 @@ impl TileImage {
     /// 8-bit images.
     pub fn srgb_view(&self) -> wgpu::TextureView {
         self.texture.create_view(&wgpu::TextureViewDescriptor {
-            format: Some(wgpu::TextureFormat::Rgba8UnormSrgb),
+            format: Some(if self.srgb {
+                wgpu::TextureFormat::Rgba8UnormSrgb
+            } else {
+                wgpu::TextureFormat::Rgba8Unorm
+            }),
             // sRGB formats cannot be storage-bound: this view is for sampling only.
             usage: Some(wgpu::TextureUsages::TEXTURE_BINDING),
             ..Default::default()

@@ -125,6 +125,31 @@ fn a_lost_device_is_an_error_that_says_so_from_then_on() {
 }
 
 #[test]
+fn a_wait_past_its_timeout_is_an_error_not_a_hang() {
+    let gpu = fresh_gpu()
+        .with_wait_timeout(std::time::Duration::from_micros(1))
+        .expect("unshared");
+    // Far more than a microsecond of work on any device.
+    let a = Tensor::full(&gpu, &[512, 512], 0.01).expect("full");
+    let mut y = a.matmul(&a).expect("matmul");
+    for _ in 0..7 {
+        y = y.matmul(&a).expect("matmul");
+    }
+    let e = y
+        .read()
+        .and_then(|r| r.wait_blocking())
+        .expect_err("waited past the timeout");
+    assert!(matches!(e, Error::Timeout(_)), "{e}");
+    assert!(
+        e.to_string().contains("did not finish its work within"),
+        "{e}"
+    );
+    // The setting belongs to a device not shared yet: a clone cannot change it unseen.
+    let shared = gpu.clone();
+    assert!(shared.with_wait_timeout(gpu_nn::WAIT_TIMEOUT).is_err());
+}
+
+#[test]
 fn a_validation_error_comes_back_from_the_next_flush_once_and_only_the_engines() {
     let gpu = fresh_gpu();
     let invalid = |label| wgpu::BufferDescriptor {

@@ -28,6 +28,15 @@ impl Series {
         self.points.push(p);
     }
 
+    /// Drops the points measured after `step` (a run restarted from an earlier point).
+    pub fn truncate_after(&mut self, step: u64) {
+        let keep = self.points.partition_point(|p| p.step <= step);
+        self.points.truncate(keep);
+        // The moving average of the dropped points is in `ema`: smooth again from the start.
+        self.smoothed.clear();
+        self.ema = 0.0;
+    }
+
     /// Every point, in order.
     pub fn points(&self) -> &[Point] {
         &self.points
@@ -108,6 +117,18 @@ pub struct History {
 }
 
 impl History {
+    /// Drops every value measured after `step`.
+    pub fn truncate_after(&mut self, step: u64) {
+        for s in [
+            &mut self.train_loss,
+            &mut self.train_acc,
+            &mut self.val_loss,
+            &mut self.val_acc,
+        ] {
+            s.truncate_after(step);
+        }
+    }
+
     /// The history as CSV: one row per training step, with the validation values on the
     /// steps that have them.
     pub fn to_csv(&self, first_col: &str, second_col: &str) -> String {
@@ -174,6 +195,19 @@ mod tests {
         assert_eq!(inc, fresh.smoothed(0.9));
         // Weight 0 is the raw curve.
         assert_eq!(fresh.smoothed(0.0), &[0.0, 10.0, 4.0]);
+    }
+
+    #[test]
+    fn truncating_drops_later_points_and_smooths_the_rest_afresh() {
+        let mut s = series(&[4.0, 2.0, 8.0, 6.0]);
+        s.smoothed(0.5);
+        s.truncate_after(2);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.last(), Some(2.0));
+        // The smoothing forgets the dropped points: as if the curve had stopped at step 2.
+        assert_eq!(s.smoothed(0.5), series(&[4.0, 2.0]).smoothed(0.5));
+        s.truncate_after(0);
+        assert!(s.is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use egui::Color32;
 use gpu_nn::Gpu;
 
 use super::data::DataCache;
+use super::recovery::{Recovery, RecoveryPoints};
 use super::run::{Run, RunSettings};
 use crate::checkpoint::Checkpoint;
 
@@ -39,6 +40,8 @@ pub struct Lab {
     /// Where the round-robin over running runs continues.
     cursor: usize,
     cpu: bool,
+    /// Each run's latest copy in host memory, to continue on a new device if this one is lost.
+    pub recovery: RecoveryPoints,
 }
 
 impl Lab {
@@ -51,6 +54,7 @@ impl Lab {
             next_id: 1,
             cursor: 0,
             cpu: gpu.adapter_info().device_type == gpu_nn::wgpu::DeviceType::Cpu,
+            recovery: RecoveryPoints::default(),
         }
     }
 
@@ -108,6 +112,7 @@ impl Lab {
             return Ok(());
         };
         let old = self.runs.remove(i);
+        self.recovery.forget(id);
         let (settings, name, data) = (old.settings.clone(), old.name.clone(), old.data.clone());
         drop(old);
         self.gpu.flush()?;
@@ -142,15 +147,34 @@ impl Lab {
         self.runs.iter().any(|r| r.running || r.busy())
     }
 
-    /// Collects what came back for every run (never waits). A run that fails stops with
-    /// its error; the others go on.
+    /// Collects what came back for every run (never waits), then keeps their recovery
+    /// points. A run that fails stops with its error; the others go on. On a lost device
+    /// nothing is collected: the runs go to a new device as they were ([`Lab::take_recovery`]).
     pub fn poll(&mut self, now: f64) {
         self.gpu.poll();
+        if self.gpu.is_lost() {
+            return;
+        }
         for r in &mut self.runs {
             if let Err(e) = r.poll(now) {
                 r.running = false;
                 r.error = Some(format!("{e:#}"));
             }
+        }
+        self.recovery.update(&self.runs, now);
+    }
+
+    /// Takes every run out, with its recovery point, to continue on a new device.
+    pub fn take_recovery(&mut self) -> Recovery {
+        let why = self.gpu.lost_reason().unwrap_or_default();
+        Recovery::take(std::mem::take(&mut self.runs), &mut self.recovery, why)
+    }
+
+    /// Adds runs rebuilt from a [`Recovery`], keeping their ids.
+    pub fn insert_restored(&mut self, runs: Vec<Run>) {
+        for r in runs {
+            self.next_id = self.next_id.max(r.id + 1);
+            self.runs.push(r);
         }
     }
 

@@ -36,6 +36,9 @@ pub struct Launch {
     pub export_onnx: bool,
     /// `webcam`: classify the camera's frames in the Classify tab (browser).
     pub webcam: bool,
+    /// `lose_device_after`: destroy the device once a run has this many steps back, as a
+    /// driver reset would (fault injection, to try the restart on a new device).
+    pub lose_device_after: Option<u64>,
     /// Save a screenshot here once this many steps are back and feature maps are shown,
     /// then close (native; used by scripts/app-screenshot).
     pub screenshot: Option<(std::path::PathBuf, u64)>,
@@ -44,7 +47,7 @@ pub struct Launch {
 impl Launch {
     /// Parses the settings `get` finds by key (`runs`, `model`, `tab`, `study`, `autostart`, `batch`,
     /// `val_every`, `opt`, `lr`, `data`, `image_size`, `explain`, `export`, `webcam`,
-    /// `screenshot`, `screenshot_steps`).
+    /// `lose_device_after`, `screenshot`, `screenshot_steps`).
     pub fn parse(get: impl Fn(&str) -> Option<String>) -> Self {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let mut runs: Vec<String> = get("runs")
@@ -78,12 +81,13 @@ impl Launch {
             explain: get("explain").and_then(|v| v.parse().ok()),
             export_onnx: get("export").is_some_and(|v| v.eq_ignore_ascii_case("onnx")),
             webcam: get("webcam").is_some_and(|v| v != "0"),
+            lose_device_after: get("lose_device_after").and_then(|v| v.parse().ok()),
         }
     }
 
     /// Reads `NNLAB_RUNS`, `NNLAB_MODEL`, `NNLAB_TAB`, `NNLAB_STUDY`, `NNLAB_AUTOSTART`, `NNLAB_BATCH`,
     /// `NNLAB_VAL_EVERY`, `NNLAB_OPT`, `NNLAB_LR`, `NNLAB_DATA`, `NNLAB_IMAGE_SIZE`,
-    /// `NNLAB_EXPLAIN`, `NNLAB_EXPORT`,
+    /// `NNLAB_EXPLAIN`, `NNLAB_EXPORT`, `NNLAB_LOSE_DEVICE_AFTER`,
     /// `NNLAB_SCREENSHOT` and `NNLAB_SCREENSHOT_STEPS` (native).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_env() -> Self {

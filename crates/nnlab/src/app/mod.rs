@@ -12,6 +12,7 @@ pub mod history;
 pub mod lab;
 pub mod launch;
 pub mod pictures;
+pub mod recovery;
 pub mod run;
 pub mod views;
 #[cfg(target_arch = "wasm32")]
@@ -134,13 +135,40 @@ pub struct NnlabApp {
     cpu_adapter: bool,
     launch: Launch,
     screenshot_taken: bool,
+    /// What to do with the runs when the device is lost (start a new app on a new device);
+    /// without it they stay in `recovery`.
+    restart: Option<recovery::Restart>,
+    /// The runs of a lost device, when nothing restarted them.
+    pub recovery: Option<recovery::Recovery>,
+    /// Restarts on a new device before this app.
+    restarts: u32,
+    /// The device was lost and its runs handed on.
+    lost: bool,
     #[cfg(target_arch = "wasm32")]
     published_at: f64,
 }
 
 impl NnlabApp {
-    /// Builds the app on eframe's wgpu device (no device means a message, not a panic).
+    /// Builds the app on eframe's wgpu device (no device means a message, not a panic) and
+    /// starts what `launch` asks for.
     pub fn new(cc: &eframe::CreationContext<'_>, launch: Launch) -> Self {
+        let mut app = Self::bare(cc, launch);
+        #[cfg(target_arch = "wasm32")]
+        if app.launch.webcam {
+            app.classify.start_webcam();
+        }
+        app.start_launch_runs();
+        if app.launch.export_onnx
+            && let (Some(lab), Some(id)) = (&app.lab, app.selected)
+            && let Err(e) = app.files.save(lab, id, files::Format::Onnx)
+        {
+            app.error = Some(format!("{e:#}"));
+        }
+        app
+    }
+
+    /// The app on eframe's device, without runs.
+    fn bare(cc: &eframe::CreationContext<'_>, launch: Launch) -> Self {
         let (gpu, gpu_error) = match cc.wgpu_render_state.as_ref() {
             None => (
                 None,
@@ -204,6 +232,10 @@ impl NnlabApp {
             cpu_adapter,
             launch,
             screenshot_taken: false,
+            restart: None,
+            recovery: None,
+            restarts: 0,
+            lost: false,
             #[cfg(target_arch = "wasm32")]
             published_at: f64::NEG_INFINITY,
         };
@@ -212,19 +244,7 @@ impl NnlabApp {
         }
         app.confusion.opened = app.launch.explain;
         #[cfg(target_arch = "wasm32")]
-        {
-            app.files.listen_for_folder_drops(&cc.egui_ctx);
-            if app.launch.webcam {
-                app.classify.start_webcam();
-            }
-        }
-        app.start_launch_runs();
-        if app.launch.export_onnx
-            && let (Some(lab), Some(id)) = (&app.lab, app.selected)
-            && let Err(e) = app.files.save(lab, id, files::Format::Onnx)
-        {
-            app.error = Some(format!("{e:#}"));
-        }
+        app.files.listen_for_folder_drops(&cc.egui_ctx);
         app
     }
 
@@ -423,24 +443,15 @@ impl NnlabApp {
         let Some(lab) = &mut self.lab else { return };
         lab.poll(now);
         if lab.gpu().is_lost() {
-            // Nothing submitted runs any more: stop everything and say how to go on.
-            lab.set_all_running(false);
-            if !self
-                .error
-                .as_deref()
-                .is_some_and(|e| e.contains("was lost"))
-            {
-                let how = if cfg!(target_arch = "wasm32") {
-                    "reload the page"
-                } else {
-                    "restart nnlab"
-                };
-                self.error = Some(format!(
-                    "The GPU device was lost: {how}, then load the checkpoints you saved to \
-                     continue the runs."
-                ));
-            }
+            self.device_lost();
             return;
+        }
+        if let Some(n) = self.launch.lose_device_after
+            && lab.runs.iter().any(|r| r.steps_back() >= n)
+        {
+            // Fault injection (NNLAB_LOSE_DEVICE_AFTER): what a driver reset does.
+            self.launch.lose_device_after = None;
+            lab.gpu().device().destroy();
         }
         let mut errors = Vec::new();
         if let Err(e) = self.features.poll() {
@@ -637,6 +648,8 @@ impl NnlabApp {
                 "status": if lab.runs.iter().any(|r| r.running) { "training" } else { "idle" },
                 "frame_ms": self.frame_ms,
                 "error": self.error,
+                "restarts": self.restarts,
+                "recovery_points": lab.runs.iter().map(|r| lab.recovery.step_of(r.id)).collect::<Vec<_>>(),
                 "runs": lab.runs.iter().map(|r| serde_json::json!({
                     "id": r.id,
                     "name": r.name,

@@ -384,19 +384,7 @@ impl Run {
         c: &Checkpoint,
         cache: &mut DataCache,
     ) -> Result<Run> {
-        let kind = c.meta_str(&["kind"])?;
-        let (trainee, source) = match kind {
-            "gan" => {
-                let g = Gan::from_checkpoint(gpu, c)?;
-                let s = g.data.clone();
-                (Trainee::Gan(Box::new(g)), s)
-            }
-            _ => {
-                let t = Classifier::from_checkpoint(gpu, c)?;
-                let s = t.data.clone();
-                (Trainee::Classifier(Box::new(t)), s)
-            }
-        };
+        let (trainee, source) = Self::trainee_from(gpu, c)?;
         let source = source.unwrap_or_else(|| DataSource {
             name: "mnist".into(),
             limit: None,
@@ -447,6 +435,45 @@ impl Run {
             }
         };
         Ok(Self::wrap(gpu, id, settings, data, trainee))
+    }
+
+    /// What a checkpoint trains (a classifier or the DCGAN), and the data it names.
+    fn trainee_from(gpu: &Gpu, c: &Checkpoint) -> Result<(Trainee, Option<DataSource>)> {
+        let kind = c.meta_str(&["kind"])?;
+        Ok(match kind {
+            "gan" => {
+                let g = Gan::from_checkpoint(gpu, c)?;
+                let s = g.data.clone();
+                (Trainee::Gan(Box::new(g)), s)
+            }
+            _ => {
+                let t = Classifier::from_checkpoint(gpu, c)?;
+                let s = t.data.clone();
+                (Trainee::Classifier(Box::new(t)), s)
+            }
+        })
+    }
+
+    /// Run `id` continuing from `c`, its recovery point, on `gpu` (a new device after the
+    /// old one was lost), with the settings, data, name and curves it had; the curves lose
+    /// what came after the point.
+    pub(super) fn resume(
+        gpu: &Gpu,
+        id: u64,
+        c: &Checkpoint,
+        settings: RunSettings,
+        data: Arc<Data>,
+        mut history: History,
+    ) -> Result<Run> {
+        let (trainee, _) = Self::trainee_from(gpu, c)?;
+        let mut run = Self::wrap(gpu, id, settings, data, trainee);
+        let step = run.steps();
+        history.truncate_after(step);
+        run.images_done = history.train_loss.points().last().map_or(0, |p| p.images);
+        run.last_step_back = step;
+        run.last_loss = history.train_loss.last();
+        run.history = history;
+        Ok(run)
     }
 
     /// What it trains.

@@ -32,15 +32,15 @@ pub struct GanArgs {
     /// Epochs in total.
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
-    /// Images per step.
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    /// Width multiplier (1 = the full DCGAN, 0.25 = a light one for slow devices).
-    #[arg(long, default_value_t = 1.0)]
-    pub width: f32,
-    /// Seed of initialisation, shuffling and noise.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Images per step [default: 64].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Width multiplier (1 = the full DCGAN, 0.25 = a light one for slow devices) [default: 1].
+    #[arg(long)]
+    pub width: Option<f32>,
+    /// Seed of initialisation, shuffling and noise [default: 1].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Train on the first N images only.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -143,11 +143,30 @@ pub fn gan(a: GanArgs) -> Result<()> {
         return write_grid(&gpu, &g, a.samples, out, a.judge.as_deref());
     }
     ensure!(
-        a.batch_size > 0 && a.epochs > 0,
+        a.batch_size != Some(0) && a.epochs > 0,
         "--batch-size and --epochs must be positive"
     );
     let last = a.checkpoint_dir.as_ref().map(|d| d.join(LAST));
-    let mut t = match last.as_ref().filter(|p| a.resume && p.is_file()) {
+    let resume_from = last.as_ref().filter(|p| a.resume && p.is_file());
+    if resume_from.is_some() {
+        // A resumed run takes these from its checkpoint: never drop them silently.
+        let given: Vec<&str> = [
+            ("--batch-size", a.batch_size.is_some()),
+            ("--width", a.width.is_some()),
+            ("--seed", a.seed.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect();
+        ensure!(
+            given.is_empty(),
+            "--resume takes the run's settings from its checkpoint; {} would be ignored \
+             (drop {}, or start a new run in another --checkpoint-dir)",
+            given.join(", "),
+            if given.len() == 1 { "it" } else { "them" }
+        );
+    }
+    let mut t = match resume_from {
         Some(p) => {
             let t = Gan::from_checkpoint(&gpu, &Checkpoint::load(p)?)
                 .with_context(|| format!("cannot resume from {}", p.display()))?;
@@ -159,7 +178,12 @@ pub fn gan(a: GanArgs) -> Result<()> {
             );
             t
         }
-        None => Gan::new(&gpu, a.width, a.batch_size, a.seed)?,
+        None => Gan::new(
+            &gpu,
+            a.width.unwrap_or(1.0),
+            a.batch_size.unwrap_or(64),
+            a.seed.unwrap_or(1),
+        )?,
     };
     t.data = Some(DataSource {
         name: a.data.clone(),

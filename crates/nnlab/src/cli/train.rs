@@ -273,6 +273,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
             trainer.progress.epoch
         );
     }
+    // Fault injection for tests: destroy the device after this many steps, as a driver
+    // reset would.
+    let mut lose_device_in: Option<u64> = std::env::var("NNLAB_LOSE_DEVICE_AFTER")
+        .ok()
+        .and_then(|v| v.parse().ok());
     while trainer.progress.epoch < epochs {
         let e = trainer.progress.epoch;
         let t0 = std::time::Instant::now();
@@ -280,6 +285,14 @@ pub fn train(a: TrainArgs) -> Result<()> {
         let mut run = EpochRun::default();
         loop {
             let part = trainer.run_epoch(&d.train, a.save_every.map(|n| n as usize), |r| {
+                match lose_device_in {
+                    Some(n) if n <= 1 => {
+                        gpu.device().destroy();
+                        lose_device_in = None;
+                    }
+                    Some(n) => lose_device_in = Some(n - 1),
+                    None => {}
+                }
                 pb.set_length(r.total as u64);
                 pb.set_position(r.done as u64);
                 pb.set_message(format!(
