@@ -61,6 +61,10 @@ mod native {
         Export(cli::ExportArgs),
     }
 
+    /// Set once the app handed its runs on after a device loss: a panic of eframe's painter
+    /// on the lost device is then expected, and the window loop recovers from it.
+    static HANDED_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
     pub fn main() {
         // `nnlab ... | head` closes stdout early: exit quietly, as a shell tool killed by
         // SIGPIPE would (status 141), instead of panicking in println!.
@@ -68,6 +72,11 @@ mod native {
         std::panic::set_hook(Box::new(move |info| {
             if info.to_string().contains("Broken pipe") {
                 std::process::exit(141);
+            }
+            if HANDED_ON.load(std::sync::atomic::Ordering::SeqCst) {
+                // eframe's painter fails on the lost device; the window loop goes on.
+                eprintln!("nnlab: the window stopped drawing on the lost device: {info}");
+                return;
             }
             default_hook(info);
         }));
@@ -119,26 +128,43 @@ mod native {
                     .with_drag_and_drop(true),
                 ..Default::default()
             };
-            eframe::run_native(
-                "nnlab",
-                options,
-                Box::new(move |cc| {
-                    let app = match start {
-                        (Some(r), _) => NnlabApp::restarted(cc, r),
-                        (None, l) => NnlabApp::new(cc, l.unwrap_or_default()),
-                    };
-                    let ctx = cc.egui_ctx.clone();
-                    Ok(Box::new(app.with_restart(Box::new(move |r| {
-                        eprintln!("nnlab: the GPU device was lost; a new window continues the runs on a new device");
-                        *slot.borrow_mut() = Some(r);
-                        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-                    }))))
-                }),
-            )
-            .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
-            match handed_on.borrow_mut().take() {
-                Some(r) => recovered = Some(r),
-                None => return Ok(()),
+            HANDED_ON.store(false, std::sync::atomic::Ordering::SeqCst);
+            // egui-wgpu's painter panics on a lost device (egui#8452): once the runs were
+            // handed on, that panic only ends this window.
+            let shown = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                eframe::run_native(
+                    "nnlab",
+                    options,
+                    Box::new(move |cc| {
+                        let app = match start {
+                            (Some(r), _) => NnlabApp::restarted(cc, r),
+                            (None, l) => NnlabApp::new(cc, l.unwrap_or_default()),
+                        };
+                        let ctx = cc.egui_ctx.clone();
+                        Ok(Box::new(app.with_restart(Box::new(move |r| {
+                            eprintln!(
+                                "nnlab: the GPU device was lost; a new window continues the \
+                                 runs on a new device"
+                            );
+                            *slot.borrow_mut() = Some(r);
+                            HANDED_ON.store(true, std::sync::atomic::Ordering::SeqCst);
+                            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                        }))))
+                    }),
+                )
+            }));
+            match (shown, handed_on.borrow_mut().take()) {
+                (Ok(_), Some(r)) => recovered = Some(r),
+                (Ok(r), None) => {
+                    return r.map_err(|e| anyhow::anyhow!("cannot open the window: {e}"));
+                }
+                // The painter failed on the lost device before a frame of the app noticed:
+                // eframe's event loop does not run again after a panic.
+                (Err(_), Some(_)) => anyhow::bail!(
+                    "the GPU device was lost and the window's renderer failed with it: restart \
+                     nnlab, then load the checkpoints you saved to continue the runs"
+                ),
+                (Err(panic), None) => std::panic::resume_unwind(panic),
             }
         }
     }

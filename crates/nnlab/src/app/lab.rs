@@ -30,6 +30,18 @@ pub fn color(id: u64) -> Color32 {
     PALETTE[(id as usize).wrapping_sub(1) % PALETTE.len()]
 }
 
+/// Stops `r` with its error. A device failing under a running run (a readback the browser
+/// fails before it reports the device lost) marks it interrupted, so that on a new device
+/// it runs again; its own errors (divergence) do not.
+fn stop(r: &mut Run, was_running: bool, e: &anyhow::Error) {
+    let device = e
+        .chain()
+        .any(|c| c.downcast_ref::<gpu_nn::Error>().is_some());
+    r.interrupted |= was_running && device;
+    r.running = false;
+    r.error = Some(format!("{e:#}"));
+}
+
 /// Runs side by side on one device.
 pub struct Lab {
     gpu: Gpu,
@@ -156,9 +168,9 @@ impl Lab {
             return;
         }
         for r in &mut self.runs {
+            let running = r.running;
             if let Err(e) = r.poll(now) {
-                r.running = false;
-                r.error = Some(format!("{e:#}"));
+                stop(r, running, &e);
             }
         }
         self.recovery.update(&self.runs, now);
@@ -202,8 +214,7 @@ impl Lab {
             idle_rounds = 0;
             let k = r.burst();
             if let Err(e) = r.submit(now, k) {
-                r.running = false;
-                r.error = Some(format!("{e:#}"));
+                stop(r, true, &e);
             }
             if self.cpu || t0.elapsed().as_secs_f64() > budget_s {
                 break;

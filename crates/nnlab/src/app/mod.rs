@@ -441,17 +441,17 @@ impl NnlabApp {
         let t0 = Instant::now();
         self.files.poll(self.lab.as_ref());
         let Some(lab) = &mut self.lab else { return };
-        lab.poll(now);
-        if lab.gpu().is_lost() {
-            self.device_lost();
-            return;
-        }
         if let Some(n) = self.launch.lose_device_after
             && lab.runs.iter().any(|r| r.steps_back() >= n)
         {
             // Fault injection (NNLAB_LOSE_DEVICE_AFTER): what a driver reset does.
             self.launch.lose_device_after = None;
             lab.gpu().device().destroy();
+        }
+        lab.poll(now);
+        if lab.gpu().is_lost() {
+            self.device_lost();
+            return;
         }
         let mut errors = Vec::new();
         if let Err(e) = self.features.poll() {
@@ -625,10 +625,10 @@ impl NnlabApp {
                 let raw: Vec<u8> = img.pixels.iter().flat_map(|p| p.to_array()).collect();
                 match image::RgbaImage::from_raw(w as u32, h as u32, raw) {
                     Some(buf) => match buf.save(&path) {
-                        Ok(()) => log::info!("screenshot saved to {}", path.display()),
-                        Err(e) => log::error!("cannot save {}: {e}", path.display()),
+                        Ok(()) => eprintln!("nnlab: screenshot saved to {}", path.display()),
+                        Err(e) => eprintln!("nnlab: cannot save {}: {e}", path.display()),
                     },
-                    None => log::error!("screenshot has a wrong size"),
+                    None => eprintln!("nnlab: the screenshot has a wrong size"),
                 }
                 c.send_viewport_cmd(egui::ViewportCommand::Close);
             });
@@ -715,6 +715,11 @@ impl eframe::App for NnlabApp {
         self.frame_ms = 0.9 * self.frame_ms + 0.1 * dt * 1000.0;
         self.take_dropped_files(&ctx);
         self.advance(now);
+        if self.lost && self.restart.is_some() {
+            // The runs went to a new app: draw nothing, since egui-wgpu's painter panics
+            // when it uploads vertices to a lost device.
+            return;
+        }
         self.draw(ui);
         self.maybe_screenshot(&ctx);
         #[cfg(target_arch = "wasm32")]

@@ -153,7 +153,7 @@ impl Recovery {
                 id: r.id,
                 name: r.name.clone(),
                 settings: r.settings.clone(),
-                running: r.running || r.busy(),
+                running: r.running || r.interrupted,
                 data: r.data.clone(),
                 history: r.history.clone(),
             })
@@ -284,6 +284,16 @@ impl NnlabApp {
                 ));
                 self.recovery = Some(recovery);
             }
+        }
+    }
+}
+
+impl Drop for NnlabApp {
+    fn drop(&mut self) {
+        // eframe's painter can fail on a lost device before a frame of ours noticed, and
+        // end the window (natively egui-wgpu panics): the runs are handed on from here then.
+        if self.lab.as_ref().is_some_and(|l| l.gpu().is_lost()) {
+            self.device_lost();
         }
     }
 }

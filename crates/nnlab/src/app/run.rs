@@ -225,6 +225,9 @@ pub struct Run {
     pub running: bool,
     /// Why it stopped (divergence, a failed step), shown with the run.
     pub error: Option<String>,
+    /// It was running when the device failed under it (not its own numbers): on a new
+    /// device it runs again.
+    pub interrupted: bool,
     /// Its curves.
     pub history: History,
     /// Its data, shared with runs that chose the same.
@@ -356,6 +359,7 @@ impl Run {
             settings,
             running: false,
             error: None,
+            interrupted: false,
             history: History::default(),
             data,
             trainee,
