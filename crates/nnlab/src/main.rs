@@ -154,6 +154,7 @@ mod native {
                 )
             }));
             match (shown, handed_on.borrow_mut().take()) {
+                (Ok(_), Some(r)) if r.exhausted() => anyhow::bail!("{}", r.give_up_message()),
                 (Ok(_), Some(r)) => recovered = Some(r),
                 (Ok(r), None) => {
                     return r.map_err(|e| anyhow::anyhow!("cannot open the window: {e}"));

@@ -140,6 +140,10 @@ fn restart_on_new_device(
         let restart: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> =
             Box::pin(async move {
                 runner.destroy();
+                if recovery.exhausted() {
+                    show_message(&recovery.give_up_message());
+                    return;
+                }
                 log::warn!("the GPU device was lost; starting the runs again on a new device");
                 if let Err(e) = start_app(canvas, Start::Recovered(recovery)).await {
                     show_message(&e);

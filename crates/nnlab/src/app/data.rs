@@ -299,7 +299,10 @@ mod tests {
     #[test]
     fn a_data_choice_is_the_same_only_for_the_exact_same_data() {
         assert_eq!(Bundled::from_name("mnist"), Some(Bundled::Mnist));
-        assert_eq!(Bundled::from_name("fashion-mnist"), Some(Bundled::FashionMnist));
+        assert_eq!(
+            Bundled::from_name("fashion-mnist"),
+            Some(Bundled::FashionMnist)
+        );
         for near in ["mnist2", "MNIST", " mnist", "fashion", "fashion-mnist/"] {
             assert_eq!(Bundled::from_name(near), None, "{near:?}");
         }
@@ -309,13 +312,22 @@ mod tests {
         assert_ne!(dir("/data/mnist"), dir("/data/mnist/train"));
         // Two folders with the same name and files are two choices: each is decoded for itself.
         let files = || {
-            let list = vec![("a/x.png".to_string(), vec![0u8]), ("b/y.png".into(), vec![1])];
+            let list = vec![
+                ("a/x.png".to_string(), vec![0u8]),
+                ("b/y.png".into(), vec![1]),
+            ];
             Arc::new(FolderFiles::from_memory("photos", list).expect("files"))
         };
         let (one, two) = (files(), files());
         let shape = [3, 32, 32];
-        assert_eq!(DataChoice::folder(&one, shape), DataChoice::folder(&one, shape));
-        assert_ne!(DataChoice::folder(&one, shape), DataChoice::folder(&two, shape));
+        assert_eq!(
+            DataChoice::folder(&one, shape),
+            DataChoice::folder(&one, shape)
+        );
+        assert_ne!(
+            DataChoice::folder(&one, shape),
+            DataChoice::folder(&two, shape)
+        );
         assert_ne!(
             DataChoice::folder(&one, shape),
             DataChoice::folder(&one, [3, 64, 64])

@@ -168,6 +168,31 @@ impl Recovery {
         }
     }
 
+    /// True once the device was lost [`MAX_RESTARTS`] times after the first: a restart
+    /// should not be tried again.
+    pub fn exhausted(&self) -> bool {
+        self.restarts >= MAX_RESTARTS
+    }
+
+    /// What to tell the user when the runs are not restarted.
+    pub fn give_up_message(&self) -> String {
+        let how = if cfg!(target_arch = "wasm32") {
+            "reload the page"
+        } else {
+            "restart nnlab"
+        };
+        let again = if self.restarts > 0 {
+            format!(", again after {} restarts", self.restarts)
+        } else {
+            String::new()
+        };
+        format!(
+            "The GPU device was lost ({}){again}: {how}, then load the checkpoints you saved \
+             to continue the runs.",
+            self.reason
+        )
+    }
+
     /// Runs in it.
     pub fn len(&self) -> usize {
         self.runs.len()
@@ -247,8 +272,9 @@ impl NnlabApp {
         ));
     }
 
-    /// The device is gone: the runs go to [`NnlabApp::with_restart`]'s new app, or, without
-    /// one (or after [`MAX_RESTARTS`]), stay in `recovery` while the message says how to go on.
+    /// The device is gone: the runs go to [`NnlabApp::with_restart`]'s hook (which gives up
+    /// once [`Recovery::exhausted`]), or, without one, stay in `recovery` while the message
+    /// says how to go on.
     pub(super) fn device_lost(&mut self) {
         let Some(lab) = &mut self.lab else { return };
         if self.lost {
@@ -266,22 +292,14 @@ impl NnlabApp {
         };
         let reason = recovery.reason.clone();
         match &self.restart {
-            Some(restart) if recovery.restarts < MAX_RESTARTS => {
+            Some(restart) => {
                 self.error = Some(format!(
                     "The GPU device was lost ({reason}): the runs start again on a new device."
                 ));
                 restart(recovery);
             }
-            _ => {
-                let how = if cfg!(target_arch = "wasm32") {
-                    "reload the page"
-                } else {
-                    "restart nnlab"
-                };
-                self.error = Some(format!(
-                    "The GPU device was lost ({reason}): {how}, then load the checkpoints you \
-                     saved to continue the runs."
-                ));
+            None => {
+                self.error = Some(recovery.give_up_message());
                 self.recovery = Some(recovery);
             }
         }
