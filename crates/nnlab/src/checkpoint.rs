@@ -190,7 +190,8 @@ pub fn read_safetensors(bytes: &[u8], name: &str) -> Result<(HostState, HashMap<
     if let Some(len) = bytes.first_chunk::<8>().map(|b| u64::from_le_bytes(*b)) {
         ensure!(
             len <= MAX_HEADER,
-            "{name}: a {len}-byte header, more than the {MAX_HEADER} nnlab reads"
+            "{name}: not a valid safetensors file: its header declares {len} bytes, more \
+             than the {MAX_HEADER} nnlab reads"
         );
     }
     let st = SafeTensors::deserialize(bytes)

@@ -219,7 +219,7 @@ fn crafted_checkpoint_metadata_is_refused_before_it_is_used() {
         Checkpoint::from_bytes(&huge, "huge.safetensors").expect_err("refused")
     );
     assert!(
-        e.contains("huge.safetensors") && e.contains("250000000-byte header"),
+        e.contains("huge.safetensors") && e.contains("header declares 250000000 bytes"),
         "{e}"
     );
     // Metadata over the cap, in a header under it, is refused by its own check.

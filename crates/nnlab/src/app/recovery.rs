@@ -209,29 +209,35 @@ impl Recovery {
         let mut runs = Vec::new();
         let mut said = Vec::new();
         for s in self.runs {
-            let from_point = s.point.as_ref().map(|(step, c)| {
-                let r = Run::resume(gpu, s.id, c, s.settings.clone(), s.data.clone(), {
-                    s.history.clone()
-                });
-                (*step, r)
-            });
-            let (run, line) = match from_point {
-                Some((step, Ok(r))) => (Ok(r), format!("run {} from step {step}", s.id)),
-                Some((_, Err(e))) => (Err(e), String::new()),
+            let Survivor {
+                id,
+                name,
+                settings,
+                running,
+                data,
+                history,
+                probe_every,
+                point,
+            } = s;
+            let (run, line) = match &point {
+                Some((step, c)) => (
+                    Run::resume(gpu, id, c, settings, data, history),
+                    format!("run {id} from step {step}"),
+                ),
                 None => (
-                    Run::new(gpu, s.id, s.settings.clone(), s.data.clone()),
-                    format!("run {} from the start (no recovery point yet)", s.id),
+                    Run::new(gpu, id, settings, data),
+                    format!("run {id} from the start (no recovery point yet)"),
                 ),
             };
             match run {
                 Ok(mut r) => {
-                    r.name = s.name;
-                    r.running = s.running;
-                    r.set_probe_every(s.probe_every);
+                    r.name = name;
+                    r.running = running;
+                    r.set_probe_every(probe_every);
                     runs.push(r);
                     said.push(line);
                 }
-                Err(e) => said.push(format!("run {} could not be rebuilt: {e:#}", s.id)),
+                Err(e) => said.push(format!("run {id} could not be rebuilt: {e:#}")),
             }
         }
         (runs, said)

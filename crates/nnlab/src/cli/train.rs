@@ -273,9 +273,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
             trainer.progress.epoch
         );
     }
-    // Fault injection for tests: destroy the device after this many steps, as a driver
-    // reset would.
-    let mut lose_device_in: Option<u64> = std::env::var("NNLAB_LOSE_DEVICE_AFTER")
+    // Fault injection for tests: destroy the device, as a driver reset would, before the
+    // first epoch (or part) that starts after this many steps.
+    let lose_device_after: Option<u64> = std::env::var("NNLAB_LOSE_DEVICE_AFTER")
         .ok()
         .and_then(|v| v.parse().ok());
     while trainer.progress.epoch < epochs {
@@ -284,15 +284,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
         let pb = bar(0, format!("{}/{epochs}", e + 1));
         let mut run = EpochRun::default();
         loop {
+            if lose_device_after.is_some_and(|n| trainer.progress.step >= n) {
+                gpu.device().destroy();
+            }
             let part = trainer.run_epoch(&d.train, a.save_every.map(|n| n as usize), |r| {
-                match lose_device_in {
-                    Some(n) if n <= 1 => {
-                        gpu.device().destroy();
-                        lose_device_in = None;
-                    }
-                    Some(n) => lose_device_in = Some(n - 1),
-                    None => {}
-                }
                 pb.set_length(r.total as u64);
                 pb.set_position(r.done as u64);
                 pb.set_message(format!(
