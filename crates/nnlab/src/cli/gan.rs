@@ -149,22 +149,11 @@ pub fn gan(a: GanArgs) -> Result<()> {
     let last = a.checkpoint_dir.as_ref().map(|d| d.join(LAST));
     let resume_from = last.as_ref().filter(|p| a.resume && p.is_file());
     if resume_from.is_some() {
-        // A resumed run takes these from its checkpoint: never drop them silently.
-        let given: Vec<&str> = [
+        super::refuse_with_resume(&[
             ("--batch-size", a.batch_size.is_some()),
             ("--width", a.width.is_some()),
             ("--seed", a.seed.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(flag, given)| given.then_some(flag))
-        .collect();
-        ensure!(
-            given.is_empty(),
-            "--resume takes the run's settings from its checkpoint; {} would be ignored \
-             (drop {}, or start a new run in another --checkpoint-dir)",
-            given.join(", "),
-            if given.len() == 1 { "it" } else { "them" }
-        );
+        ])?;
     }
     let mut t = match resume_from {
         Some(p) => {

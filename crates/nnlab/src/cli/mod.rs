@@ -83,6 +83,23 @@ fn ensure_writable_file(path: &Path, flag: &str) -> Result<()> {
     ensure_writable_dir(dir, flag)
 }
 
+/// Refuses the `(flag, given)` settings a resumed run takes from its checkpoint: a flag
+/// given with `--resume` must not be dropped silently.
+fn refuse_with_resume(flags: &[(&str, bool)]) -> Result<()> {
+    let given: Vec<&str> = flags
+        .iter()
+        .filter_map(|&(flag, given)| given.then_some(flag))
+        .collect();
+    ensure!(
+        given.is_empty(),
+        "--resume takes the run's settings from its checkpoint; {} would be ignored (drop \
+         {}, or start a new run in another --checkpoint-dir)",
+        given.join(", "),
+        if given.len() == 1 { "it" } else { "them" }
+    );
+    Ok(())
+}
+
 fn load_train_data(spec: &str, input: [usize; 3], limit: Option<usize>) -> Result<Loaded> {
     let mut d = data::load_data(spec, Some(input))?;
     if let Some(n) = limit {

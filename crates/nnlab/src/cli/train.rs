@@ -89,11 +89,9 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// The settings a resumed run takes from its checkpoint, where given on the command
-    /// line: a resumed run must not silently drop them.
-    fn overridden(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        let flags = [
+    /// The settings a resumed run takes from its checkpoint, and whether each was given.
+    fn overridden(&self) -> [(&'static str, bool); 10] {
+        [
             ("--batch-size", self.batch_size.is_some()),
             ("--optimizer", self.optimizer.is_some()),
             ("--lr", self.lr.is_some()),
@@ -104,13 +102,7 @@ impl TrainArgs {
             ("--augment", self.augment),
             ("--weights", self.weights.is_some()),
             ("--image-size", self.image_size.is_some()),
-        ];
-        for (flag, given) in flags {
-            if given {
-                v.push(flag);
-            }
-        }
-        v
+        ]
     }
 }
 
@@ -209,14 +201,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let last = a.checkpoint_dir.as_ref().map(|d| d.join(LAST));
     let resume_from = last.as_ref().filter(|p| a.resume && p.is_file());
     if resume_from.is_some() {
-        let given = a.overridden();
-        ensure!(
-            given.is_empty(),
-            "--resume takes the run's settings from its checkpoint; {} would be ignored \
-             (drop {}, or start a new run in another --checkpoint-dir)",
-            given.join(", "),
-            if given.len() == 1 { "it" } else { "them" }
-        );
+        super::refuse_with_resume(&a.overridden())?;
     }
     let gpu = gpu()?;
     let (mut trainer, d) = if let Some(p) = resume_from {
