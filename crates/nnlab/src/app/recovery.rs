@@ -150,12 +150,13 @@ impl Recovery {
             .map(|r| Survivor {
                 point: points.take(r.id),
                 probe_every: r.probe_every(),
-                id: r.id,
-                name: r.name.clone(),
-                settings: r.settings.clone(),
                 running: r.running || r.interrupted,
-                data: r.data.clone(),
-                history: r.history.clone(),
+                id: r.id,
+                // The rest of the run (its GPU state) is dropped here.
+                name: r.name,
+                settings: r.settings,
+                data: r.data,
+                history: r.history,
             })
             .collect();
         Self {
